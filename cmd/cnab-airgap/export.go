@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/export"
+)
+
+func exportCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "export",
+		Usage:     "export a bundle and every image it references into one archive",
+		ArgsUsage: "[REGISTRY/REPO:TAG|REGISTRY/REPO@DIGEST]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "archive `PATH` (- for standard output)", Required: true},
+			&cli.StringFlag{Name: "bundle-file", Usage: "export from a local thin bundle.json `FILE` instead of a registry"},
+			&cli.BoolFlag{Name: "allow-missing-digest", Usage: "resolve images without contentDigest by tag (recorded in the archive)"},
+			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted export, re-verifying what it keeps"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "resolve and plan, write nothing"},
+			&cli.StringFlag{Name: "compression", Usage: "none, gzip or zstd (default: by the output name)"},
+		},
+		Action: func(c *cli.Context) error {
+			req := export.Request{Output: c.String("output"), BundleFile: c.String("bundle-file"), Stdout: e.stdout}
+			switch {
+			case c.NArg() > 1:
+				return usagef("export takes one bundle reference")
+			case c.NArg() == 1 && req.BundleFile != "":
+				return usagef("give a bundle reference or --bundle-file, not both")
+			case c.NArg() == 0 && req.BundleFile == "":
+				return usagef("export needs a bundle reference or --bundle-file")
+			}
+			req.Reference = c.Args().First()
+			asJSON, err := outputJSON(c)
+			if err != nil {
+				return err
+			}
+			if asJSON && req.Output == "-" {
+				return usagef("--output json cannot share standard output with the archive (-o -)")
+			}
+			cl, err := client(c, e)
+			if err != nil {
+				return err
+			}
+			bars := newProgress(e.stderr, c.Bool("quiet"))
+			defer bars.finish()
+			res, err := export.Export(c.Context, req,
+				export.WithClient(cl),
+				export.WithJobs(c.Int("jobs")),
+				export.WithLogger(logger(c, e)),
+				export.WithProgress(bars.event),
+				export.WithAllowMissingDigest(c.Bool("allow-missing-digest")),
+				export.WithResume(c.Bool("resume")),
+				export.WithDryRun(c.Bool("dry-run")),
+				export.WithCompression(c.String("compression")),
+			)
+			bars.finish()
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(e.stdout, res)
+			}
+			if c.Bool("quiet") || req.Output == "-" {
+				return nil
+			}
+			return printExport(e, res)
+		},
+	}
+}
+
+func printExport(e *env, r *export.Result) error {
+	w := e.stdout
+	fmt.Fprintf(w, "bundle      %s %s\n", r.Bundle, r.Version)
+	fmt.Fprintf(w, "bundle.json %s\n", r.BundleDigest)
+	if r.IndexDigest != "" {
+		fmt.Fprintf(w, "index       %s\n", r.IndexDigest)
+	}
+	for _, img := range r.Images {
+		plat := ""
+		if len(img.Platforms) > 0 {
+			plat = fmt.Sprintf(" [%s]", joinComma(img.Platforms))
+		}
+		fmt.Fprintf(w, "  %-10s %-12s %s@%s%s %s\n", img.Role, img.Name, img.Reference, shortDigest(img.Digest), plat, humanBytes(img.Bytes))
+	}
+	for _, warn := range r.Warnings {
+		fmt.Fprintf(e.stderr, "warning: %s\n", warn)
+	}
+	if r.DryRun {
+		fmt.Fprintf(w, "plan        %d blobs, %s unique, archive would be %s\n", r.Blobs, humanBytes(r.BlobBytes), humanBytes(r.ArchiveBytes))
+		return nil
+	}
+	fmt.Fprintf(w, "archive     %s (%s, %s)\n", r.Archive, humanBytes(r.ArchiveBytes), r.ArchiveDigest)
+	fmt.Fprintf(w, "blobs       %d, %s unique, %s fetched, %s resumed\n", r.Blobs, humanBytes(r.BlobBytes), humanBytes(r.FetchedBytes), humanBytes(r.ResumedBytes))
+	if r.ChecksumFile != "" {
+		fmt.Fprintf(w, "checksum    %s\n", r.ChecksumFile)
+	}
+	fmt.Fprintf(w, "took        %s\n", r.Duration.Round(1e6))
+	return nil
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+)
+
+// inspectResult is the JSON form of inspect.
+type inspectResult struct {
+	Bundle       string         `json:"bundle"`
+	Version      string         `json:"version"`
+	Reference    string         `json:"reference,omitempty"`
+	BundleDigest string         `json:"bundleDigest"`
+	IndexDigest  string         `json:"indexDigest"`
+	Images       []inspectImage `json:"images"`
+	Blobs        int            `json:"blobs"`
+	Manifests    int            `json:"manifests"`
+	TotalBytes   int64          `json:"totalBytes"`
+	UniqueBytes  int64          `json:"uniqueBytes"`
+	Extra        []inspectExtra `json:"extra,omitempty"`
+	Warnings     []string       `json:"warnings,omitempty"`
+}
+
+type inspectImage struct {
+	Role      string   `json:"role"`
+	Name      string   `json:"name"`
+	Reference string   `json:"reference"`
+	Digest    string   `json:"digest"`
+	MediaType string   `json:"mediaType"`
+	Platforms []string `json:"platforms,omitempty"`
+	Bytes     int64    `json:"bytes"`
+	Resolved  bool     `json:"resolved,omitempty"`
+}
+
+type inspectExtra struct {
+	Role      string `json:"role"`
+	Digest    string `json:"digest"`
+	MediaType string `json:"mediaType"`
+	Subject   string `json:"subject,omitempty"`
+}
+
+func inspectCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "list what an archive carries, without extracting it",
+		ArgsUsage: "ARCHIVE",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("inspect takes one archive")
+			}
+			asJSON, err := outputJSON(c)
+			if err != nil {
+				return err
+			}
+			b, err := importer.Load(c.Context, c.Args().First(), layout.OpenOptions{})
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			r := inspectResult{Bundle: b.Bundle.Name, Version: b.Bundle.Version, Reference: b.Reference,
+				BundleDigest: b.BundleDigest.String(), IndexDigest: b.Index.Digest.String(),
+				Blobs: len(b.Blobs), Manifests: len(b.Nodes), UniqueBytes: b.UniqueBytes(), Warnings: b.Warnings}
+			for _, img := range b.Images {
+				r.Images = append(r.Images, inspectImage{Role: img.Role, Name: img.Name, Reference: img.Ref, Digest: img.Desc.Digest.String(),
+					MediaType: img.Desc.MediaType, Platforms: img.Platforms, Bytes: img.Bytes, Resolved: img.Resolved})
+				r.TotalBytes += img.Bytes
+			}
+			for _, x := range b.Extra {
+				r.Extra = append(r.Extra, inspectExtra{Role: x.Annotations[layout.AnnotationRole], Digest: x.Digest.String(), MediaType: x.MediaType, Subject: x.Annotations[layout.AnnotationSubject]})
+			}
+			sort.Slice(r.Extra, func(i, j int) bool { return r.Extra[i].Subject+r.Extra[i].Digest < r.Extra[j].Subject+r.Extra[j].Digest })
+			if asJSON {
+				return writeJSON(e.stdout, r)
+			}
+			w := e.stdout
+			fmt.Fprintf(w, "bundle      %s %s\n", r.Bundle, r.Version)
+			if r.Reference != "" {
+				fmt.Fprintf(w, "from        %s\n", r.Reference)
+			}
+			fmt.Fprintf(w, "bundle.json %s\n", r.BundleDigest)
+			fmt.Fprintf(w, "index       %s\n", r.IndexDigest)
+			fmt.Fprintf(w, "images:\n")
+			for _, img := range r.Images {
+				fmt.Fprintf(w, "  %-10s %-12s %s\n", img.Role, img.Name, img.Reference)
+				fmt.Fprintf(w, "             %s %s %s", img.Digest, img.MediaType, humanBytes(img.Bytes))
+				if len(img.Platforms) > 0 {
+					fmt.Fprintf(w, " [%s]", joinComma(img.Platforms))
+				}
+				fmt.Fprintln(w)
+			}
+			for _, x := range r.Extra {
+				fmt.Fprintf(w, "  %-10s %s %s subject %s\n", x.Role, x.Digest, x.MediaType, x.Subject)
+			}
+			fmt.Fprintf(w, "content     %d manifests, %d blobs, %s in images, %s unique\n", r.Manifests, r.Blobs, humanBytes(r.TotalBytes), humanBytes(r.UniqueBytes))
+			for _, warn := range r.Warnings {
+				fmt.Fprintf(e.stderr, "warning: %s\n", warn)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,329 @@
+// Package registry wraps go-containerregistry with what cnab-airgap needs
+// from every registry conversation: per-host plain HTTP and TLS settings, a
+// CA bundle, credentials from the docker config, one authenticated transport
+// per repository, and raw blob streams whose verification is left to the
+// caller (so every byte is hashed exactly once).
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/opencontainers/go-digest"
+)
+
+// Options configures a Client. The zero value talks TLS with the system
+// roots to every registry and takes credentials from the docker config.
+type Options struct {
+	// PlainHTTP lists registry hosts (host:port) spoken to over plain HTTP.
+	PlainHTTP []string
+	// Insecure lists registry hosts whose TLS certificate is not verified.
+	Insecure []string
+	// CAFiles are PEM files of extra trusted CA certificates.
+	CAFiles []string
+	// Keychain resolves credentials. Default: authn.DefaultKeychain (docker
+	// config and credential helpers).
+	Keychain authn.Keychain
+	// Auth, when set, is used for every registry instead of Keychain.
+	Auth authn.Authenticator
+	// Transport is the base transport. Default: a clone of
+	// http.DefaultTransport with the TLS settings above.
+	Transport http.RoundTripper
+	// UserAgent is sent with every request.
+	UserAgent string
+	// Jobs bounds concurrent blob bodies inside go-containerregistry. Default 4.
+	Jobs int
+}
+
+// Client talks to registries. It is safe for concurrent use.
+type Client struct {
+	o         Options
+	plain     map[string]bool
+	base      http.RoundTripper
+	remoteOps []remote.Option
+	puller    *remote.Puller
+	pusher    *remote.Pusher
+
+	mu    sync.Mutex
+	repos map[string]http.RoundTripper
+}
+
+// New builds a Client.
+func New(o Options) (*Client, error) {
+	c := &Client{o: o, plain: map[string]bool{}, repos: map[string]http.RoundTripper{}}
+	for _, h := range o.PlainHTTP {
+		c.plain[h] = true
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = 4
+		c.o.Jobs = 4
+	}
+	base := o.Transport
+	if base == nil {
+		var err error
+		base, err = newTransport(o)
+		if err != nil {
+			return nil, err
+		}
+	}
+	c.base = base
+	c.remoteOps = []remote.Option{remote.WithTransport(base), remote.WithJobs(o.Jobs)}
+	if o.Auth != nil {
+		c.remoteOps = append(c.remoteOps, remote.WithAuth(o.Auth))
+	} else {
+		kc := o.Keychain
+		if kc == nil {
+			kc = authn.DefaultKeychain
+		}
+		c.remoteOps = append(c.remoteOps, remote.WithAuthFromKeychain(kc))
+	}
+	if o.UserAgent != "" {
+		c.remoteOps = append(c.remoteOps, remote.WithUserAgent(o.UserAgent))
+	}
+	c.remoteOps = append(c.remoteOps, remote.WithNondistributable)
+	var err error
+	if c.puller, err = remote.NewPuller(c.remoteOps...); err != nil {
+		return nil, err
+	}
+	if c.pusher, err = remote.NewPusher(c.remoteOps...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func newTransport(o Options) (http.RoundTripper, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	for _, f := range o.CAFiles {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("CA file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificates found", f)
+		}
+	}
+	mk := func(skip bool) *http.Transport {
+		t := &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          100,
+			MaxIdleConnsPerHost:   32,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: 1 * time.Second,
+			TLSClientConfig:       &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, InsecureSkipVerify: skip}, //nolint:gosec // only for hosts named with --insecure
+		}
+		return t
+	}
+	ht := &hostTransport{secure: mk(false), insecureHosts: map[string]bool{}}
+	if len(o.Insecure) > 0 {
+		ht.insecure = mk(true)
+		for _, h := range o.Insecure {
+			ht.insecureHosts[h] = true
+		}
+	}
+	return ht, nil
+}
+
+// hostTransport skips TLS verification only for the hosts named insecure.
+type hostTransport struct {
+	secure, insecure http.RoundTripper
+	insecureHosts    map[string]bool
+}
+
+func (t *hostTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.insecure != nil && (t.insecureHosts[r.URL.Host] || t.insecureHosts[r.URL.Hostname()]) {
+		return t.insecure.RoundTrip(r)
+	}
+	return t.secure.RoundTrip(r)
+}
+
+// RemoteOptions returns the go-containerregistry options of this client.
+func (c *Client) RemoteOptions() []remote.Option { return c.remoteOps }
+
+// Puller returns the shared puller (it reuses authenticated transports).
+func (c *Client) Puller() *remote.Puller { return c.puller }
+
+// Pusher returns the shared pusher.
+func (c *Client) Pusher() *remote.Pusher { return c.pusher }
+
+// nameOptions returns the name options for a reference on host.
+func (c *Client) nameOptions(host string) []name.Option {
+	if c.plain[host] {
+		return []name.Option{name.Insecure}
+	}
+	return nil
+}
+
+// ParseReference parses a reference, applying the plain-HTTP setting of its
+// host. References must be fully qualified or they resolve to Docker Hub.
+func (c *Client) ParseReference(s string) (name.Reference, error) {
+	r, err := name.ParseReference(s)
+	if err != nil {
+		return nil, fmt.Errorf("reference %q: %w", s, err)
+	}
+	return name.ParseReference(s, c.nameOptions(r.Context().RegistryStr())...)
+}
+
+// Repository parses a repository name, applying the plain-HTTP setting of its host.
+func (c *Client) Repository(s string) (name.Repository, error) {
+	r, err := name.NewRepository(s)
+	if err != nil {
+		return name.Repository{}, fmt.Errorf("repository %q: %w", s, err)
+	}
+	return name.NewRepository(s, c.nameOptions(r.RegistryStr())...)
+}
+
+// Digest returns repo@d as a name.Digest.
+func (c *Client) Digest(repo name.Repository, d digest.Digest) (name.Digest, error) {
+	return name.NewDigest(repo.Name()+"@"+d.String(), c.nameOptions(repo.RegistryStr())...)
+}
+
+// Tag returns repo:tag as a name.Tag.
+func (c *Client) Tag(repo name.Repository, tag string) (name.Tag, error) {
+	return name.NewTag(repo.Name()+":"+tag, c.nameOptions(repo.RegistryStr())...)
+}
+
+// repoTransport returns an authenticated transport for repo with the given
+// scope, creating it (ping, token exchange) once.
+func (c *Client) repoTransport(ctx context.Context, repo name.Repository, action string) (http.RoundTripper, error) {
+	key := repo.Name() + "|" + action
+	c.mu.Lock()
+	rt, ok := c.repos[key]
+	c.mu.Unlock()
+	if ok {
+		return rt, nil
+	}
+	auth := c.o.Auth
+	if auth == nil {
+		kc := c.o.Keychain
+		if kc == nil {
+			kc = authn.DefaultKeychain
+		}
+		var err error
+		auth, err = authn.Resolve(ctx, kc, repo)
+		if err != nil {
+			return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
+		}
+	}
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, c.base, []string{repo.Scope(action)})
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.repos[key] = rt
+	c.mu.Unlock()
+	return rt, nil
+}
+
+// FetchBlob opens the raw content of blob d in repo. The body is not
+// verified here: the caller streams it through a verifying reader.
+func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, d digest.Digest, size int64) (io.ReadCloser, error) {
+	rt, err := c.repoTransport(ctx, repo, transport.PullScope)
+	if err != nil {
+		return nil, err
+	}
+	u := fmt.Sprintf("%s://%s/v2/%s/blobs/%s", repo.Scheme(), repo.RegistryStr(), repo.RepositoryStr(), d)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	if size >= 0 && resp.ContentLength >= 0 && resp.ContentLength != size {
+		resp.Body.Close()
+		return nil, fmt.Errorf("blob %s: registry announces %d bytes, descriptor says %d", d, resp.ContentLength, size)
+	}
+	return resp.Body, nil
+}
+
+// FetchURL opens a foreign layer from one of its descriptor's URLs (http or
+// https only), through the client's TLS settings and without credentials.
+func (c *Client) FetchURL(ctx context.Context, rawURL string) (io.ReadCloser, error) {
+	if !strings.HasPrefix(rawURL, "https://") && !strings.HasPrefix(rawURL, "http://") {
+		return nil, fmt.Errorf("foreign layer URL %q: only http and https are supported", rawURL)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Transport: c.base}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("foreign layer URL %q: HTTP %d", rawURL, resp.StatusCode)
+	}
+	return resp.Body, nil
+}
+
+// IsNotFound reports whether err is a registry's 404 / MANIFEST_UNKNOWN /
+// BLOB_UNKNOWN / NAME_UNKNOWN answer.
+func IsNotFound(err error) bool {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		if te.StatusCode == http.StatusNotFound {
+			return true
+		}
+		for _, d := range te.Errors {
+			switch d.Code {
+			case transport.ManifestUnknownErrorCode, transport.BlobUnknownErrorCode, transport.NameUnknownErrorCode:
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// BlobExists asks repo whether it holds blob d (HEAD). A 404 is (false, nil).
+func (c *Client) BlobExists(ctx context.Context, repo name.Repository, d digest.Digest) (bool, error) {
+	rt, err := c.repoTransport(ctx, repo, transport.PullScope)
+	if err != nil {
+		if IsNotFound(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	u := fmt.Sprintf("%s://%s/v2/%s/blobs/%s", repo.Scheme(), repo.RegistryStr(), repo.RepositoryStr(), d)
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return true, nil
+	case http.StatusNotFound:
+		return false, nil
+	}
+	return false, transport.CheckError(resp, http.StatusOK)
+}

@@ -1,0 +1,865 @@
+package export
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
+	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
+)
+
+// Request says what to export and where.
+type Request struct {
+	// Reference is REGISTRY/REPO:TAG or REGISTRY/REPO@DIGEST of a bundle
+	// pushed by cnab-to-oci or Porter. Exactly one of Reference and
+	// BundleFile is set.
+	Reference string
+	// BundleFile is the path of a local thin bundle.json; its images are
+	// pulled from the references it gives.
+	BundleFile string
+	// Output is the archive path, or "-" for standard output (Stdout).
+	Output string
+	// Stdout receives the archive when Output is "-".
+	Stdout io.Writer
+}
+
+// Image is one exported image.
+type Image struct {
+	Role      string   `json:"role"`
+	Name      string   `json:"name"`
+	Reference string   `json:"reference"`
+	Digest    string   `json:"digest"`
+	MediaType string   `json:"mediaType"`
+	Platforms []string `json:"platforms,omitempty"`
+	// Bytes is the total size of the image's blobs and manifests.
+	Bytes int64 `json:"bytes"`
+	// Source is where the content was read from.
+	Source string `json:"source"`
+	// Resolved is true when contentDigest was missing and the tag was resolved.
+	Resolved bool `json:"resolved,omitempty"`
+}
+
+// Result describes a finished (or, with dry run, planned) export.
+type Result struct {
+	Bundle        string        `json:"bundle"`
+	Version       string        `json:"version"`
+	Reference     string        `json:"reference,omitempty"`
+	BundleDigest  string        `json:"bundleDigest"`
+	IndexDigest   string        `json:"indexDigest"`
+	Images        []Image       `json:"images"`
+	Blobs         int           `json:"blobs"`
+	BlobBytes     int64         `json:"blobBytes"`
+	FetchedBytes  int64         `json:"fetchedBytes"`
+	ResumedBytes  int64         `json:"resumedBytes"`
+	Archive       string        `json:"archive,omitempty"`
+	ArchiveBytes  int64         `json:"archiveBytes"`
+	ArchiveDigest string        `json:"archiveDigest,omitempty"`
+	ChecksumFile  string        `json:"checksumFile,omitempty"`
+	Compression   string        `json:"compression"`
+	DryRun        bool          `json:"dryRun,omitempty"`
+	Duration      time.Duration `json:"duration"`
+	Warnings      []string      `json:"warnings,omitempty"`
+}
+
+// blobSource says where a blob can be fetched from.
+type blobSource struct {
+	size  int64
+	repos []name.Repository
+	urls  []string
+	data  []byte // manifests and bundle metadata, already in memory
+}
+
+type exporter struct {
+	o        *options
+	mu       sync.Mutex
+	blobs    map[digest.Digest]*blobSource
+	warnings []string
+}
+
+func (e *exporter) warn(format string, args ...any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.warnings = append(e.warnings, fmt.Sprintf(format, args...))
+}
+
+func (e *exporter) addBlob(d digest.Digest, size int64, repo name.Repository, urls []string, data []byte) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, ok := e.blobs[d]
+	if !ok {
+		s = &blobSource{size: size}
+		e.blobs[d] = s
+	} else if s.size != size {
+		return fmt.Errorf("blob %s is described with sizes %d and %d", d, s.size, size)
+	}
+	if data != nil {
+		s.data = data
+	}
+	if repo.RepositoryStr() != "" && !slices.ContainsFunc(s.repos, func(r name.Repository) bool { return r.Name() == repo.Name() }) {
+		s.repos = append(s.repos, repo)
+	}
+	for _, u := range urls {
+		if !slices.Contains(s.urls, u) {
+			s.urls = append(s.urls, u)
+		}
+	}
+	return nil
+}
+
+// Export resolves the bundle, checks every image against its contentDigest,
+// plans the archive and writes it (unless dry run), with a sha256 checksum
+// file beside it. On failure nothing is left under the output name; an
+// interrupted export keeps its staging file for WithResume.
+func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
+	start := time.Now()
+	o, err := makeOptions(opts...)
+	if err != nil {
+		return nil, err
+	}
+	if (req.Reference == "") == (req.BundleFile == "") {
+		return nil, errors.New("export: give exactly one of a bundle reference and a bundle file")
+	}
+	if req.Output == "" && !o.dryRun {
+		return nil, errors.New("export: no output path")
+	}
+	e := &exporter{o: o, blobs: map[digest.Digest]*blobSource{}}
+	o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateStarted})
+
+	src, err := e.resolveBundle(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{
+		Bundle: src.bundle.Name, Version: src.bundle.Version, Reference: req.Reference,
+		BundleDigest: digest.FromBytes(src.bundleJSON).String(), IndexDigest: src.indexDigest.String(),
+	}
+	index, images, err := e.collectImages(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	res.Images = images
+
+	indexJSON, err := json.Marshal(index)
+	if err != nil {
+		return nil, err
+	}
+	files := []layout.File{
+		{Name: layout.OCILayoutFile, Data: []byte(layout.OCILayoutContent)},
+		{Name: layout.IndexFile, Data: indexJSON},
+		{Name: layout.BundleFile, Data: src.bundleJSON},
+	}
+	var blobs []layout.Blob
+	for d, s := range e.blobs {
+		blobs = append(blobs, layout.Blob{Digest: d, Size: s.size, Data: s.data})
+	}
+	plan, err := layout.NewPlan(files, blobs)
+	if err != nil {
+		return nil, err
+	}
+	res.Blobs = len(e.blobs)
+	res.BlobBytes = plan.BlobBytes()
+	res.ArchiveBytes = plan.Size()
+	res.Warnings = e.warnings
+	var fetchTotal int64
+	for _, b := range plan.Blobs() {
+		fetchTotal += b.Size
+	}
+	o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateDone})
+	if o.dryRun {
+		res.DryRun = true
+		res.Duration = time.Since(start)
+		return res, nil
+	}
+
+	compression := o.compression
+	if compression == "" {
+		compression = compressionFor(req.Output)
+	}
+	res.Compression = compression
+	fetched := &counter{}
+	fetch := e.fetcher(fetched)
+	o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateTotal, Total: fetchTotal, Count: len(plan.Blobs())})
+
+	if req.Output == "-" {
+		if req.Stdout == nil {
+			return nil, errors.New("export: output is - but no standard output writer was given")
+		}
+		d, err := writeCompressedStream(ctx, plan, req.Stdout, compression, fetch)
+		if err != nil {
+			return nil, err
+		}
+		res.ArchiveDigest = d.String()
+	} else if compression != "none" {
+		if err := e.writeCompressedFile(ctx, plan, req.Output, compression, fetch, res); err != nil {
+			return nil, err
+		}
+	} else {
+		fw, err := layout.Create(req.Output, plan, layout.CreateOptions{Resume: o.resume})
+		if err != nil {
+			return nil, err
+		}
+		res.ResumedBytes = fw.Resumed()
+		if res.ResumedBytes > 0 {
+			o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateSkipped, Item: "resumed", Bytes: res.ResumedBytes})
+		}
+		if err := fw.Fill(ctx, o.jobs, fetch); err != nil {
+			fw.Close() // keep the staging file: --resume continues from it
+			return nil, fmt.Errorf("export of bundle %s: %w (the partial archive %s%s can be resumed with --resume)", res.Bundle, err, req.Output, layout.PartialSuffix)
+		}
+		d, err := fw.Commit()
+		if err != nil {
+			fw.Abort()
+			return nil, err
+		}
+		res.ArchiveDigest = d.String()
+		res.Archive = req.Output
+	}
+	if req.Output != "-" {
+		res.ChecksumFile = req.Output + ".sha256"
+		line := fmt.Sprintf("%s  %s\n", digest.Digest(res.ArchiveDigest).Encoded(), filepath.Base(req.Output))
+		if err := relocate.WriteFileAtomic(res.ChecksumFile, []byte(line), 0o644); err != nil {
+			return nil, err
+		}
+		if st, err := os.Stat(req.Output); err == nil {
+			res.ArchiveBytes = st.Size()
+		}
+	}
+	res.FetchedBytes = fetched.get()
+	o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone})
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+func compressionFor(out string) string {
+	switch {
+	case strings.HasSuffix(out, ".tar.gz"), strings.HasSuffix(out, ".tgz"):
+		return "gzip"
+	case strings.HasSuffix(out, ".tar.zst"), strings.HasSuffix(out, ".tzst"):
+		return "zstd"
+	}
+	return "none"
+}
+
+type counter struct {
+	mu sync.Mutex
+	n  int64
+}
+
+func (c *counter) add(n int64) { c.mu.Lock(); c.n += n; c.mu.Unlock() }
+func (c *counter) get() int64  { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
+
+// fetcher returns the function that opens a blob: from each registry
+// repository known to hold it, then from its foreign URLs.
+func (e *exporter) fetcher(fetched *counter) layout.FetchFunc {
+	return func(ctx context.Context, b layout.Blob) (io.ReadCloser, error) {
+		e.mu.Lock()
+		s := e.blobs[b.Digest]
+		e.mu.Unlock()
+		if s == nil {
+			return nil, fmt.Errorf("no source known")
+		}
+		var errs []error
+		open := func() (io.ReadCloser, error) {
+			for _, repo := range s.repos {
+				rc, err := e.o.client.FetchBlob(ctx, repo, b.Digest, b.Size)
+				if err == nil {
+					return rc, nil
+				}
+				errs = append(errs, fmt.Errorf("%s: %w", repo.Name(), err))
+			}
+			for _, u := range s.urls {
+				rc, err := e.o.client.FetchURL(ctx, u)
+				if err == nil {
+					return rc, nil
+				}
+				errs = append(errs, err)
+			}
+			return nil, errors.Join(errs...)
+		}
+		rc, err := open()
+		if err != nil {
+			return nil, err
+		}
+		e.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateStarted, Item: b.Digest.String(), Bytes: b.Size})
+		return &countingBody{rc: rc, e: e, d: b.Digest, size: b.Size, c: fetched}, nil
+	}
+}
+
+type countingBody struct {
+	rc   io.ReadCloser
+	e    *exporter
+	d    digest.Digest
+	size int64
+	n    int64
+	c    *counter
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.n += int64(n)
+		b.c.add(int64(n))
+		b.e.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateActive, Item: b.d.String(), Bytes: int64(n)})
+	}
+	if err == io.EOF {
+		b.e.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone, Item: b.d.String(), Bytes: b.size})
+	}
+	return n, err
+}
+
+func (b *countingBody) Close() error { return b.rc.Close() }
+
+// writeCompressedStream writes the archive sequentially to w, compressed
+// as asked, and returns the sha256 of the bytes written to w.
+func writeCompressedStream(ctx context.Context, plan *layout.Plan, w io.Writer, compression string, fetch layout.FetchFunc) (digest.Digest, error) {
+	if compression == "none" || compression == "" {
+		return plan.WriteStream(ctx, w, fetch)
+	}
+	dw := digest.SHA256.Digester()
+	mw := io.MultiWriter(w, dw.Hash())
+	var zw io.WriteCloser
+	switch compression {
+	case "gzip":
+		zw = gzip.NewWriter(mw)
+	case "zstd":
+		z, err := zstd.NewWriter(mw, zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			return "", err
+		}
+		zw = z
+	default:
+		return "", fmt.Errorf("unknown compression %q", compression)
+	}
+	if _, err := plan.WriteStream(ctx, zw, fetch); err != nil {
+		return "", err
+	}
+	if err := zw.Close(); err != nil {
+		return "", err
+	}
+	return dw.Digest(), nil
+}
+
+func (e *exporter) writeCompressedFile(ctx context.Context, plan *layout.Plan, out, compression string, fetch layout.FetchFunc, res *Result) error {
+	partial := out + layout.PartialSuffix
+	f, err := os.Create(partial)
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(partial)
+		}
+	}()
+	d, err := writeCompressedStream(ctx, plan, f, compression, fetch)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(partial, out); err != nil {
+		return err
+	}
+	ok = true
+	res.ArchiveDigest = d.String()
+	res.Archive = out
+	return nil
+}
+
+// bundleSource is the resolved bundle.
+type bundleSource struct {
+	bundleJSON  []byte
+	bundle      *relocate.Bundle
+	repo        name.Repository // bundle repository ("" for a local file)
+	tag         string
+	indexRaw    []byte
+	indexDigest digest.Digest
+	indexMT     string
+	index       *ocispec.Index
+}
+
+func (e *exporter) resolveBundle(ctx context.Context, req Request) (*bundleSource, error) {
+	if req.BundleFile != "" {
+		f, err := os.Open(req.BundleFile)
+		if err != nil {
+			return nil, fmt.Errorf("bundle file: %w", err)
+		}
+		defer f.Close()
+		raw, err := io.ReadAll(io.LimitReader(f, e.o.maxMetadata+1))
+		if err != nil {
+			return nil, fmt.Errorf("bundle file %s: %w", req.BundleFile, err)
+		}
+		if int64(len(raw)) > e.o.maxMetadata {
+			return nil, fmt.Errorf("bundle file %s: larger than %d bytes", req.BundleFile, e.o.maxMetadata)
+		}
+		b, err := relocate.ParseBundle(raw)
+		if err != nil {
+			return nil, fmt.Errorf("bundle file %s: %w", req.BundleFile, err)
+		}
+		return &bundleSource{bundleJSON: raw, bundle: b}, nil
+	}
+	ref, err := e.o.client.ParseReference(req.Reference)
+	if err != nil {
+		return nil, err
+	}
+	desc, err := e.o.client.Puller().Get(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", req.Reference, err)
+	}
+	src := &bundleSource{repo: ref.Context(), indexRaw: desc.Manifest, indexMT: string(desc.MediaType)}
+	if t, ok := ref.(name.Tag); ok {
+		src.tag = t.TagStr()
+	}
+	src.indexDigest = digest.FromBytes(desc.Manifest)
+	if dref, ok := ref.(name.Digest); ok && dref.DigestStr() != src.indexDigest.String() {
+		return nil, fmt.Errorf("bundle %s: %w: registry served content hashing to %s", req.Reference, ErrDigestMismatch, src.indexDigest)
+	}
+	if mt := layout.MediaTypeOf(desc.Manifest); mt != "" && src.indexMT != mt {
+		src.indexMT = mt
+	}
+	if !layout.IsIndex(src.indexMT) {
+		return nil, fmt.Errorf("bundle %s: %w: it is a %s, not an OCI index or Docker manifest list", req.Reference, ErrNotBundle, src.indexMT)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(desc.Manifest, &idx); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w: index: %v", req.Reference, ErrNotBundle, err)
+	}
+	src.index = &idx
+	var cfg *ocispec.Descriptor
+	for i, d := range idx.Manifests {
+		if d.Annotations[layout.AnnotationCNABManifestType] == "config" {
+			if cfg != nil {
+				return nil, fmt.Errorf("bundle %s: %w: more than one config descriptor", req.Reference, ErrNotBundle)
+			}
+			cfg = &idx.Manifests[i]
+		}
+	}
+	if cfg == nil {
+		return nil, fmt.Errorf("bundle %s: %w: no descriptor annotated %s=config", req.Reference, ErrNotBundle, layout.AnnotationCNABManifestType)
+	}
+	cm, err := e.getManifest(ctx, src.repo, *cfg)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: config manifest: %w", req.Reference, err)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(cm, &m); err != nil {
+		return nil, fmt.Errorf("bundle %s: config manifest: %w", req.Reference, err)
+	}
+	if !layout.IsBundleConfigMediaType(m.Config.MediaType) {
+		return nil, fmt.Errorf("bundle %s: %w: config media type %q", req.Reference, ErrNotBundle, m.Config.MediaType)
+	}
+	if m.Config.Size > e.o.maxMetadata {
+		return nil, fmt.Errorf("bundle %s: bundle.json is %d bytes, limit %d", req.Reference, m.Config.Size, e.o.maxMetadata)
+	}
+	rc, err := e.o.client.FetchBlob(ctx, src.repo, m.Config.Digest, m.Config.Size)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: bundle.json blob %s: %w", req.Reference, m.Config.Digest, err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(rc, e.o.maxMetadata+1))
+	rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: bundle.json blob: %w", req.Reference, err)
+	}
+	if err := verify.Bytes(raw, m.Config.Digest, m.Config.Size); err != nil {
+		return nil, fmt.Errorf("bundle %s: bundle.json blob: %w", req.Reference, err)
+	}
+	src.bundleJSON = raw
+	if src.bundle, err = relocate.ParseBundle(raw); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", req.Reference, err)
+	}
+	if err := e.addBlob(cfg.Digest, cfg.Size, src.repo, nil, cm); err != nil {
+		return nil, err
+	}
+	for _, l := range m.Layers {
+		if err := e.addBlob(l.Digest, l.Size, src.repo, l.URLs, nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.addBlob(m.Config.Digest, m.Config.Size, src.repo, nil, raw); err != nil {
+		return nil, err
+	}
+	if err := e.addBlob(src.indexDigest, int64(len(desc.Manifest)), src.repo, nil, desc.Manifest); err != nil {
+		return nil, err
+	}
+	return src, nil
+}
+
+// getManifest fetches a manifest or index by digest from repo and checks it
+// against the descriptor (digest, size, media type).
+func (e *exporter) getManifest(ctx context.Context, repo name.Repository, d ocispec.Descriptor) ([]byte, error) {
+	if d.Size > e.o.maxMetadata {
+		return nil, fmt.Errorf("manifest %s: %d bytes, limit %d", d.Digest, d.Size, e.o.maxMetadata)
+	}
+	ref, err := e.o.client.Digest(repo, d.Digest)
+	if err != nil {
+		return nil, err
+	}
+	got, err := e.o.client.Puller().Get(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", ref, err)
+	}
+	if err := verify.Bytes(got.Manifest, d.Digest, d.Size); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w: %w", ref, ErrDigestMismatch, err)
+	}
+	return got.Manifest, nil
+}
+
+// resolved is one image's closure.
+type resolved struct {
+	img       relocate.Image
+	desc      ocispec.Descriptor
+	source    name.Repository
+	platforms []string
+	bytes     int64
+	resolved  bool
+}
+
+func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocispec.Index, []Image, error) {
+	out := make([]*resolved, len(src.bundle.Images))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.o.jobs)
+	var errMu sync.Mutex
+	var errs []error
+	invocation := 0
+	for i, img := range src.bundle.Images {
+		var bd *ocispec.Descriptor
+		if src.index != nil {
+			bd = findInIndex(src.index, img, invocation)
+		}
+		if img.Role == relocate.RoleInvocation {
+			invocation++
+		}
+		if !img.Relocatable() {
+			e.warn("%s (%s): image type %q is not an OCI or Docker image and is not carried", img.Label(), img.Ref, img.ImageType)
+			continue
+		}
+		g.Go(func() error {
+			r, err := e.resolveImage(gctx, src, img, bd)
+			if err != nil {
+				errMu.Lock()
+				errs = append(errs, fmt.Errorf("%s (%s): %w", img.Label(), img.Ref, err))
+				errMu.Unlock()
+				return nil // report every failing image, not just the first
+			}
+			out[i] = r
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	if len(errs) > 0 {
+		return nil, nil, fmt.Errorf("bundle %s: %w", src.bundle.Name, errors.Join(errs...))
+	}
+
+	index := &ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Annotations: map[string]string{
+		layout.AnnotationFormatVersion: layout.FormatVersion,
+		layout.AnnotationBundleDigest:  digest.FromBytes(src.bundleJSON).String(),
+	}}
+	index.SchemaVersion = 2
+	if src.index != nil {
+		ref := src.repo.Name()
+		if src.tag != "" {
+			ref += ":" + src.tag
+		} else {
+			ref += "@" + src.indexDigest.String()
+		}
+		index.Annotations[layout.AnnotationBundleReference] = ref
+		index.Manifests = append(index.Manifests, ocispec.Descriptor{
+			MediaType: src.indexMT, Digest: src.indexDigest, Size: int64(len(src.indexRaw)),
+			Annotations: map[string]string{
+				layout.AnnotationRefName: ref,
+				layout.AnnotationRole:    layout.RoleBundle,
+				layout.AnnotationSource:  src.repo.Name() + "@" + src.indexDigest.String(),
+			},
+		})
+	}
+	if e.o.allowMissingDigest {
+		index.Annotations[layout.AnnotationAllowMissingDigest] = "true"
+	}
+	if src.index == nil {
+		d, err := e.synthesizeBundleIndex(src, out)
+		if err != nil {
+			return nil, nil, err
+		}
+		index.Manifests = append(index.Manifests, d)
+	}
+	var images []Image
+	seen := map[string]bool{}
+	for _, r := range out {
+		if r == nil {
+			continue
+		}
+		img := Image{Role: r.img.Role, Name: r.img.Name, Reference: r.img.Ref, Digest: r.desc.Digest.String(),
+			MediaType: r.desc.MediaType, Platforms: r.platforms, Bytes: r.bytes,
+			Source: r.source.Name() + "@" + r.desc.Digest.String(), Resolved: r.resolved}
+		images = append(images, img)
+		if seen[r.img.Ref] {
+			continue // the same image string twice: one entry serves both
+		}
+		seen[r.img.Ref] = true
+		ann := map[string]string{
+			layout.AnnotationRefName: r.img.Ref,
+			layout.AnnotationRole:    r.img.Role,
+			layout.AnnotationSource:  img.Source,
+		}
+		if r.img.Role == relocate.RoleInvocation {
+			ann[layout.AnnotationInvocationIndex] = r.img.Name
+		} else {
+			ann[layout.AnnotationComponent] = r.img.Name
+		}
+		if r.resolved {
+			ann[layout.AnnotationDigestResolved] = "true"
+		}
+		d := r.desc
+		d.Annotations = ann
+		d.URLs = nil
+		index.Manifests = append(index.Manifests, d)
+	}
+	return index, images, nil
+}
+
+// findInIndex finds the bundle index descriptor of an image: the n-th
+// invocation descriptor, or the component descriptor with its name.
+func findInIndex(idx *ocispec.Index, img relocate.Image, invocation int) *ocispec.Descriptor {
+	n := 0
+	for i, d := range idx.Manifests {
+		switch d.Annotations[layout.AnnotationCNABManifestType] {
+		case "invocation":
+			if img.Role == relocate.RoleInvocation {
+				if n == invocation {
+					return &idx.Manifests[i]
+				}
+				n++
+			}
+		case "component":
+			if img.Role == relocate.RoleComponent && d.Annotations[layout.AnnotationCNABComponentName] == img.Name {
+				return &idx.Manifests[i]
+			}
+		}
+	}
+	return nil
+}
+
+func (e *exporter) resolveImage(ctx context.Context, src *bundleSource, img relocate.Image, bd *ocispec.Descriptor) (*resolved, error) {
+	r := &resolved{img: img}
+	var sources []name.Repository
+	var top ocispec.Descriptor
+	if bd != nil {
+		if img.ContentDigest != "" && bd.Digest != img.ContentDigest {
+			return nil, fmt.Errorf("%w: bundle index points at %s but contentDigest is %s", ErrDigestMismatch, bd.Digest, img.ContentDigest)
+		}
+		top = ocispec.Descriptor{MediaType: bd.MediaType, Digest: bd.Digest, Size: bd.Size}
+		sources = append(sources, src.repo)
+	}
+	ref, perr := e.o.client.ParseReference(img.Ref)
+	if perr == nil {
+		sources = append(sources, ref.Context())
+	} else if bd == nil {
+		return nil, perr
+	}
+	if top.Digest == "" {
+		if img.ContentDigest == "" {
+			if !e.o.allowMissingDigest {
+				return nil, fmt.Errorf("%w (use --allow-missing-digest to resolve its tag at export time)", ErrMissingDigest)
+			}
+			head, err := e.o.client.Puller().Head(ctx, ref)
+			if err != nil {
+				return nil, fmt.Errorf("resolving tag: %w", err)
+			}
+			top = ocispec.Descriptor{MediaType: string(head.MediaType), Digest: digest.Digest(head.Digest.String()), Size: head.Size}
+			r.resolved = true
+			e.warn("%s (%s): no contentDigest; resolved to %s at export time", img.Label(), img.Ref, top.Digest)
+		} else {
+			top = ocispec.Descriptor{MediaType: img.MediaType, Digest: img.ContentDigest, Size: -1}
+		}
+	}
+	// Fetch the top manifest from the first source that has it.
+	var raw []byte
+	var errs []error
+	for _, repo := range sources {
+		b, err := e.getManifestLoose(ctx, repo, top.Digest, top.Size)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", repo.Name(), err))
+			continue
+		}
+		raw = b
+		r.source = repo
+		break
+	}
+	if raw == nil {
+		return nil, errors.Join(errs...)
+	}
+	mt := layout.MediaTypeOf(raw)
+	if mt == "" {
+		mt = top.MediaType
+	}
+	if mt == "" {
+		return nil, fmt.Errorf("manifest %s: no media type", top.Digest)
+	}
+	if img.MediaType != "" && img.MediaType != mt {
+		e.warn("%s (%s): bundle.json says mediaType %s, the manifest is %s", img.Label(), img.Ref, img.MediaType, mt)
+	}
+	if img.Size != 0 && img.Size != uint64(len(raw)) {
+		e.warn("%s (%s): bundle.json says size %d, the manifest is %d bytes", img.Label(), img.Ref, img.Size, len(raw))
+	}
+	r.desc = ocispec.Descriptor{MediaType: mt, Digest: top.Digest, Size: int64(len(raw))}
+	if err := e.walk(ctx, r, r.source, r.desc, raw, nil); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// getManifestLoose fetches a manifest by digest when its size may be unknown
+// (size < 0), checking the digest and, when known, the size.
+func (e *exporter) getManifestLoose(ctx context.Context, repo name.Repository, d digest.Digest, size int64) ([]byte, error) {
+	ref, err := e.o.client.Digest(repo, d)
+	if err != nil {
+		return nil, err
+	}
+	got, err := e.o.client.Puller().Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(got.Manifest)) > e.o.maxMetadata {
+		return nil, fmt.Errorf("manifest %s: larger than %d bytes", d, e.o.maxMetadata)
+	}
+	if err := verify.Bytes(got.Manifest, d, size); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDigestMismatch, err)
+	}
+	return got.Manifest, nil
+}
+
+// walk records a manifest and everything below it.
+func (e *exporter) walk(ctx context.Context, r *resolved, repo name.Repository, d ocispec.Descriptor, raw []byte, platform *ocispec.Platform) error {
+	if err := e.addBlob(d.Digest, d.Size, repo, nil, raw); err != nil {
+		return err
+	}
+	r.bytes += d.Size
+	children, err := layout.Children(d.MediaType, raw)
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", d.Digest, err)
+	}
+	if layout.IsIndex(d.MediaType) {
+		for _, c := range children {
+			if !layout.IsManifestOrIndex(c.MediaType) {
+				// Artifacts in an index are carried as plain blobs.
+				if err := e.addBlob(c.Digest, c.Size, repo, c.URLs, nil); err != nil {
+					return err
+				}
+				r.bytes += c.Size
+				continue
+			}
+			craw, err := e.getManifest(ctx, repo, c)
+			if err != nil {
+				return err
+			}
+			if err := e.walk(ctx, r, repo, c, craw, c.Platform); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if platform != nil && platform.OS != "unknown" {
+		p := platform.OS + "/" + platform.Architecture
+		if platform.Variant != "" {
+			p += "/" + platform.Variant
+		}
+		r.platforms = append(r.platforms, p)
+	}
+	for _, c := range children {
+		if err := e.addBlob(c.Digest, c.Size, repo, c.URLs, nil); err != nil {
+			return err
+		}
+		r.bytes += c.Size
+	}
+	return nil
+}
+
+// synthesizeBundleIndex builds, for a bundle read from a local file, the
+// config manifest and OCI index cnab-to-oci would push (config first, then
+// invocation images, then components by name), so that an import can push
+// the bundle and cnab-to-oci or Porter can pull it from the target.
+func (e *exporter) synthesizeBundleIndex(src *bundleSource, images []*resolved) (ocispec.Descriptor, error) {
+	cfg := ocispec.Descriptor{MediaType: layout.MediaTypeCNABConfig, Digest: digest.FromBytes(src.bundleJSON), Size: int64(len(src.bundleJSON))}
+	cm, err := json.Marshal(struct {
+		SchemaVersion int                  `json:"schemaVersion"`
+		MediaType     string               `json:"mediaType"`
+		Config        ocispec.Descriptor   `json:"config"`
+		Layers        []ocispec.Descriptor `json:"layers"`
+	}{2, ocispec.MediaTypeImageManifest, cfg, []ocispec.Descriptor{}})
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	cmDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(cm), Size: int64(len(cm)),
+		Annotations: map[string]string{layout.AnnotationCNABManifestType: "config"}}
+	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{cmDesc},
+		Annotations: map[string]string{
+			"io.cnab.runtime_version":         string(src.bundle.Parsed.SchemaVersion),
+			"org.opencontainers.artifactType": "application/vnd.cnab.manifest.v1",
+			ocispec.AnnotationTitle:           src.bundle.Name,
+			ocispec.AnnotationVersion:         src.bundle.Version,
+		}}
+	idx.SchemaVersion = 2
+	for _, r := range images {
+		if r == nil {
+			continue
+		}
+		d := ocispec.Descriptor{MediaType: r.desc.MediaType, Digest: r.desc.Digest, Size: r.desc.Size, Annotations: map[string]string{}}
+		if r.img.Role == relocate.RoleInvocation {
+			d.Annotations[layout.AnnotationCNABManifestType] = "invocation"
+		} else {
+			d.Annotations[layout.AnnotationCNABManifestType] = "component"
+			d.Annotations[layout.AnnotationCNABComponentName] = r.img.Name
+		}
+		idx.Manifests = append(idx.Manifests, d)
+	}
+	raw, err := json.Marshal(idx)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	for _, b := range []struct {
+		d   digest.Digest
+		raw []byte
+	}{{cfg.Digest, src.bundleJSON}, {cmDesc.Digest, cm}, {digest.FromBytes(raw), raw}} {
+		if err := e.addBlob(b.d, int64(len(b.raw)), name.Repository{}, nil, b.raw); err != nil {
+			return ocispec.Descriptor{}, err
+		}
+	}
+	tag := strings.Map(func(r rune) rune {
+		if r == '+' {
+			return '_'
+		}
+		return r
+	}, src.bundle.Version)
+	ref := relocate.SanitizePath(src.bundle.Name) + ":" + tag
+	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromBytes(raw), Size: int64(len(raw)),
+		Annotations: map[string]string{
+			layout.AnnotationRefName:     ref,
+			layout.AnnotationRole:        layout.RoleBundle,
+			"io.cnab.airgap.synthesized": "true",
+		}}, nil
+}

@@ -1,0 +1,109 @@
+package export
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/cnab-airgap/cnab-airgap/internal/registry"
+	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
+)
+
+// Option configures an export.
+type Option func(*options) error
+
+type options struct {
+	client             *registry.Client
+	jobs               int
+	progress           progress.Func
+	log                *slog.Logger
+	allowMissingDigest bool
+	resume             bool
+	dryRun             bool
+	compression        string
+	maxMetadata        int64
+}
+
+func makeOptions(opts ...Option) (*options, error) {
+	o := &options{jobs: 6, log: slog.New(slog.DiscardHandler), maxMetadata: 8 << 20}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	if o.client == nil {
+		c, err := registry.New(registry.Options{})
+		if err != nil {
+			return nil, err
+		}
+		o.client = c
+	}
+	return o, nil
+}
+
+// WithClient sets the registry client (TLS, plain HTTP, credentials).
+// The default is a client with TLS verification and the docker config.
+func WithClient(c *registry.Client) Option {
+	return func(o *options) error {
+		if c == nil {
+			return errors.New("export: nil registry client")
+		}
+		o.client = c
+		return nil
+	}
+}
+
+// WithJobs bounds how many blobs are fetched at once. The default is 6.
+func WithJobs(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return errors.New("export: jobs must be at least 1")
+		}
+		o.jobs = n
+		return nil
+	}
+}
+
+// WithProgress receives progress events. The default is none.
+func WithProgress(f progress.Func) Option {
+	return func(o *options) error { o.progress = f; return nil }
+}
+
+// WithLogger sets the logger. The default discards.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l != nil {
+			o.log = l
+		}
+		return nil
+	}
+}
+
+// WithAllowMissingDigest accepts images without `contentDigest`: their tag is
+// resolved at export time and the archive records it. The default refuses.
+func WithAllowMissingDigest(b bool) Option {
+	return func(o *options) error { o.allowMissingDigest = b; return nil }
+}
+
+// WithResume continues an interrupted export from its staging file,
+// re-verifying every blob it keeps. The default starts afresh.
+func WithResume(b bool) Option {
+	return func(o *options) error { o.resume = b; return nil }
+}
+
+// WithDryRun resolves and plans the export but writes nothing.
+func WithDryRun(b bool) Option {
+	return func(o *options) error { o.dryRun = b; return nil }
+}
+
+// WithCompression compresses the archive: "none" (default), "gzip" or
+// "zstd". "" chooses by the output name (.tar.gz, .tgz, .tar.zst).
+func WithCompression(c string) Option {
+	return func(o *options) error {
+		switch c {
+		case "", "none", "gzip", "zstd":
+			o.compression = c
+			return nil
+		}
+		return errors.New("export: compression must be none, gzip or zstd")
+	}
+}

@@ -1,0 +1,564 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cnab-airgap/cnab-airgap/internal/registry"
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
+	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
+)
+
+// ErrVerification: after pushing, the target does not serve what was pushed.
+var ErrVerification = errors.New("relocation verification failed")
+
+// Option configures an import.
+type Option func(*options) error
+
+type options struct {
+	client   *registry.Client
+	jobs     int
+	progress progress.Func
+	log      *slog.Logger
+	naming   relocate.Naming
+	limits   relocate.Limits
+	dryRun   bool
+	open     layout.OpenOptions
+}
+
+// WithClient sets the registry client. Default: TLS verified, docker config credentials.
+func WithClient(c *registry.Client) Option {
+	return func(o *options) error {
+		if c == nil {
+			return errors.New("import: nil registry client")
+		}
+		o.client = c
+		return nil
+	}
+}
+
+// WithJobs bounds concurrent uploads. The default is 6.
+func WithJobs(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return errors.New("import: jobs must be at least 1")
+		}
+		o.jobs = n
+		return nil
+	}
+}
+
+// WithProgress receives progress events. The default is none.
+func WithProgress(f progress.Func) Option { return func(o *options) error { o.progress = f; return nil } }
+
+// WithLogger sets the logger. The default discards.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l != nil {
+			o.log = l
+		}
+		return nil
+	}
+}
+
+// WithNaming chooses the naming strategy. The default is bundle-repo.
+func WithNaming(n relocate.Naming) Option { return func(o *options) error { o.naming = n; return nil } }
+
+// WithNameLimits constrains target repository names.
+func WithNameLimits(l relocate.Limits) Option { return func(o *options) error { o.limits = l; return nil } }
+
+// WithDryRun plans the import and asks the target what it already has, but
+// pushes nothing and writes no mapping.
+func WithDryRun(b bool) Option { return func(o *options) error { o.dryRun = b; return nil } }
+
+// WithOpenOptions sets archive limits and the temporary directory.
+func WithOpenOptions(oo layout.OpenOptions) Option { return func(o *options) error { o.open = oo; return nil } }
+
+func makeOptions(opts ...Option) (*options, error) {
+	o := &options{jobs: 6, log: slog.New(slog.DiscardHandler), naming: relocate.NamingBundleRepo}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	if o.client == nil {
+		c, err := registry.New(registry.Options{})
+		if err != nil {
+			return nil, err
+		}
+		o.client = c
+	}
+	return o, nil
+}
+
+// Request says what to import where.
+type Request struct {
+	// Archive is the path of the archive.
+	Archive string
+	// Target is REGISTRY[/PREFIX].
+	Target string
+	// MappingPath is where relocation-mapping.json is written ("" : none).
+	MappingPath string
+}
+
+// Image is one relocated image.
+type Image struct {
+	Role      string `json:"role"`
+	Name      string `json:"name"`
+	Reference string `json:"reference"`
+	Relocated string `json:"relocated"`
+	Digest    string `json:"digest"`
+	MediaType string `json:"mediaType"`
+}
+
+// Result describes an import.
+type Result struct {
+	Bundle           string           `json:"bundle"`
+	Version          string           `json:"version"`
+	BundleDigest     string           `json:"bundleDigest"`
+	IndexDigest      string           `json:"indexDigest"`
+	BundleReference  string           `json:"bundleReference"`
+	Images           []Image          `json:"images"`
+	Mapping          relocate.Mapping `json:"mapping"`
+	MappingFile      string           `json:"mappingFile,omitempty"`
+	BlobsUploaded    int64            `json:"blobsUploaded"`
+	BytesUploaded    int64            `json:"bytesUploaded"`
+	BlobsSkipped     int64            `json:"blobsSkipped"`
+	BytesSkipped     int64            `json:"bytesSkipped"`
+	BlobsMounted     int64            `json:"blobsMounted"`
+	ManifestsPushed  int64            `json:"manifestsPushed"`
+	ManifestsSkipped int64            `json:"manifestsSkipped"`
+	DryRun           bool             `json:"dryRun,omitempty"`
+	Duration         time.Duration    `json:"duration"`
+	Warnings         []string         `json:"warnings,omitempty"`
+}
+
+// Import checks the archive completely, then pushes it to the target and
+// writes the relocation mapping. A failure at any point leaves no tag that
+// points at incomplete content and no mapping file.
+func Import(ctx context.Context, req Request, opts ...Option) (*Result, error) {
+	start := time.Now()
+	o, err := makeOptions(opts...)
+	if err != nil {
+		return nil, err
+	}
+	target, err := relocate.ParseTarget(req.Target)
+	if err != nil {
+		return nil, err
+	}
+	o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateStarted})
+	b, err := Load(ctx, req.Archive, o.open)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	res, err := importBundle(ctx, o, b, target, req.MappingPath)
+	if err != nil {
+		return nil, fmt.Errorf("import of bundle %s into %s: %w", b.Bundle.Name, target, err)
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+type pushPlan struct {
+	names *relocate.Plan
+	// repoBlobs and repoNodes: what each repository must hold.
+	repoBlobs map[string]map[digest.Digest]bool
+	repoNodes map[string]map[digest.Digest]bool
+	repos     map[string]name.Repository
+	// tags per repository: tag -> manifest digest, bundle tag kept apart.
+	tags      map[string]map[string]digest.Digest
+	bundleTag name.Tag
+}
+
+func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Target, mappingPath string) (*Result, error) {
+	var imgs []relocate.Image
+	for _, e := range b.Images {
+		imgs = append(imgs, e.Image)
+	}
+	names, err := relocate.PlanNames(target, o.naming, b.RepoPath, imgs, o.limits)
+	if err != nil {
+		return nil, err
+	}
+	p := &pushPlan{names: names, repoBlobs: map[string]map[digest.Digest]bool{}, repoNodes: map[string]map[digest.Digest]bool{},
+		repos: map[string]name.Repository{}, tags: map[string]map[string]digest.Digest{}}
+	addRepo := func(r string) error {
+		if _, ok := p.repos[r]; ok {
+			return nil
+		}
+		repo, err := o.client.Repository(r)
+		if err != nil {
+			return err
+		}
+		p.repos[r] = repo
+		p.repoBlobs[r] = map[digest.Digest]bool{}
+		p.repoNodes[r] = map[digest.Digest]bool{}
+		p.tags[r] = map[string]digest.Digest{}
+		return nil
+	}
+	if err := addRepo(names.BundleRepo); err != nil {
+		return nil, err
+	}
+	// The bundle repository holds everything: the bundle index refers to
+	// every image by digest, and registries resolve children per repository.
+	all := &ImageEntry{}
+	b.closure(all, b.Index.Digest, nil, map[digest.Digest]bool{})
+	for _, e := range b.Images {
+		b.closure(all, e.Desc.Digest, nil, map[digest.Digest]bool{})
+	}
+	for _, d := range all.Manifests {
+		p.repoNodes[names.BundleRepo][d] = true
+	}
+	for _, d := range all.Blobs {
+		p.repoBlobs[names.BundleRepo][d] = true
+	}
+	for _, e := range b.Images {
+		r := names.ImageRepos[e.Ref]
+		if err := addRepo(r); err != nil {
+			return nil, err
+		}
+		for _, d := range e.Manifests {
+			p.repoNodes[r][d] = true
+		}
+		for _, d := range e.Blobs {
+			p.repoBlobs[r][d] = true
+		}
+		if t, ok := names.ImageTags[e.Ref]; ok && r != names.BundleRepo {
+			if prev, dup := p.tags[r][t]; dup && prev != e.Desc.Digest {
+				return nil, fmt.Errorf("%w: tag %s:%s would point at both %s and %s", relocate.ErrNaming, r, t, prev, e.Desc.Digest)
+			}
+			p.tags[r][t] = e.Desc.Digest
+		}
+	}
+	if p.bundleTag, err = o.client.Tag(p.repos[names.BundleRepo], b.Tag); err != nil {
+		return nil, err
+	}
+
+	res := &Result{
+		Bundle: b.Bundle.Name, Version: b.Bundle.Version, BundleDigest: b.BundleDigest.String(),
+		IndexDigest: b.Index.Digest.String(), BundleReference: p.bundleTag.String(),
+		Mapping: relocate.Mapping{}, Warnings: b.Warnings,
+	}
+	for _, e := range b.Images {
+		rel := names.ImageRepos[e.Ref] + "@" + e.Desc.Digest.String()
+		res.Mapping[e.Ref] = rel
+		res.Images = append(res.Images, Image{Role: e.Role, Name: e.Name, Reference: e.Ref, Relocated: rel, Digest: e.Desc.Digest.String(), MediaType: e.Desc.MediaType})
+	}
+	o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateDone})
+
+	if o.dryRun {
+		res.DryRun = true
+		return res, dryRun(ctx, o, b, p, res)
+	}
+	im := &importer{o: o, b: b, p: p, res: res}
+	if err := im.pushBlobs(ctx); err != nil {
+		return nil, err
+	}
+	if err := im.pushManifests(ctx); err != nil {
+		return nil, err
+	}
+	if err := im.pushTags(ctx); err != nil {
+		return nil, err
+	}
+	if err := im.verify(ctx); err != nil {
+		return nil, err
+	}
+	if mappingPath != "" {
+		if err := res.Mapping.WriteFile(mappingPath); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", mappingPath, err)
+		}
+		res.MappingFile = mappingPath
+	}
+	return res, nil
+}
+
+type importer struct {
+	o   *options
+	b   *Bundle
+	p   *pushPlan
+	res *Result
+}
+
+// archiveLayer serves a blob from the archive to go-containerregistry's
+// uploader, verifying it as it streams.
+type archiveLayer struct {
+	b      *Bundle
+	d      digest.Digest
+	size   int64
+	mt     types.MediaType
+	opened atomic.Bool
+	im     *importer
+}
+
+func (l *archiveLayer) Digest() (v1.Hash, error) { return v1.NewHash(l.d.String()) }
+func (l *archiveLayer) DiffID() (v1.Hash, error) { return v1.NewHash(l.d.String()) }
+func (l *archiveLayer) Size() (int64, error)     { return l.size, nil }
+func (l *archiveLayer) MediaType() (types.MediaType, error) {
+	return l.mt, nil
+}
+func (l *archiveLayer) Uncompressed() (io.ReadCloser, error) {
+	return nil, errors.New("uncompressed content is not available")
+}
+func (l *archiveLayer) Compressed() (io.ReadCloser, error) {
+	r, err := l.b.Archive.Blob(l.d, l.size)
+	if err != nil {
+		return nil, err
+	}
+	l.opened.Store(true)
+	return io.NopCloser(&progress.Reader{R: r, F: l.im.o.progress, Phase: progress.PhaseBlobs, Item: l.d.String()}), nil
+}
+
+func (im *importer) pushBlobs(ctx context.Context) error {
+	// One upload per digest, into the first repository that needs it; other
+	// repositories mount it from there.
+	type job struct {
+		repo  string
+		d     digest.Digest
+		mount string
+	}
+	primary := map[digest.Digest]string{}
+	var first, second []job
+	repos := sortedKeys(im.p.repoBlobs)
+	var total int64
+	for _, r := range repos {
+		for _, d := range sortedKeys(im.p.repoBlobs[r]) {
+			if from, ok := primary[d]; ok {
+				second = append(second, job{repo: r, d: d, mount: from})
+				continue
+			}
+			primary[d] = r
+			first = append(first, job{repo: r, d: d})
+			total += im.b.Blobs[d]
+		}
+	}
+	im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateTotal, Total: total, Count: len(first)})
+	var errMu sync.Mutex
+	var errs []error
+	run := func(jobs []job) error {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(im.o.jobs)
+		for _, j := range jobs {
+			g.Go(func() error {
+				if err := im.pushBlob(gctx, j.repo, j.d, j.mount); err != nil {
+					errMu.Lock()
+					errs = append(errs, fmt.Errorf("blob %s to %s: %w", j.d, j.repo, err))
+					errMu.Unlock()
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		return errors.Join(errs...)
+	}
+	if err := run(first); err != nil {
+		return err
+	}
+	return run(second)
+}
+
+func (im *importer) pushBlob(ctx context.Context, repo string, d digest.Digest, mountFrom string) error {
+	size := im.b.Blobs[d]
+	l := &archiveLayer{b: im.b, d: d, size: size, mt: types.MediaType("application/octet-stream"), im: im}
+	var layer v1.Layer = l
+	if mountFrom != "" {
+		src, err := im.o.client.Digest(im.p.repos[mountFrom], d)
+		if err != nil {
+			return err
+		}
+		layer = &remote.MountableLayer{Layer: l, Reference: src}
+	}
+	if mountFrom == "" {
+		im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateStarted, Item: d.String(), Bytes: size})
+	}
+	if err := im.o.client.Pusher().Upload(ctx, im.p.repos[repo], layer); err != nil {
+		return err
+	}
+	switch {
+	case l.opened.Load():
+		atomic.AddInt64(&im.res.BlobsUploaded, 1)
+		atomic.AddInt64(&im.res.BytesUploaded, size)
+		im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone, Item: d.String(), Bytes: size})
+	case mountFrom != "":
+		atomic.AddInt64(&im.res.BlobsMounted, 1)
+	default:
+		atomic.AddInt64(&im.res.BlobsSkipped, 1)
+		atomic.AddInt64(&im.res.BytesSkipped, size)
+		im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateSkipped, Item: d.String(), Bytes: size})
+	}
+	return nil
+}
+
+// rawManifest pushes exact manifest bytes with their media type.
+type rawManifest struct {
+	raw []byte
+	mt  string
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return types.MediaType(m.mt), nil }
+
+func (im *importer) pushManifests(ctx context.Context) error {
+	type job struct {
+		repo string
+		n    *Node
+	}
+	byHeight := map[int][]job{}
+	maxH := 0
+	count := 0
+	for _, r := range sortedKeys(im.p.repoNodes) {
+		for _, d := range sortedKeys(im.p.repoNodes[r]) {
+			n := im.b.Nodes[d]
+			byHeight[n.Height] = append(byHeight[n.Height], job{r, n})
+			maxH = max(maxH, n.Height)
+			count++
+		}
+	}
+	im.o.progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateTotal, Count: count})
+	// Children before parents: level by level, deepest (height 0) first.
+	for h := 0; h <= maxH; h++ {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(im.o.jobs)
+		for _, j := range byHeight[h] {
+			g.Go(func() error {
+				ref, err := im.o.client.Digest(im.p.repos[j.repo], j.n.Desc.Digest)
+				if err != nil {
+					return err
+				}
+				exists, err := im.manifestExists(gctx, ref)
+				if err != nil {
+					return fmt.Errorf("manifest %s: %w", ref, err)
+				}
+				if exists {
+					atomic.AddInt64(&im.res.ManifestsSkipped, 1)
+				} else {
+					if err := im.o.client.Pusher().Put(gctx, ref, rawManifest{j.n.Raw, j.n.Desc.MediaType}); err != nil {
+						return fmt.Errorf("manifest %s: %w", ref, err)
+					}
+					atomic.AddInt64(&im.res.ManifestsPushed, 1)
+				}
+				im.o.progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateDone, Item: ref.String(), Bytes: j.n.Desc.Size})
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (im *importer) manifestExists(ctx context.Context, ref name.Reference) (bool, error) {
+	_, err := im.o.client.Puller().Head(ctx, ref)
+	if err == nil {
+		return true, nil
+	}
+	if registry.IsNotFound(err) {
+		return false, nil
+	}
+	return false, err
+}
+
+// pushTags tags image manifests (preserve/flatten naming), then the bundle.
+func (im *importer) pushTags(ctx context.Context) error {
+	put := func(ref name.Tag, d digest.Digest) error {
+		n := im.b.Nodes[d]
+		if err := im.o.client.Pusher().Push(ctx, ref, rawManifest{n.Raw, n.Desc.MediaType}); err != nil {
+			return fmt.Errorf("tag %s: %w", ref, err)
+		}
+		im.o.progress.Emit(progress.Event{Phase: progress.PhaseTags, State: progress.StateDone, Item: ref.String()})
+		return nil
+	}
+	for _, r := range sortedKeys(im.p.tags) {
+		for _, t := range sortedKeys(im.p.tags[r]) {
+			ref, err := im.o.client.Tag(im.p.repos[r], t)
+			if err != nil {
+				return err
+			}
+			if err := put(ref, im.p.tags[r][t]); err != nil {
+				return err
+			}
+		}
+	}
+	return put(im.p.bundleTag, im.b.Index.Digest)
+}
+
+// verify checks that the bundle tag and every mapped reference resolve at
+// the target to the digests carried by the archive.
+func (im *importer) verify(ctx context.Context) error {
+	var errs []error
+	check := func(ref name.Reference, want digest.Digest) {
+		d, err := im.o.client.Puller().Head(ctx, ref)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ref, err))
+			return
+		}
+		if d.Digest.String() != want.String() {
+			errs = append(errs, fmt.Errorf("%s resolves to %s, want %s", ref, d.Digest, want))
+		}
+	}
+	check(im.p.bundleTag, im.b.Index.Digest)
+	for _, e := range im.b.Images {
+		ref, err := im.o.client.ParseReference(im.res.Mapping[e.Ref])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		check(ref, e.Desc.Digest)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrVerification, errors.Join(errs...))
+	}
+	return nil
+}
+
+// dryRun asks the target which blobs it already holds and reports what an
+// import would upload, without pushing anything.
+func dryRun(ctx context.Context, o *options, b *Bundle, p *pushPlan, res *Result) error {
+	seen := map[digest.Digest]bool{}
+	for _, r := range sortedKeys(p.repoBlobs) {
+		for _, d := range sortedKeys(p.repoBlobs[r]) {
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			ok, err := o.client.BlobExists(ctx, p.repos[r], d)
+			if err != nil {
+				return fmt.Errorf("blob %s at %s: %w", d, r, err)
+			}
+			if ok {
+				res.BlobsSkipped++
+				res.BytesSkipped += b.Blobs[d]
+			} else {
+				res.BlobsUploaded++
+				res.BytesUploaded += b.Blobs[d]
+			}
+		}
+	}
+	return nil
+}
+
+func sortedKeys[K ~string, V any](m map[K]V) []K {
+	out := make([]K, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

@@ -1,0 +1,370 @@
+package importer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
+)
+
+var (
+	// ErrInvalidArchive: the archive's content is inconsistent or incomplete.
+	ErrInvalidArchive = errors.New("invalid archive")
+	// ErrBundleMismatch: bundle.json and the carried manifests disagree.
+	ErrBundleMismatch = errors.New("bundle.json does not match the archive")
+)
+
+// Node is a manifest or index in the archive's graph.
+type Node struct {
+	Desc     ocispec.Descriptor
+	Raw      []byte
+	Children []ocispec.Descriptor
+	// Height is 0 for a manifest, 1 + the highest child for an index.
+	Height int
+}
+
+// ImageEntry is an image of the bundle as carried by the archive.
+type ImageEntry struct {
+	relocate.Image
+	// Desc is the index.json descriptor (digest = contentDigest).
+	Desc ocispec.Descriptor
+	// Platforms lists os/arch of each platform manifest.
+	Platforms []string
+	// Bytes is the size of the image's blobs and manifests.
+	Bytes int64
+	// Manifests and Blobs are the digests of the image's closure.
+	Manifests []digest.Digest
+	Blobs     []digest.Digest
+	Resolved  bool
+}
+
+// Bundle is a fully checked archive.
+type Bundle struct {
+	Archive    *layout.Archive
+	BundleJSON []byte
+	Bundle     *relocate.Bundle
+	// BundleDigest is sha256 of bundle.json.
+	BundleDigest digest.Digest
+	// Index is the bundle's OCI index descriptor (cnab-to-oci form).
+	Index ocispec.Descriptor
+	// ConfigManifest is the digest of the bundle's config manifest.
+	ConfigManifest digest.Digest
+	// Reference is the reference the bundle was exported from ("" for a local file).
+	Reference string
+	// RepoPath is the bundle's repository path at the source.
+	RepoPath string
+	// Tag is the bundle's tag.
+	Tag    string
+	Images []ImageEntry
+	// Nodes are every manifest and index, by digest.
+	Nodes map[digest.Digest]*Node
+	// Blobs are every non-manifest blob referenced by the graph, with sizes.
+	Blobs map[digest.Digest]int64
+	// Extra are root descriptors that are not the bundle or its images
+	// (signing artifacts and other content carried along).
+	Extra    []ocispec.Descriptor
+	Warnings []string
+}
+
+// Close releases the archive.
+func (b *Bundle) Close() error { return b.Archive.Close() }
+
+// UniqueBytes returns the total size of all blobs and manifests, each once.
+func (b *Bundle) UniqueBytes() int64 {
+	var n int64
+	for _, s := range b.Blobs {
+		n += s
+	}
+	for _, nd := range b.Nodes {
+		n += nd.Desc.Size
+	}
+	return n
+}
+
+// Load opens and checks an archive. Nothing is pushed or written (except a
+// decompressed copy of a compressed archive in a private temp directory).
+func Load(ctx context.Context, path string, o layout.OpenOptions) (*Bundle, error) {
+	a, err := layout.Open(ctx, path, o)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bundle{Archive: a, Nodes: map[digest.Digest]*Node{}, Blobs: map[digest.Digest]int64{}}
+	if err := b.load(); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("archive %s: %w", path, err)
+	}
+	return b, nil
+}
+
+func (b *Bundle) load() error {
+	a := b.Archive
+	if a.BundleJSON == nil {
+		return fmt.Errorf("%w: no bundle.json", ErrInvalidArchive)
+	}
+	b.BundleJSON = a.BundleJSON
+	b.BundleDigest = digest.FromBytes(a.BundleJSON)
+	if want := a.Index.Annotations[layout.AnnotationBundleDigest]; want != "" && want != b.BundleDigest.String() {
+		return fmt.Errorf("%w: bundle.json hashes to %s, index.json records %s", ErrBundleMismatch, b.BundleDigest, want)
+	}
+	bun, err := relocate.ParseBundle(a.BundleJSON)
+	if err != nil {
+		return err
+	}
+	b.Bundle = bun
+	b.Reference = a.Index.Annotations[layout.AnnotationBundleReference]
+
+	byRef := map[string]ocispec.Descriptor{}
+	var bundleDesc *ocispec.Descriptor
+	for i, d := range a.Index.Manifests {
+		if err := b.walk(d, 0); err != nil {
+			return err
+		}
+		switch d.Annotations[layout.AnnotationRole] {
+		case layout.RoleBundle:
+			if bundleDesc != nil {
+				return fmt.Errorf("%w: two bundle entries in index.json", ErrInvalidArchive)
+			}
+			bundleDesc = &a.Index.Manifests[i]
+		case layout.RoleInvocation, layout.RoleComponent:
+			ref := d.Annotations[layout.AnnotationRefName]
+			if prev, dup := byRef[ref]; dup && prev.Digest != d.Digest {
+				return fmt.Errorf("%w: index.json names %q twice with different digests", ErrInvalidArchive, ref)
+			}
+			byRef[ref] = d
+		default:
+			b.Extra = append(b.Extra, d)
+		}
+	}
+	if bundleDesc == nil {
+		return fmt.Errorf("%w: index.json has no bundle entry (annotation %s=%s)", ErrInvalidArchive, layout.AnnotationRole, layout.RoleBundle)
+	}
+	b.Index = *bundleDesc
+	if err := b.checkBundleIndex(); err != nil {
+		return err
+	}
+	// Every relocatable image of bundle.json must be carried.
+	var errs []error
+	for _, img := range bun.Images {
+		if !img.Relocatable() {
+			b.Warnings = append(b.Warnings, fmt.Sprintf("%s (%s): image type %q is not carried", img.Label(), img.Ref, img.ImageType))
+			continue
+		}
+		d, ok := byRef[img.Ref]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%w: %s (%s) is not in the archive", ErrBundleMismatch, img.Label(), img.Ref))
+			continue
+		}
+		resolved := d.Annotations[layout.AnnotationDigestResolved] == "true"
+		if img.ContentDigest == "" && !resolved {
+			errs = append(errs, fmt.Errorf("%w: %s (%s) has no contentDigest and the archive does not record a resolved one", ErrBundleMismatch, img.Label(), img.Ref))
+			continue
+		}
+		if img.ContentDigest != "" && d.Digest != img.ContentDigest {
+			errs = append(errs, fmt.Errorf("%w: %s (%s): contentDigest is %s but the archive carries %s", ErrBundleMismatch, img.Label(), img.Ref, img.ContentDigest, d.Digest))
+			continue
+		}
+		e := ImageEntry{Image: img, Desc: d, Resolved: resolved}
+		b.closure(&e, d.Digest, nil, map[digest.Digest]bool{})
+		b.Images = append(b.Images, e)
+	}
+	return errors.Join(errs...)
+}
+
+// checkBundleIndex checks the bundle index: its config manifest carries this
+// bundle.json, and its image descriptors agree with bundle.json.
+func (b *Bundle) checkBundleIndex() error {
+	idx := b.Nodes[b.Index.Digest]
+	if idx == nil || !layout.IsIndex(idx.Desc.MediaType) {
+		return fmt.Errorf("%w: the bundle entry is not an index", ErrInvalidArchive)
+	}
+	var cfg *Node
+	var images []ocispec.Descriptor
+	for _, c := range idx.Children {
+		if c.Annotations[layout.AnnotationCNABManifestType] == "config" {
+			cfg = b.Nodes[c.Digest]
+		} else {
+			images = append(images, c)
+		}
+	}
+	if cfg == nil {
+		return fmt.Errorf("%w: the bundle index has no config manifest", ErrInvalidArchive)
+	}
+	b.ConfigManifest = cfg.Desc.Digest
+	var m ocispec.Manifest
+	if err := json.Unmarshal(cfg.Raw, &m); err != nil {
+		return fmt.Errorf("%w: bundle config manifest: %v", ErrInvalidArchive, err)
+	}
+	if m.Config.Digest != b.BundleDigest {
+		return fmt.Errorf("%w: the bundle's config manifest points at %s, bundle.json hashes to %s", ErrBundleMismatch, m.Config.Digest, b.BundleDigest)
+	}
+	invocation := 0
+	for _, c := range images {
+		var img *relocate.Image
+		for i := range b.Bundle.Images {
+			x := &b.Bundle.Images[i]
+			switch c.Annotations[layout.AnnotationCNABManifestType] {
+			case "invocation":
+				if x.Role == relocate.RoleInvocation && x.Name == fmt.Sprint(invocation) {
+					img = x
+				}
+			case "component":
+				if x.Role == relocate.RoleComponent && x.Name == c.Annotations[layout.AnnotationCNABComponentName] {
+					img = x
+				}
+			}
+		}
+		if c.Annotations[layout.AnnotationCNABManifestType] == "invocation" {
+			invocation++
+		}
+		if img == nil {
+			return fmt.Errorf("%w: the bundle index lists %s (%v) which bundle.json does not have", ErrBundleMismatch, c.Digest, c.Annotations)
+		}
+		if img.ContentDigest != "" && img.ContentDigest != c.Digest {
+			return fmt.Errorf("%w: %s (%s): contentDigest is %s but the bundle index points at %s", ErrBundleMismatch, img.Label(), img.Ref, img.ContentDigest, c.Digest)
+		}
+	}
+	ref := b.Index.Annotations[layout.AnnotationRefName]
+	if b.Reference != "" {
+		ref = b.Reference
+	}
+	b.RepoPath, b.Tag = repoPathAndTag(ref, b.Bundle)
+	return nil
+}
+
+// repoPathAndTag derives the bundle's repository path and tag from its
+// reference ("host/path:tag", or "name:tag" for a bundle exported from a file).
+func repoPathAndTag(ref string, bun *relocate.Bundle) (string, string) {
+	tag := ""
+	if r, err := name.ParseReference(ref); err == nil && strings.Contains(ref, "/") {
+		if t, ok := r.(name.Tag); ok {
+			tag = t.TagStr()
+		}
+		if tag == "" {
+			tag = sanitizeTag(bun.Version)
+		}
+		return r.Context().RepositoryStr(), tag
+	}
+	path, tag, _ := strings.Cut(ref, ":")
+	if path == "" {
+		path = relocate.SanitizePath(bun.Name)
+	}
+	if tag == "" {
+		tag = sanitizeTag(bun.Version)
+	}
+	return path, tag
+}
+
+func sanitizeTag(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '+' {
+			return '_'
+		}
+		return r
+	}, v)
+}
+
+// walk reads and verifies a manifest or index and all below it, recording
+// nodes and blobs; every referenced blob must be in the archive with its
+// declared size.
+func (b *Bundle) walk(d ocispec.Descriptor, depth int) error {
+	if depth > 16 {
+		return fmt.Errorf("%w: manifests nested more than 16 deep", ErrInvalidArchive)
+	}
+	if n, ok := b.Nodes[d.Digest]; ok {
+		_ = n
+		return nil
+	}
+	if !layout.IsManifestOrIndex(d.MediaType) {
+		size, ok := b.Archive.Has(d.Digest)
+		if !ok {
+			return fmt.Errorf("%w: blob %s (%s) is missing", ErrInvalidArchive, d.Digest, d.MediaType)
+		}
+		if size != d.Size {
+			return fmt.Errorf("%w: blob %s is described as %d bytes, the archive holds %d", ErrInvalidArchive, d.Digest, d.Size, size)
+		}
+		b.Blobs[d.Digest] = d.Size
+		return nil
+	}
+	raw, err := b.Archive.Metadata(d.Digest, d.Size)
+	if err != nil {
+		return fmt.Errorf("%w: manifest %s: %w", ErrInvalidArchive, d.Digest, err)
+	}
+	children, err := layout.Children(d.MediaType, raw)
+	if err != nil {
+		return fmt.Errorf("%w: manifest %s: %w", ErrInvalidArchive, d.Digest, err)
+	}
+	n := &Node{Desc: ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}, Raw: raw, Children: children}
+	b.Nodes[d.Digest] = n
+	for _, c := range children {
+		if err := b.walk(c, depth+1); err != nil {
+			return err
+		}
+		if cn, ok := b.Nodes[c.Digest]; ok && cn.Height+1 > n.Height {
+			n.Height = cn.Height + 1
+		}
+	}
+	return nil
+}
+
+// closure records the manifests, blobs, platforms and bytes of an image.
+func (b *Bundle) closure(e *ImageEntry, d digest.Digest, platform *ocispec.Platform, seen map[digest.Digest]bool) {
+	if seen[d] {
+		return
+	}
+	seen[d] = true
+	n, ok := b.Nodes[d]
+	if !ok {
+		e.Blobs = append(e.Blobs, d)
+		e.Bytes += b.Blobs[d]
+		return
+	}
+	e.Manifests = append(e.Manifests, d)
+	e.Bytes += n.Desc.Size
+	if layout.IsManifest(n.Desc.MediaType) && platform != nil && platform.OS != "unknown" {
+		p := platform.OS + "/" + platform.Architecture
+		if platform.Variant != "" {
+			p += "/" + platform.Variant
+		}
+		e.Platforms = append(e.Platforms, p)
+	}
+	for _, c := range n.Children {
+		b.closure(e, c.Digest, c.Platform, seen)
+	}
+}
+
+// VerifyBlobs reads every blob of the archive through a verifying reader
+// (size and digest), reporting every failure.
+func (b *Bundle) VerifyBlobs(ctx context.Context, progress func(d digest.Digest, n int64)) error {
+	ds := make([]digest.Digest, 0, len(b.Blobs))
+	for d := range b.Blobs {
+		ds = append(ds, d)
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	var errs []error
+	for _, d := range ds {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r, err := b.Archive.Blob(d, b.Blobs[d])
+		if err == nil {
+			_, err = io.Copy(io.Discard, r)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("blob %s: %w", d, err))
+		}
+		if progress != nil {
+			progress(d, b.Blobs[d])
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,199 @@
+package layout
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Names of the fixed files at the root of an archive.
+const (
+	OCILayoutFile = "oci-layout"
+	IndexFile     = "index.json"
+	BundleFile    = "bundle.json"
+)
+
+// OCILayoutContent is the exact content of the oci-layout file we write.
+const OCILayoutContent = `{"imageLayoutVersion":"1.0.0"}`
+
+// Annotations on index.json descriptors and on index.json itself.
+const (
+	// AnnotationRefName is the OCI reference name. For images it is the exact
+	// `image` string of bundle.json; for the bundle it is the bundle's tag.
+	AnnotationRefName = ocispec.AnnotationRefName
+	// AnnotationRole says what a root descriptor is (see the Role constants).
+	AnnotationRole = "io.cnab.airgap.role"
+	// AnnotationSubject is the digest of the manifest a signing artifact is about.
+	AnnotationSubject = "io.cnab.airgap.subject"
+	// AnnotationComponent is the key of a component image in bundle.json `images`.
+	AnnotationComponent = "io.cnab.airgap.component"
+	// AnnotationInvocationIndex is the position of an invocation image in
+	// bundle.json `invocationImages`.
+	AnnotationInvocationIndex = "io.cnab.airgap.invocation.index"
+	// AnnotationSource is the reference the content was read from at export.
+	AnnotationSource = "io.cnab.airgap.source"
+	// AnnotationDigestResolved marks an image whose bundle.json entry had no
+	// contentDigest; the digest was resolved from its tag at export time
+	// (only with --allow-missing-digest).
+	AnnotationDigestResolved = "io.cnab.airgap.digest-resolved"
+
+	// AnnotationFormatVersion on index.json names the archive format version.
+	AnnotationFormatVersion = "io.cnab.airgap.format.version"
+	// AnnotationBundleReference on index.json is the reference the bundle was
+	// exported from (empty for a local bundle.json).
+	AnnotationBundleReference = "io.cnab.airgap.bundle.reference"
+	// AnnotationBundleDigest on index.json is the sha256 digest of bundle.json.
+	AnnotationBundleDigest = "io.cnab.airgap.bundle.digest"
+	// AnnotationAllowMissingDigest on index.json records that the export was run
+	// with --allow-missing-digest.
+	AnnotationAllowMissingDigest = "io.cnab.airgap.allow-missing-digest"
+)
+
+// FormatVersion is the version of the archive format this package writes.
+const FormatVersion = "1"
+
+// Roles of root descriptors in index.json.
+const (
+	RoleBundle      = "bundle"
+	RoleInvocation  = "invocation"
+	RoleComponent   = "component"
+	RoleSignature   = "signature"
+	RoleAttestation = "attestation"
+	RoleSBOM        = "sbom"
+	RoleTrust       = "trust"
+)
+
+// CNAB media types and annotations used by cnab-to-oci and the CNAB registry spec.
+const (
+	// MediaTypeCNABConfig is what cnab-to-oci writes for the bundle.json blob.
+	MediaTypeCNABConfig = "application/vnd.cnab.config.v1+json"
+	// MediaTypeCNABBundleConfig is what CNAB spec 201 names for the bundle.json blob.
+	MediaTypeCNABBundleConfig = "application/vnd.cnab.bundle.config.v1+json"
+	// MediaTypeDockerConfig is the Docker image config type (cnab-to-oci fallback).
+	MediaTypeDockerConfig = "application/vnd.docker.container.image.v1+json"
+
+	MediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+	// AnnotationCNABManifestType marks the descriptors of a CNAB bundle index.
+	AnnotationCNABManifestType = "io.cnab.manifest.type"
+	// AnnotationCNABComponentName names the component of a bundle index descriptor.
+	AnnotationCNABComponentName = "io.cnab.component.name"
+)
+
+// IsBundleConfigMediaType reports whether mt is one of the media types a
+// bundle.json config blob is stored under.
+func IsBundleConfigMediaType(mt string) bool {
+	switch mt {
+	case MediaTypeCNABConfig, MediaTypeCNABBundleConfig, ocispec.MediaTypeImageConfig, MediaTypeDockerConfig:
+		return true
+	}
+	return false
+}
+
+// IsIndex reports whether mt is an OCI index or a Docker manifest list.
+func IsIndex(mt string) bool {
+	return mt == ocispec.MediaTypeImageIndex || mt == MediaTypeDockerManifestList
+}
+
+// IsManifest reports whether mt is an OCI or Docker schema2 image manifest.
+func IsManifest(mt string) bool {
+	return mt == ocispec.MediaTypeImageManifest || mt == MediaTypeDockerManifest
+}
+
+// IsManifestOrIndex reports whether content of type mt has children.
+func IsManifestOrIndex(mt string) bool { return IsIndex(mt) || IsManifest(mt) }
+
+var blobNameRE = regexp.MustCompile(`^blobs/(sha256/[a-f0-9]{64}|sha512/[a-f0-9]{128})$`)
+
+// BlobName returns the path of a blob inside the layout. The digest must be valid.
+func BlobName(d digest.Digest) string {
+	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
+}
+
+// DigestFromBlobName returns the digest named by a layout path, and false if
+// the path is not a well-formed blob path.
+func DigestFromBlobName(name string) (digest.Digest, bool) {
+	m := blobNameRE.FindStringSubmatch(name)
+	if m == nil {
+		return "", false
+	}
+	alg, enc := m[1][:6], m[1][7:]
+	return digest.NewDigestFromEncoded(digest.Algorithm(alg), enc), true
+}
+
+// ValidateDigest checks that d is a supported, well-formed digest, so that a
+// path can be built from it.
+func ValidateDigest(d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("%w: %q: %v", ErrInvalidDigest, d, err)
+	}
+	if d.Algorithm() != digest.SHA256 && d.Algorithm() != digest.SHA512 {
+		return fmt.Errorf("%w: %q: unsupported algorithm", ErrInvalidDigest, d)
+	}
+	return nil
+}
+
+// versioned is enough of a manifest or index to find its children.
+type versioned struct {
+	SchemaVersion int                  `json:"schemaVersion"`
+	MediaType     string               `json:"mediaType,omitempty"`
+	Config        *ocispec.Descriptor  `json:"config,omitempty"`
+	Layers        []ocispec.Descriptor `json:"layers,omitempty"`
+	Manifests     []ocispec.Descriptor `json:"manifests,omitempty"`
+	Subject       *ocispec.Descriptor  `json:"subject,omitempty"`
+}
+
+// Children parses a manifest or index and returns the descriptors it
+// references (an index's manifests; a manifest's config and layers), not
+// its subject. mt is the media type the content was served or described
+// with; a mediaType field inside the content must agree with it.
+func Children(mt string, raw []byte) ([]ocispec.Descriptor, error) {
+	var v versioned
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
+	}
+	if v.MediaType != "" && mt != "" && v.MediaType != mt {
+		return nil, fmt.Errorf("%w: described as %s but content says %s", ErrInvalidManifest, mt, v.MediaType)
+	}
+	if mt == "" {
+		mt = v.MediaType
+	}
+	if v.SchemaVersion != 2 {
+		return nil, fmt.Errorf("%w: schemaVersion %d is not supported (schema1 manifests are refused)", ErrInvalidManifest, v.SchemaVersion)
+	}
+	var out []ocispec.Descriptor
+	switch {
+	case IsIndex(mt):
+		out = append(out, v.Manifests...)
+	case IsManifest(mt):
+		if v.Config == nil {
+			return nil, fmt.Errorf("%w: manifest has no config", ErrInvalidManifest)
+		}
+		out = append(out, *v.Config)
+		out = append(out, v.Layers...)
+	default:
+		return nil, fmt.Errorf("%w: media type %q is not a manifest or index", ErrInvalidManifest, mt)
+	}
+	for _, d := range out {
+		if err := ValidateDigest(d.Digest); err != nil {
+			return nil, err
+		}
+		if d.Size < 0 {
+			return nil, fmt.Errorf("%w: descriptor %s has negative size", ErrInvalidManifest, d.Digest)
+		}
+	}
+	return out, nil
+}
+
+// MediaTypeOf returns the mediaType field of a manifest or index, or "" if absent.
+func MediaTypeOf(raw []byte) string {
+	var v struct {
+		MediaType string `json:"mediaType"`
+	}
+	_ = json.Unmarshal(raw, &v)
+	return v.MediaType
+}

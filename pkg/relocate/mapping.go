@@ -1,0 +1,133 @@
+package relocate
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// MappingFile is the conventional name of the relocation mapping (CNAB 103).
+const MappingFile = "relocation-mapping.json"
+
+// maxMappingBytes caps a mapping file before it is decoded.
+const maxMappingBytes = 8 << 20
+
+// ErrInvalidMapping is returned for a relocation mapping that cannot be used.
+var ErrInvalidMapping = errors.New("invalid relocation mapping")
+
+// Mapping maps the exact `image` strings of bundle.json to relocated,
+// digest-pinned references.
+type Mapping map[string]string
+
+// Marshal renders the mapping as indented JSON with sorted keys.
+func (m Mapping) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(map[string]string(m)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// WriteFile writes the mapping atomically: to a temporary file in the same
+// directory, synced, then renamed over path.
+func (m Mapping) WriteFile(path string) error {
+	b, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, b, 0o644)
+}
+
+// ParseMapping decodes a relocation mapping: a flat JSON object whose
+// values are non-empty strings that parse as references.
+func ParseMapping(b []byte) (Mapping, error) {
+	if len(b) > maxMappingBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidMapping, len(b), maxMappingBytes)
+	}
+	var m map[string]string
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidMapping, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data", ErrInvalidMapping)
+	}
+	if m == nil {
+		return nil, fmt.Errorf("%w: not a JSON object", ErrInvalidMapping)
+	}
+	for k, v := range m {
+		if k == "" {
+			return nil, fmt.Errorf("%w: empty key", ErrInvalidMapping)
+		}
+		if _, err := name.ParseReference(v); err != nil {
+			return nil, fmt.Errorf("%w: value for %q: %v", ErrInvalidMapping, k, err)
+		}
+	}
+	return Mapping(m), nil
+}
+
+// ReadMapping reads and parses a mapping file.
+func ReadMapping(path string) (Mapping, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxMappingBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	m, err := ParseMapping(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// WriteFileAtomic writes data to path through a synced temporary file in the
+// same directory and a rename, so path is either absent, old or complete.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}

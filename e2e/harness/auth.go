@@ -6,15 +6,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"crypto/tls"
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -44,6 +41,12 @@ func writeHtpasswd(dir, user, pass string) (string, error) {
 // tokenTTL is the lifetime of issued tokens.
 const tokenTTL = 5 * time.Minute
 
+// tokenPath is where the token endpoint is served, on the registry's own
+// host:port. go-containerregistry refuses token realms on other loopback or
+// private addresses (SSRF protection) unless they match the registry's
+// host:port, so a token server on its own port would not be usable.
+const tokenPath = "/auth/token"
+
 // tokenServer implements the Docker registry token protocol (GET with basic
 // auth, and the OAuth2 password grant over POST) for one user, issuing
 // ES256-signed JWTs that distribution's token access controller accepts.
@@ -55,10 +58,9 @@ type tokenServer struct {
 	key        *ecdsa.PrivateKey
 	keyID      string
 	counter    *counter
-	server     *http.Server
 }
 
-func startTokenServer(dir, user, pass string, tlsConfig *tls.Config, errLog *log.Logger, c *counter) (*tokenServer, error) {
+func newTokenServer(dir, baseURL, user, pass string, c *counter) (*tokenServer, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("harness: generating token signing key: %w", err)
@@ -100,37 +102,12 @@ func startTokenServer(dir, user, pass string, tlsConfig *tls.Config, errLog *log
 		return nil, fmt.Errorf("harness: writing JWKS: %w", err)
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("harness: listening for token server: %w", err)
-	}
-	scheme := "http"
-	if tlsConfig != nil {
-		scheme = "https"
-	}
-	ts.realm = scheme + "://" + ln.Addr().String() + "/token"
-
-	mux := http.NewServeMux()
-	mux.HandleFunc("/token", ts.serveToken)
-	ts.server = &http.Server{
-		Handler:           mux,
-		ErrorLog:          errLog,
-		ReadHeaderTimeout: 30 * time.Second,
-		TLSConfig:         tlsConfig,
-	}
-	go func() {
-		if tlsConfig != nil {
-			_ = ts.server.ServeTLS(ln, "", "")
-		} else {
-			_ = ts.server.Serve(ln)
-		}
-	}()
+	ts.realm = baseURL + tokenPath
 	return ts, nil
 }
 
-func (ts *tokenServer) close() error { return ts.server.Close() }
-
-func (ts *tokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP serves token requests.
+func (ts *tokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var (
 		user, pass string
 		ok         bool

@@ -10,8 +10,9 @@
 // # Registries
 //
 // StartRegistry runs a real github.com/distribution/distribution/v3 registry
-// (the same code as the `registry` binary) inside the current process, backed
-// by the in-memory storage driver and listening on 127.0.0.1 on a random port.
+// (the same code as the `registry` binary) inside the current process, storing
+// content in a temporary directory (or in memory, see WithInMemoryStorage) and
+// listening on 127.0.0.1 on a random port.
 // Options add TLS with a CA generated at run time (WithTLS), htpasswd basic
 // auth (WithBasicAuth), token auth backed by an in-process token server
 // (WithTokenAuth), request counting (always on, see Registry.Counts) and

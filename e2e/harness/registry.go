@@ -30,6 +30,7 @@ import (
 	// in-process registries.
 	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
 	_ "github.com/distribution/distribution/v3/registry/auth/token"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 )
 
@@ -50,6 +51,7 @@ const (
 type RegistryOption func(*registryConfig)
 
 type registryConfig struct {
+	inMemory   bool
 	tls        bool
 	auth       AuthMode
 	user, pass string
@@ -57,11 +59,20 @@ type registryConfig struct {
 	middleware []func(http.Handler) http.Handler
 }
 
+// WithInMemoryStorage stores content in memory (distribution's inmemory
+// driver) instead of the default filesystem driver rooted in Registry.Dir.
+// The inmemory driver's writer grows its buffer by exactly the size of each
+// write, so uploads take time quadratic in the blob size: fine for blobs of a
+// few MiB, but a 100 MiB blob takes tens of seconds. Use the default for
+// large fixtures and benchmarks.
+func WithInMemoryStorage() RegistryOption {
+	return func(c *registryConfig) { c.inMemory = true }
+}
+
 // WithTLS serves the registry over HTTPS with a certificate for 127.0.0.1
 // and localhost, signed by an ECDSA CA generated at run time. The CA is
-// exposed as Registry.CACertPEM, Registry.CAFile and Registry.CertPool. When
-// token auth is enabled too, the token server is served over HTTPS with the
-// same CA.
+// exposed as Registry.CACertPEM, Registry.CAFile and Registry.CertPool. With
+// WithTokenAuth, the token endpoint is served over HTTPS too.
 func WithTLS() RegistryOption {
 	return func(c *registryConfig) { c.tls = true }
 }
@@ -77,10 +88,13 @@ func WithBasicAuth(user, pass string) RegistryOption {
 }
 
 // WithTokenAuth protects the registry with distribution's token
-// authentication. An in-process token server on 127.0.0.1 issues ES256 JWTs
-// (signed with a key generated at run time and trusted by the registry
-// through a JWKS file) to clients presenting user/pass, granting whatever
-// scope they ask for.
+// authentication. An in-process token server issues ES256 JWTs (signed with a
+// key generated at run time and trusted by the registry through a JWKS file)
+// to clients presenting user/pass, granting whatever scope they ask for. It
+// is served at /auth/token on the registry's own host:port (see
+// Registry.TokenRealm): go-containerregistry refuses token realms on other
+// loopback addresses. Token requests go through WithMiddleware middlewares
+// but are not counted in Counts, except as TokensIssued.
 func WithTokenAuth(user, pass string) RegistryOption {
 	return func(c *registryConfig) {
 		c.auth, c.user, c.pass = AuthToken, user, pass
@@ -135,13 +149,14 @@ type Registry struct {
 	// Username and Password are the accepted credentials (empty with
 	// AuthNone).
 	Username, Password string
-	// TokenRealm is the URL of the token server (AuthToken only).
+	// TokenRealm is the URL of the token endpoint, URL() + "/auth/token"
+	// (AuthToken only).
 	TokenRealm string
 	// TokenService is the service name the registry expects in tokens
 	// (AuthToken only).
 	TokenService string
-	// Dir is a temporary directory owned by the registry (htpasswd file,
-	// CA file, JWKS, ...). It is removed by Close.
+	// Dir is a temporary directory owned by the registry (stored content,
+	// htpasswd file, CA file, JWKS, ...). It is removed by Close.
 	Dir string
 
 	app       *handlers.App
@@ -155,7 +170,8 @@ type Registry struct {
 }
 
 // StartRegistry starts a distribution registry on 127.0.0.1 with a random
-// port, backed by in-memory storage. Its logs are discarded unless
+// port, storing content with the filesystem driver in a temporary directory
+// (Dir) that Close removes, or in memory with WithInMemoryStorage. Its logs are discarded unless
 // WithLogging is given. The registry runs until Close is called; ctx is
 // used only while starting.
 func StartRegistry(ctx context.Context, opts ...RegistryOption) (*Registry, error) {
@@ -222,12 +238,20 @@ func StartRegistry(ctx context.Context, opts ...RegistryOption) (*Registry, erro
 	}
 
 	config := &configuration.Configuration{}
+	driver := configuration.Storage{"filesystem": configuration.Parameters{
+		"rootdirectory": filepath.Join(dir, "storage"),
+	}}
+	if cfg.inMemory {
+		driver = configuration.Storage{"inmemory": configuration.Parameters{}}
+	}
 	config.Storage = configuration.Storage{
-		"inmemory": configuration.Parameters{},
 		"maintenance": configuration.Parameters{
 			"uploadpurging": map[any]any{"enabled": false},
 		},
 		"delete": configuration.Parameters{"enabled": true},
+	}
+	for k, v := range driver {
+		config.Storage[k] = v
 	}
 	config.HTTP.Secret = randomHex(16)
 	config.HTTP.Addr = r.Host
@@ -246,7 +270,7 @@ func StartRegistry(ctx context.Context, opts ...RegistryOption) (*Registry, erro
 			"path":  path,
 		}}
 	case AuthToken:
-		ts, err := startTokenServer(dir, cfg.user, cfg.pass, serverTLS, errLog, r.counter)
+		ts, err := newTokenServer(dir, r.URL(), cfg.user, cfg.pass, r.counter)
 		if err != nil {
 			_ = ln.Close()
 			return nil, err
@@ -272,6 +296,12 @@ func StartRegistry(ctx context.Context, opts ...RegistryOption) (*Registry, erro
 	r.app = app
 
 	var h http.Handler = r.counter.wrap(app)
+	if r.token != nil {
+		mux := http.NewServeMux()
+		mux.Handle(tokenPath, r.token)
+		mux.Handle("/", h)
+		h = mux
+	}
 	for i := len(cfg.middleware) - 1; i >= 0; i-- {
 		h = cfg.middleware[i](h)
 	}
@@ -314,9 +344,6 @@ func (r *Registry) Close() error {
 		var errs []error
 		if r.server != nil {
 			errs = append(errs, r.server.Close())
-		}
-		if r.token != nil {
-			errs = append(errs, r.token.close())
 		}
 		if r.app != nil {
 			errs = append(errs, r.app.Shutdown())

@@ -86,44 +86,46 @@ type Archive struct {
 // by Limits.MaxArchiveBytes). Every entry must be a regular file whose name
 // matches the layout grammar; anything else is refused with an error that
 // names the entry.
-func Open(ctx context.Context, path string, o OpenOptions) (a *Archive, err error) {
-	a = &Archive{path: path, limits: o.Limits.withDefaults(), entries: map[string]entry{}}
-	defer func() {
-		if err != nil {
-			a.Close()
-			a = nil
-		}
-	}()
+func Open(ctx context.Context, path string, o OpenOptions) (*Archive, error) {
+	a := &Archive{path: path, limits: o.Limits.withDefaults(), entries: map[string]entry{}}
+	if err := a.open(ctx, path, o); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Archive) open(ctx context.Context, path string, o OpenOptions) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	a.f = f
 	format, _, err := archives.Identify(ctx, "", f)
 	if _, serr := f.Seek(0, io.SeekStart); serr != nil {
-		return nil, serr
+		return serr
 	}
 	if err == nil {
 		switch fm := format.(type) {
 		case archives.CompressedArchive:
 			if fm.Compression != nil {
 				if err := a.decompress(ctx, fm.Compression, o.TempDir); err != nil {
-					return nil, err
+					return err
 				}
 			}
 		case archives.Decompressor:
 			if err := a.decompress(ctx, fm, o.TempDir); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
 	if err := a.index(); err != nil {
-		return nil, fmt.Errorf("archive %s: %w", path, err)
+		return fmt.Errorf("archive %s: %w", path, err)
 	}
 	if err := a.readRoot(); err != nil {
-		return nil, fmt.Errorf("archive %s: %w", path, err)
+		return fmt.Errorf("archive %s: %w", path, err)
 	}
-	return a, nil
+	return nil
 }
 
 func (a *Archive) decompress(ctx context.Context, dec archives.Decompressor, tmp string) error {

@@ -391,3 +391,49 @@ func childDigests(t *testing.T, a *layout.Archive, d ocispec.Descriptor) []strin
 	sort.Strings(out)
 	return out
 }
+
+// A local thin bundle.json: images come from their own references, and the
+// import pushes a cnab-to-oci style bundle index that cnab-to-oci can pull.
+func TestRoundTripFromBundleFile(t *testing.T) {
+	ctx := context.Background()
+	src := startRegistry(t)
+	dst := startRegistry(t)
+	pb := sample(t, src, harness.SampleOptions{})
+	dir := t.TempDir()
+	bf := filepath.Join(dir, "bundle.json")
+	if err := os.WriteFile(bf, pb.BundleJSON, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(dir, "bundle.tar")
+	res, err := export.Export(ctx, export.Request{BundleFile: bf, Output: archive}, export.WithClient(clientFor(t, src)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range res.Images {
+		if !strings.Contains(img.Source, "/library/") && !strings.Contains(img.Source, "/cnab/") {
+			t.Fatalf("%s read from %s, want its own repository", img.Reference, img.Source)
+		}
+	}
+	src.Close()
+	mapping := filepath.Join(dir, "relocation-mapping.json")
+	ir, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/mirror", MappingPath: mapping}, importer.WithClient(clientFor(t, dst)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := dst.Host + "/mirror/sample-app:0.1.0"; ir.BundleReference != want {
+		t.Fatalf("bundle pushed to %s, want %s", ir.BundleReference, want)
+	}
+	pulled, err := harness.ReadBundle(ctx, dst, ir.BundleReference)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pulled.BundleJSONDigest != pb.BundleJSONDigest {
+		t.Fatalf("pulled bundle.json %s, want %s", pulled.BundleJSONDigest, pb.BundleJSONDigest)
+	}
+	for _, img := range pb.Images {
+		got := pulled.RelocationMap[img.Image]
+		if !strings.HasSuffix(got, "@"+img.ContentDigest.String()) {
+			t.Fatalf("cnab-to-oci maps %s to %s, want digest %s", img.Image, got, img.ContentDigest)
+		}
+	}
+}

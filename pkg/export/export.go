@@ -147,6 +147,9 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range src.bundle.Warnings {
+		e.warn("%s", w)
+	}
 	res := &Result{
 		Bundle: src.bundle.Name, Version: src.bundle.Version, Reference: req.Reference,
 		BundleDigest: digest.FromBytes(src.bundleJSON).String(), IndexDigest: src.indexDigest.String(),

@@ -1,12 +1,14 @@
 package relocate
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 
 	"github.com/cnabio/cnab-go/bundle"
+	jsoncanonicalizer "github.com/cyberphone/json-canonicalization/go/src/webpki.org/jsoncanonicalizer"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -58,6 +60,9 @@ type Bundle struct {
 	Version string
 	Images  []Image // invocation images in order, then components sorted by name
 	Parsed  *bundle.Bundle
+	// Warnings are findings that do not stop a move: bundle.json not in
+	// canonical form (RFC 8785), dependencies that travel separately.
+	Warnings []string
 }
 
 // ParseBundle reads the fields cnab-airgap needs from bundle.json bytes.
@@ -70,6 +75,12 @@ func ParseBundle(raw []byte) (*Bundle, error) {
 		return nil, fmt.Errorf("%w: no invocation images", ErrInvalidBundle)
 	}
 	out := &Bundle{Name: b.Name, Version: b.Version, Parsed: b}
+	if canon, err := jsoncanonicalizer.Transform(raw); err != nil || !bytes.Equal(canon, raw) {
+		out.Warnings = append(out.Warnings, "bundle.json is not canonical JSON (RFC 8785); it is carried byte for byte, unchanged")
+	}
+	if deps, ok := b.Custom["io.cnab.dependencies"]; ok && deps != nil {
+		out.Warnings = append(out.Warnings, "bundle declares io.cnab.dependencies: dependency bundles are not carried; export each of them too")
+	}
 	add := func(role, n string, bi bundle.BaseImage) error {
 		img := Image{Role: role, Name: n, Ref: bi.Image, MediaType: bi.MediaType, Size: bi.Size, ImageType: bi.ImageType}
 		if bi.Image == "" {

@@ -70,7 +70,7 @@ type BundleImage struct {
 // config blob is bundle.json) and at every image of the bundle, all copied
 // into the bundle repository.
 type PushedBundle struct {
-	// Ref is the tag reference of the bundle, e.g.
+	// Ref is the reference the bundle was pushed (or read) with, e.g.
 	// "127.0.0.1:PORT/bundles/sample-app:0.1.0".
 	Ref string
 	// Repository is Ref without the tag.
@@ -160,7 +160,11 @@ func PushBundle(ctx context.Context, reg *Registry, ref string, b *bundle.Bundle
 	}
 
 	resolver := NewResolver(reg)
-	relocation, err := remotes.FixupBundle(ctx, b, named, resolver)
+	// Copy serially: cnab-to-oci v0.6.1's manifest walker shares an error
+	// variable between its copy goroutines, and containerd's token
+	// authorizer writes a cached token's expiry without its lock; both are
+	// data races that `go test -race` reports with parallel copies.
+	relocation, err := remotes.FixupBundle(ctx, b, named, resolver, remotes.WithParallelism(1, 64))
 	if err != nil {
 		return nil, fmt.Errorf("harness: cnab-to-oci fixup of %s: %w", named, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -359,14 +360,7 @@ func TestTLSTokenAuthRegistry(t *testing.T) {
 	if !strings.HasPrefix(reg.TokenRealm, "https://127.0.0.1:") {
 		t.Fatalf("token realm %q", reg.TokenRealm)
 	}
-	ctx := testContext(t)
-	img, err := NewImage(ImageSpec{Name: "tiny", Seed: 7, Layers: []LayerSpec{{Label: "a", Size: 1000}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reg.PushImage(ctx, "tiny/img:1", img); err != nil {
-		t.Fatal(err)
-	}
+	checkSampleBundle(t, reg)
 	checkRefused(t, reg)
 }
 
@@ -558,5 +552,51 @@ func TestInMemoryStorage(t *testing.T) {
 	}
 	if want, _ := img.Digest(); p.Digest.String() != want.String() {
 		t.Errorf("digest %s, want %s", p.Digest, want)
+	}
+}
+
+// syncBuffer is a goroutine-safe bytes.Buffer.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestLogging(t *testing.T) {
+	var logs syncBuffer
+	quiet := startRegistry(t)
+	loud := startRegistry(t, WithLogging(&logs))
+	for _, r := range []*Registry{quiet, loud} {
+		resp, err := r.Client().Get(r.URL() + "/v2/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if !strings.Contains(logs.String(), "response completed") {
+		t.Errorf("no registry log captured: %q", logs.String())
+	}
+	if err := loud.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := len(logs.String())
+	resp, err := quiet.Client().Get(quiet.URL() + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(logs.String()) != n {
+		t.Errorf("logs still written after the logging registry closed")
 	}
 }

@@ -171,9 +171,9 @@ type Registry struct {
 
 // StartRegistry starts a distribution registry on 127.0.0.1 with a random
 // port, storing content with the filesystem driver in a temporary directory
-// (Dir) that Close removes, or in memory with WithInMemoryStorage. Its logs are discarded unless
-// WithLogging is given. The registry runs until Close is called; ctx is
-// used only while starting.
+// (Dir) that Close removes, or in memory with WithInMemoryStorage. Its logs
+// are discarded unless WithLogging is given. The registry runs until Close is
+// called; ctx is used only while starting.
 func StartRegistry(ctx context.Context, opts ...RegistryOption) (*Registry, error) {
 	cfg := registryConfig{auth: AuthNone}
 	for _, o := range opts {
@@ -238,20 +238,16 @@ func StartRegistry(ctx context.Context, opts ...RegistryOption) (*Registry, erro
 	}
 
 	config := &configuration.Configuration{}
-	driver := configuration.Storage{"filesystem": configuration.Parameters{
-		"rootdirectory": filepath.Join(dir, "storage"),
-	}}
-	if cfg.inMemory {
-		driver = configuration.Storage{"inmemory": configuration.Parameters{}}
-	}
 	config.Storage = configuration.Storage{
 		"maintenance": configuration.Parameters{
 			"uploadpurging": map[any]any{"enabled": false},
 		},
 		"delete": configuration.Parameters{"enabled": true},
 	}
-	for k, v := range driver {
-		config.Storage[k] = v
+	if cfg.inMemory {
+		config.Storage["inmemory"] = configuration.Parameters{}
+	} else {
+		config.Storage["filesystem"] = configuration.Parameters{"rootdirectory": filepath.Join(dir, "storage")}
 	}
 	config.HTTP.Secret = randomHex(16)
 	config.HTTP.Addr = r.Host

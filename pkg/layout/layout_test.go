@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -222,9 +223,9 @@ func TestResumeKeepsVerifiedBlobs(t *testing.T) {
 	if w2.Resumed() != kept {
 		t.Fatalf("resumed %d bytes, want %d", w2.Resumed(), kept)
 	}
-	fetched := 0
+	var fetched atomic.Int64
 	if err := w2.Fill(ctx, 4, func(ctx context.Context, b Blob) (io.ReadCloser, error) {
-		fetched++
+		fetched.Add(1)
 		return f.fetch(ctx, b)
 	}); err != nil {
 		t.Fatal(err)
@@ -238,8 +239,8 @@ func TestResumeKeepsVerifiedBlobs(t *testing.T) {
 	if d != want {
 		t.Fatalf("resumed archive digest %s, fresh %s", d, want)
 	}
-	if fetched >= len(p.Blobs()) {
-		t.Fatalf("fetched %d of %d blobs: nothing was resumed", fetched, len(p.Blobs()))
+	if n := fetched.Load(); n >= int64(len(p.Blobs())) {
+		t.Fatalf("fetched %d of %d blobs: nothing was resumed", n, len(p.Blobs()))
 	}
 }
 

@@ -54,12 +54,18 @@ func ParseTarget(s string) (Target, error) {
 	if host == "" {
 		return Target{}, fmt.Errorf("%w: target %q: no registry", ErrNaming, s)
 	}
-	if _, err := name.NewRegistry(host); err != nil {
+	// Like the distribution reference grammar, a registry must look like a
+	// host: a dot, a port or "localhost". Anything else would be read as a
+	// Docker Hub path.
+	if host != "localhost" && !strings.ContainsAny(host, ".:") {
+		return Target{}, fmt.Errorf("%w: target %q: %q is not a registry host (host.domain, host:port or localhost)", ErrNaming, s, host)
+	}
+	if _, err := name.NewRegistry(host, name.StrictValidation); err != nil {
 		return Target{}, fmt.Errorf("%w: target %q: %v", ErrNaming, s, err)
 	}
 	if prefix != "" {
-		if _, err := name.NewRepository(host + "/" + prefix); err != nil {
-			return Target{}, fmt.Errorf("%w: target %q: %v", ErrNaming, s, err)
+		if err := checkPath(prefix); err != nil {
+			return Target{}, fmt.Errorf("target %q: %w", s, err)
 		}
 	}
 	return Target{Registry: host, Prefix: prefix}, nil
@@ -86,11 +92,35 @@ var nonRepoChars = regexp.MustCompile(`[^a-z0-9._-]+`)
 // SanitizePath turns a bundle name into a valid repository path component.
 func SanitizePath(s string) string {
 	s = nonRepoChars.ReplaceAllString(strings.ToLower(s), "-")
+	// The grammar allows ".", "_", "__" or any run of "-" between
+	// alphanumerics; any other run of separators becomes one "-".
+	s = separatorRun.ReplaceAllStringFunc(s, func(run string) string {
+		if run == "." || run == "_" || run == "__" || strings.Trim(run, "-") == "" {
+			return run
+		}
+		return "-"
+	})
 	s = strings.Trim(s, "-._")
 	if s == "" {
 		s = "bundle"
 	}
 	return s
+}
+
+var separatorRun = regexp.MustCompile(`[._-]+`)
+
+// pathComponent is the distribution spec's grammar for one path component.
+var pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$`)
+
+// checkPath checks every component of a repository path against the
+// distribution grammar.
+func checkPath(path string) error {
+	for _, c := range strings.Split(path, "/") {
+		if !pathComponent.MatchString(c) {
+			return fmt.Errorf("%w: path component %q of %q is not valid (lower-case letters and digits, separated by ., _, __ or -)", ErrNaming, c, path)
+		}
+	}
+	return nil
 }
 
 // Limits constrain target names.
@@ -146,7 +176,7 @@ func PlanNames(t Target, n Naming, bundlePath string, images []Image, lim Limits
 		case NamingPreserve:
 			repo = t.Repo(orig)
 		case NamingFlatten:
-			repo = t.Repo(flatten(ref.Context().Name()))
+			repo = t.Repo(flattenRepo(ref.Context()))
 		}
 		if prev, ok := owner[repo]; ok && prev != ref.Context().Name() {
 			return nil, fmt.Errorf("%w: %s and %s would both be placed at %s", ErrNaming, prev, ref.Context().Name(), repo)
@@ -164,8 +194,18 @@ func PlanNames(t Target, n Naming, bundlePath string, images []Image, lim Limits
 }
 
 // flatten turns a/b/c into a-b-c-<8 hex of sha256(a/b/c)>, one path segment.
-func flatten(path string) string {
-	sum := sha256.Sum256([]byte(path))
+func flatten(path string) string { return flattenHashed(path, path) }
+
+// flattenRepo flattens an image's repository path without its registry
+// (registry.example/a/b becomes a-b-<hash>) and hashes its full name,
+// registry included, so the same path on two registries stays apart
+// (duffle's scheme).
+func flattenRepo(r name.Repository) string { return flattenHashed(r.RepositoryStr(), r.Name()) }
+
+// flattenHashed joins path's segments with "-" and appends 8 hex digits of
+// sha256(full).
+func flattenHashed(path, full string) string {
+	sum := sha256.Sum256([]byte(full))
 	flat := SanitizePath(strings.ReplaceAll(path, "/", "-"))
 	const keep = 200
 	if len(flat) > keep {
@@ -179,6 +219,9 @@ func checkRepo(repo string, t Target, lim Limits) error {
 		return fmt.Errorf("%w: %q is not a valid repository: %v", ErrNaming, repo, err)
 	}
 	path := strings.TrimPrefix(repo, t.Registry+"/")
+	if err := checkPath(path); err != nil {
+		return err
+	}
 	if len(path) > maxRepoNameLen {
 		return fmt.Errorf("%w: %q is longer than %d characters", ErrNaming, path, maxRepoNameLen)
 	}

@@ -3,13 +3,19 @@ GO       ?= go
 BIN      := bin/cnab-airgap
 PKGS     := ./...
 FUZZTIME ?= 20s
+FUZZMINTIME ?= 5s
 
 .PHONY: all build test unit e2e demo bench fuzz vet fmt lint docs clean
 
 all: build
 
+# The version and commit shown by `cnab-airgap version`.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/cnab-airgap
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/cnab-airgap
 
 # Unit tests, fuzz seed corpora and the e2e suite (real registries in-process).
 test:
@@ -30,15 +36,24 @@ demo:
 bench:
 	$(GO) run ./bench
 
+# Each fuzz target for FUZZTIME; a new input is minimized for at most
+# FUZZMINTIME (the default 60s would eat the whole budget of a slow target).
+# Every target runs; the failing ones are listed at the end.
 fuzz:
-	@for t in $$(grep -ho 'func Fuzz[A-Za-z0-9_]*' -r pkg internal | sed 's/func //' | sort -u); do \
-	  pkg=$$(grep -l "func $$t" -r pkg internal | head -1 | xargs dirname); \
+	@failed=""; for t in $$(grep -ho 'func Fuzz[A-Za-z0-9_]*' -r pkg internal | sed 's/func //' | sort -u); do \
+	  pkg=$$(grep -l "func $$t(" -r pkg internal | head -1 | xargs dirname); \
 	  echo "fuzz $$t in $$pkg for $(FUZZTIME)"; \
-	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
-	done
+	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./$$pkg || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz targets that failed:$$failed"; exit 1; fi
 
 vet:
 	$(GO) vet $(PKGS)
+
+# Regenerate the CLI reference (docs/cli) from the command tree; the test
+# TestCLIReference fails when it drifts.
+docs:
+	UPDATE_DOCS=1 $(GO) test -count=1 -run '^TestCLIReference$$' ./cmd/cnab-airgap
 
 fmt:
 	gofmt -l -w .

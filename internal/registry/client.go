@@ -3,6 +3,16 @@
 // CA bundle, credentials from the docker config, one authenticated transport
 // per repository, and raw blob streams whose verification is left to the
 // caller (so every byte is hashed exactly once).
+//
+// Retries are owned by internal/retry, in one place: every request of the
+// client goes through a retry.Transport (backoff with jitter on 5xx, 408 and
+// 429 honouring Retry-After, and on reset or refused connections, bounded in
+// attempts and time, only for requests that are safe to repeat).
+// go-containerregistry's per-request retries are switched off (no retried
+// status codes; its predicate is retry.Temporary, which reports a request
+// the transport gave up on as permanent), so attempts are never
+// multiplied; blob data sent into an upload session is retried by the
+// upload operation, with a new session (see RetryPolicy).
 package registry
 
 import (
@@ -24,6 +34,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cnab-airgap/cnab-airgap/internal/retry"
 )
 
 // Options configures a Client. The zero value talks TLS with the system
@@ -47,6 +59,9 @@ type Options struct {
 	UserAgent string
 	// Jobs bounds concurrent blob bodies inside go-containerregistry. Default 4.
 	Jobs int
+	// Retry bounds the retries of every request and upload. Zero fields
+	// take retry.DefaultPolicy's values (5 attempts within 2 minutes).
+	Retry retry.Policy
 }
 
 // Client talks to registries. It is safe for concurrent use.
@@ -54,6 +69,7 @@ type Client struct {
 	o         Options
 	plain     map[string]bool
 	base      http.RoundTripper
+	retry     retry.Policy
 	remoteOps []remote.Option
 	puller    *remote.Puller
 	pusher    *remote.Pusher
@@ -72,6 +88,9 @@ func New(o Options) (*Client, error) {
 		o.Jobs = 4
 		c.o.Jobs = 4
 	}
+	if err := o.Retry.Validate(); err != nil {
+		return nil, err
+	}
 	base := o.Transport
 	if base == nil {
 		var err error
@@ -80,8 +99,20 @@ func New(o Options) (*Client, error) {
 			return nil, err
 		}
 	}
+	rt := retry.NewTransport(base, o.Retry)
+	c.retry = rt.Policy()
+	base = rt
 	c.base = base
-	c.remoteOps = []remote.Option{remote.WithTransport(base), remote.WithJobs(o.Jobs)}
+	p := c.retry
+	c.remoteOps = []remote.Option{remote.WithTransport(base), remote.WithJobs(o.Jobs),
+		// The retry.Transport below retries requests; go-containerregistry
+		// must not retry them again: no status codes of its own, and a
+		// predicate (retry.Temporary) that treats a request the transport
+		// gave up on as permanent. What it still retries with them is a
+		// whole streamed blob upload, which it starts again from the
+		// content, waiting as the same policy says.
+		remote.WithRetryStatusCodes(), remote.WithRetryPredicate(retry.Temporary),
+		remote.WithRetryBackoff(remote.Backoff{Duration: p.BaseDelay, Factor: 2, Jitter: 0.5, Steps: p.MaxAttempts, Cap: p.MaxDelay})}
 	if o.Auth != nil {
 		c.remoteOps = append(c.remoteOps, remote.WithAuth(o.Auth))
 	} else {
@@ -156,6 +187,12 @@ func (t *hostTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.secure.RoundTrip(r)
 }
 
+// RetryPolicy returns the retry policy of the client's requests, with
+// defaults applied, for operations that must be retried as a whole (a blob
+// upload whose data broke off is started again in a new session with
+// RetryPolicy().Do).
+func (c *Client) RetryPolicy() retry.Policy { return c.retry }
+
 // RemoteOptions returns the go-containerregistry options of this client.
 func (c *Client) RemoteOptions() []remote.Option { return c.remoteOps }
 
@@ -205,7 +242,12 @@ func (c *Client) Tag(repo name.Repository, tag string) (name.Tag, error) {
 // repoTransport returns an authenticated transport for repo with the given
 // scope, creating it (ping, token exchange) once.
 func (c *Client) repoTransport(ctx context.Context, repo name.Repository, action string) (http.RoundTripper, error) {
-	key := repo.Name() + "|" + action
+	return c.scopedTransport(ctx, repo, repo.Name()+"|"+action, []string{repo.Scope(action)})
+}
+
+// scopedTransport returns an authenticated transport for repo's registry
+// holding the given scopes, cached under key.
+func (c *Client) scopedTransport(ctx context.Context, repo name.Repository, key string, scopes []string) (http.RoundTripper, error) {
 	c.mu.Lock()
 	rt, ok := c.repos[key]
 	c.mu.Unlock()
@@ -224,7 +266,7 @@ func (c *Client) repoTransport(ctx context.Context, repo name.Repository, action
 			return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
 		}
 	}
-	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, c.base, []string{repo.Scope(action)})
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, c.base, scopes)
 	if err != nil {
 		return nil, err
 	}

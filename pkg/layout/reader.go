@@ -2,7 +2,6 @@ package layout
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,9 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
-	"unicode/utf8"
 
-	"github.com/mholt/archives"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -30,10 +27,20 @@ type Limits struct {
 	// MaxArchiveBytes caps how much a compressed archive may expand to.
 	// Default 1 TiB.
 	MaxArchiveBytes int64
+	// MaxJSONDepth is the deepest nesting of objects and arrays accepted in
+	// index.json, bundle.json and every manifest or index, checked before
+	// they are decoded. Default 64.
+	MaxJSONDepth int
+	// MaxExpansion bounds a compressed archive's content that no descriptor
+	// declares (tar headers, blobs whose descriptor has not been read yet):
+	// it may expand to 64 MiB plus MaxExpansion times the compressed bytes
+	// read so far. Blobs are already compressed, so a real archive expands
+	// about 1:1; a decompression bomb is cut off early. Default 50.
+	MaxExpansion int64
 }
 
 // DefaultLimits are the limits used when Open is given the zero Limits.
-var DefaultLimits = Limits{MaxEntries: 100000, MaxMetadataBytes: 8 << 20, MaxArchiveBytes: 1 << 40}
+var DefaultLimits = Limits{MaxEntries: 100000, MaxMetadataBytes: 8 << 20, MaxArchiveBytes: 1 << 40, MaxJSONDepth: 64, MaxExpansion: 50}
 
 func (l Limits) withDefaults() Limits {
 	if l.MaxEntries <= 0 {
@@ -44,6 +51,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxArchiveBytes <= 0 {
 		l.MaxArchiveBytes = DefaultLimits.MaxArchiveBytes
+	}
+	if l.MaxJSONDepth <= 0 {
+		l.MaxJSONDepth = DefaultLimits.MaxJSONDepth
+	}
+	if l.MaxExpansion <= 0 {
+		l.MaxExpansion = DefaultLimits.MaxExpansion
 	}
 	return l
 }
@@ -79,13 +92,24 @@ type Archive struct {
 	BundleJSON []byte
 	// Compressed names the outer compression that was removed ("" if none).
 	Compressed string
+	// Parts describes the volumes of a split archive, joined and verified
+	// when it was opened (nil if the archive was one file; split.go).
+	Parts *Parts
 }
 
-// Open indexes the archive at path. A gzip or zstd compressed archive is
-// decompressed once, sequentially, into a private temporary file (bounded
-// by Limits.MaxArchiveBytes). Every entry must be a regular file whose name
-// matches the layout grammar; anything else is refused with an error that
-// names the entry.
+// Open indexes the archive at path. A gzip or zstd compressed archive (told
+// by its magic bytes) is decompressed once, sequentially, into a private
+// temporary file under OpenOptions.TempDir, checked as it streams: every
+// header before its data, sizes against the descriptors read so far, and
+// the expansion of undeclared content (Limits.MaxExpansion), so that a
+// decompression bomb stops early. Every entry must be a regular file whose
+// name matches the layout grammar; anything else is refused with an error
+// that names the entry (ErrUnsafeEntry). Too many entries or oversized
+// metadata give ErrTooLarge; a truncated archive, a missing end-of-archive
+// marker or data after it give ErrInvalidArchive. index.json and
+// bundle.json are capped (Limits.MaxMetadataBytes) and their nesting
+// checked (Limits.MaxJSONDepth) before they are decoded. Nothing is written
+// outside the temporary directory, which Close removes.
 func Open(ctx context.Context, path string, o OpenOptions) (*Archive, error) {
 	a := &Archive{path: path, limits: o.Limits.withDefaults(), entries: map[string]entry{}}
 	if err := a.open(ctx, path, o); err != nil {
@@ -96,71 +120,29 @@ func Open(ctx context.Context, path string, o OpenOptions) (*Archive, error) {
 }
 
 func (a *Archive) open(ctx context.Context, path string, o OpenOptions) error {
-	f, err := os.Open(path)
+	f, err := a.openArchiveFile(ctx, path, o) // joins a split archive's verified parts (split.go)
 	if err != nil {
 		return err
 	}
 	a.f = f
-	format, _, err := archives.Identify(ctx, "", f)
-	if _, serr := f.Seek(0, io.SeekStart); serr != nil {
-		return serr
+	// The outer compression is told by its magic bytes only: no decoder
+	// runs on untrusted bytes to guess a format (harden.go).
+	compression, err := sniffCompression(f)
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", path, err)
 	}
-	if err == nil {
-		switch fm := format.(type) {
-		case archives.CompressedArchive:
-			if fm.Compression != nil {
-				if err := a.decompress(ctx, fm.Compression, o.TempDir); err != nil {
-					return err
-				}
-			}
-		case archives.Decompressor:
-			if err := a.decompress(ctx, fm, o.TempDir); err != nil {
-				return err
-			}
-		}
+	if compression != "" {
+		// Decompressed and indexed in one checked pass (harden.go).
+		err = a.decompressIndexed(ctx, compression, o.TempDir)
+	} else {
+		err = a.index()
 	}
-	if err := a.index(); err != nil {
+	if err != nil {
 		return fmt.Errorf("archive %s: %w", path, err)
 	}
 	if err := a.readRoot(); err != nil {
 		return fmt.Errorf("archive %s: %w", path, err)
 	}
-	return nil
-}
-
-func (a *Archive) decompress(ctx context.Context, dec archives.Decompressor, tmp string) error {
-	switch dec.(type) {
-	case archives.Gz, archives.Zstd:
-	default:
-		return fmt.Errorf("%w: compression %T is not supported (use gzip or zstd)", ErrInvalidArchive, dec)
-	}
-	a.Compressed = strings.TrimPrefix(fmt.Sprintf("%T", dec), "archives.")
-	dir, err := os.MkdirTemp(tmp, "cnab-airgap-")
-	if err != nil {
-		return err
-	}
-	a.tmpDir = dir
-	rc, err := dec.OpenReader(bufio.NewReaderSize(a.f, 1<<20))
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidArchive, err)
-	}
-	defer rc.Close()
-	out, err := os.CreateTemp(dir, "archive-*.tar")
-	if err != nil {
-		return err
-	}
-	limited := io.LimitReader(rc, a.limits.MaxArchiveBytes+1)
-	n, err := copyCtx(ctx, out, limited)
-	if err != nil {
-		out.Close()
-		return fmt.Errorf("%w: decompressing: %v", ErrInvalidArchive, err)
-	}
-	if n > a.limits.MaxArchiveBytes {
-		out.Close()
-		return fmt.Errorf("%w: decompressed archive is larger than %d bytes", ErrTooLarge, a.limits.MaxArchiveBytes)
-	}
-	a.f.Close()
-	a.f = out
 	return nil
 }
 
@@ -171,46 +153,32 @@ func (a *Archive) index() error {
 	}
 	tr := tar.NewReader(a.f)
 	count := 0
+	var end int64 // where the last entry's data (padded) ends
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: truncated: the archive ends inside an entry", ErrInvalidArchive)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: reading tar: %v", ErrInvalidArchive, err)
 		}
 		count++
-		if count > a.limits.MaxEntries {
-			return fmt.Errorf("%w: more than %d entries", ErrTooLarge, a.limits.MaxEntries)
-		}
-		name := h.Name
-		if !utf8.ValidString(name) {
-			return fmt.Errorf("%w: entry name %q is not valid UTF-8", ErrUnsafeEntry, name)
-		}
-		if err := checkName(name); err != nil {
+		skip, err := a.admit(h, count) // names, types, duplicates, count (harden.go)
+		if err != nil {
 			return err
-		}
-		switch h.Typeflag {
-		case tar.TypeReg:
-		case tar.TypeDir:
-			if isLayoutDir(name) {
-				continue
-			}
-			return fmt.Errorf("%w: %q: unexpected directory", ErrUnsafeEntry, name)
-		default:
-			return fmt.Errorf("%w: %q: type %s is not a regular file", ErrUnsafeEntry, name, typeName(h.Typeflag))
-		}
-		if h.Size < 0 {
-			return fmt.Errorf("%w: %q: negative size", ErrUnsafeEntry, name)
-		}
-		if _, dup := a.entries[name]; dup {
-			return fmt.Errorf("%w: %q: duplicate entry", ErrUnsafeEntry, name)
 		}
 		off, err := a.f.Seek(0, io.SeekCurrent)
 		if err != nil {
 			return err
 		}
-		a.entries[name] = entry{offset: off, size: h.Size}
+		end = off + padded(h.Size)
+		if skip {
+			continue
+		}
+		a.entries[h.Name] = entry{offset: off, size: h.Size}
 	}
 	// A tar whose data is cut short fails in Next above; a file that ends
 	// inside the last entry's data is caught here.
@@ -223,7 +191,8 @@ func (a *Archive) index() error {
 			return fmt.Errorf("%w: %q is truncated", ErrInvalidArchive, name)
 		}
 	}
-	return nil
+	// The end-of-archive marker must be there, and nothing but padding after it.
+	return a.checkTail(end)
 }
 
 func typeName(t byte) string {
@@ -301,6 +270,9 @@ func (a *Archive) readRoot() error {
 	if err != nil {
 		return err
 	}
+	if err := a.checkJSON("index.json", a.IndexRaw); err != nil {
+		return err
+	}
 	if err := json.Unmarshal(a.IndexRaw, &a.Index); err != nil {
 		return fmt.Errorf("%w: index.json: %v", ErrInvalidArchive, err)
 	}
@@ -315,6 +287,9 @@ func (a *Archive) readRoot() error {
 	if _, ok := a.entries[BundleFile]; ok {
 		a.BundleJSON, err = a.readFile(BundleFile, a.limits.MaxMetadataBytes)
 		if err != nil {
+			return err
+		}
+		if err := a.checkJSON("bundle.json", a.BundleJSON); err != nil {
 			return err
 		}
 	}
@@ -369,7 +344,31 @@ func (a *Archive) Blob(d digest.Digest, size int64) (io.Reader, error) {
 	if size >= 0 && e.size != size {
 		return nil, fmt.Errorf("blob %s: %w: described as %d bytes, archive holds %d", d, verify.ErrSizeMismatch, size, e.size)
 	}
-	return verify.NewReader(io.NewSectionReader(a.f, e.offset, e.size), d, e.size)
+	return verify.NewReader(&dropBehind{r: io.NewSectionReader(a.f, e.offset, e.size), f: a.f, base: e.offset}, d, e.size)
+}
+
+// dropChunk is how much of a blob is read before its pages are dropped.
+const dropChunk = 8 << 20
+
+// dropBehind reads a blob's section and drops the pages it has read from
+// the page cache as it goes: an import reads each byte of the archive once,
+// so caching it would only push everything else out of memory (and, on a
+// VM, fault in fresh pages for the whole archive instead of reusing a few).
+type dropBehind struct {
+	r             *io.SectionReader
+	f             *os.File
+	base          int64 // offset of the section in the file
+	read, dropped int64
+}
+
+func (d *dropBehind) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	d.read += int64(n)
+	if d.read-d.dropped >= dropChunk || (err == io.EOF && d.read > d.dropped) {
+		dropCache(d.f, d.base+d.dropped, d.read-d.dropped)
+		d.dropped = d.read
+	}
+	return n, err
 }
 
 // Section returns the raw, unverified bytes of blob d as a section of the
@@ -405,6 +404,9 @@ func (a *Archive) Metadata(d digest.Digest, size int64) ([]byte, error) {
 	if err := verify.Bytes(b, d, size); err != nil {
 		return nil, fmt.Errorf("blob %s: %w", d, err)
 	}
+	if err := a.checkJSON("blob "+d.String(), b); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -438,8 +440,12 @@ func (a *Archive) Close() error {
 	return err
 }
 
-// DecodeJSON decodes capped metadata into v, refusing trailing data.
+// DecodeJSON decodes capped metadata into v, refusing trailing data and
+// nesting deeper than DefaultLimits.MaxJSONDepth.
 func DecodeJSON(b []byte, v any) error {
+	if err := checkJSONDepth(b, DefaultLimits.MaxJSONDepth); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(v); err != nil {
 		return err

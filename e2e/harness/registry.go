@@ -57,6 +57,7 @@ type registryConfig struct {
 	user, pass string
 	logOutput  io.Writer
 	middleware []func(http.Handler) http.Handler
+	configure  []func(*configuration.Configuration) // applied last (validation.go)
 }
 
 // WithInMemoryStorage stores content in memory (distribution's inmemory
@@ -280,6 +281,10 @@ func StartRegistry(ctx context.Context, opts ...RegistryOption) (*Registry, erro
 			"issuer":  ts.issuer,
 			"jwks":    ts.jwksFile,
 		}}
+	}
+
+	for _, f := range cfg.configure {
+		f(config)
 	}
 
 	acquireLogging(r, cfg.logOutput)

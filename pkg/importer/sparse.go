@@ -1,0 +1,38 @@
+package importer
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+)
+
+// ErrSparseRefused: the target refused a sparse index (an index whose
+// platforms were partly left out at export), typically because it checks
+// that every child of an index exists.
+var ErrSparseRefused = errors.New("target refused a sparse index")
+
+// refused explains a failed manifest push. For a sparse index it names the
+// images that use it, the platforms the archive leaves out and the
+// registry's own answer; cnab-airgap never rewrites an index to make it
+// acceptable (that would change its digest and break contentDigest).
+func (im *importer) refused(ref name.Digest, n *Node, err error) error {
+	absent := im.b.AbsentBelow(n.Desc.Digest)
+	if len(absent) == 0 {
+		return fmt.Errorf("manifest %s: %w", ref, err)
+	}
+	var users []string
+	for _, e := range im.b.Images {
+		for _, d := range e.Manifests {
+			if d == n.Desc.Digest {
+				users = append(users, e.Label()+" ("+e.Ref+")")
+				break
+			}
+		}
+	}
+	return fmt.Errorf("%w: %s: %s is a sparse index (the archive was exported with --platform %s and leaves out %s); the registry answered: %w",
+		ErrSparseRefused, strings.Join(users, ", "), ref, im.b.Archive.Index.Annotations[layout.AnnotationPlatforms], strings.Join(absent, ", "), err)
+}

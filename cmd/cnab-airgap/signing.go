@@ -1,0 +1,388 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/urfave/cli/v2"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/export"
+	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
+)
+
+// Signing flags. Keys and passphrases never come from flags: --cosign-key
+// names a public key file, --notary-trust-dir a directory of key files,
+// and passphrases come from NOTARY_*_PASSPHRASE variables.
+
+func exportSigningFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "no-signatures", Usage: "do not collect OCI referrers and cosign tags (signatures, attestations, SBOMs)"},
+		&cli.StringFlag{Name: "notary-server", Usage: "collect the bundle tag's Notary v1 (CNAB-Security) trust data from this `URL` (TLS as for registries: --ca-file, --insecure)"},
+		&cli.StringSliceFlag{Name: "notary-pin", Usage: "check the online root against `GUN=ROOT_KEY_ID` too (default at export: trust on first use)"},
+	}
+}
+
+func verifySigningFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "no-signatures", Usage: "skip signing evidence entirely (nothing is verified or re-published)"},
+		&cli.StringSliceFlag{Name: "notary-pin", Usage: "trust the Notary root of GUN only if its key ID is ROOT_KEY_ID: `GUN=ROOT_KEY_ID` (repeatable; get the ID from the publisher out of band)"},
+		&cli.StringSliceFlag{Name: "notary-ca", Usage: "trust Notary roots of GUNs starting with PREFIX whose certificate chains to a CA in FILE: `PREFIX=FILE` (repeatable)"},
+		&cli.BoolFlag{Name: "notary-tofu", Usage: "trust whatever Notary root the archive carries: proves consistency, not who signed"},
+		&cli.BoolFlag{Name: "allow-expired", Usage: "accept expired Notary root, targets and delegation roles (reported)"},
+		&cli.BoolFlag{Name: "in-toto-run-inspections", Usage: "allow in-toto layouts with inspections: they run the commands the layout names"},
+		&cli.StringSliceFlag{Name: "cosign-key", Usage: "verify cosign signatures and attestations with this public key `FILE` (repeatable)"},
+		&cli.BoolFlag{Name: "require-signatures", Usage: "fail unless the bundle has Notary trust data or a cosign signature of its index that verified"},
+	}
+}
+
+func importSigningFlags() []cli.Flag {
+	return append(verifySigningFlags(),
+		&cli.BoolFlag{Name: "notary-resign", Usage: "after the push, publish the verified Notary target under the relocated name at --notary-server with the keys in --notary-trust-dir (passphrases from NOTARY_ROOT_PASSPHRASE, NOTARY_TARGETS_PASSPHRASE, NOTARY_SNAPSHOT_PASSPHRASE)"},
+		&cli.StringFlag{Name: "notary-server", Usage: "destination Notary server `URL` for --notary-resign"},
+		&cli.StringFlag{Name: "notary-trust-dir", EnvVars: []string{"NOTARY_TRUST_DIR"}, Usage: "`DIR` holding the destination's Notary keys (created for a new repository)"},
+	)
+}
+
+// notaryTransport builds the HTTP transport to a Notary server with the
+// global TLS settings (--ca-file, --insecure).
+func notaryTransport(c *cli.Context, server string) (http.RoundTripper, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	for _, f := range c.StringSlice("ca-file") {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("CA file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificates found", f)
+		}
+	}
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, usagef("--notary-server %q: want an http or https URL", server)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	skip := slices.Contains(c.StringSlice("insecure"), u.Host) || slices.Contains(c.StringSlice("insecure"), u.Hostname())
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, InsecureSkipVerify: skip} //nolint:gosec // only for hosts named with --insecure
+	return t, nil
+}
+
+func pinOptions(c *cli.Context) ([]sigbundle.Option, error) {
+	var out []sigbundle.Option
+	for _, p := range c.StringSlice("notary-pin") {
+		gun, id, err := sigbundle.ParsePin(p)
+		if err != nil {
+			return nil, usagef("--notary-pin: %v", err)
+		}
+		out = append(out, sigbundle.WithNotaryPin(gun, id))
+	}
+	return out, nil
+}
+
+func exportSigningOptions(c *cli.Context) ([]export.Option, error) {
+	out := []export.Option{export.WithSignatures(!c.Bool("no-signatures"))}
+	pins, err := pinOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	so := pins
+	if s := c.String("notary-server"); s != "" {
+		rt, err := notaryTransport(c, s)
+		if err != nil {
+			return nil, err
+		}
+		so = append(so, sigbundle.WithNotaryTransport(rt))
+		out = append(out, export.WithNotaryServer(s))
+	}
+	return append(out, export.WithSigningOptions(so...)), nil
+}
+
+// verifyOptions turns the verify/import flags into sigbundle options.
+func verifyOptions(c *cli.Context, e *env) ([]sigbundle.Option, error) {
+	out, err := pinOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range c.StringSlice("notary-ca") {
+		prefix, file, ok := strings.Cut(p, "=")
+		if !ok || prefix == "" || file == "" {
+			return nil, usagef("--notary-ca %q: want PREFIX=FILE", p)
+		}
+		out = append(out, sigbundle.WithNotaryCA(prefix, file))
+	}
+	for _, f := range c.StringSlice("cosign-key") {
+		k, err := sigbundle.LoadPublicKey(f)
+		if err != nil {
+			return nil, usagef("--cosign-key %s: %v", f, err)
+		}
+		out = append(out, sigbundle.WithCosignKey(filepath.Base(f), k))
+	}
+	if c.Bool("notary-tofu") && !c.Bool("quiet") {
+		fmt.Fprintln(e.stderr, "warning: --notary-tofu trusts the Notary root the archive carries: this proves the bundle is what that root's keys signed, not who holds them; pin the root key ID (--notary-pin) to prove the publisher")
+	}
+	return append(out,
+		sigbundle.WithNotaryTOFU(c.Bool("notary-tofu")),
+		sigbundle.WithAllowExpired(c.Bool("allow-expired")),
+		sigbundle.WithInTotoInspections(c.Bool("in-toto-run-inspections")),
+		sigbundle.WithRequireSignatures(c.Bool("require-signatures")),
+		sigbundle.WithJobs(c.Int("jobs")),
+	), nil
+}
+
+func importSigningOptions(c *cli.Context, e *env) ([]importer.Option, error) {
+	if c.Bool("no-signatures") {
+		if c.Bool("require-signatures") || c.Bool("notary-resign") {
+			return nil, usagef("--no-signatures cannot be combined with --require-signatures or --notary-resign")
+		}
+		return []importer.Option{importer.WithSignatures(false)}, nil
+	}
+	so, err := verifyOptions(c, e)
+	if err != nil {
+		return nil, err
+	}
+	out := []importer.Option{importer.WithSigningOptions(so...)}
+	if c.Bool("notary-resign") {
+		server, dir := c.String("notary-server"), c.String("notary-trust-dir")
+		if server == "" || dir == "" {
+			return nil, usagef("--notary-resign needs --notary-server and --notary-trust-dir")
+		}
+		rt, err := notaryTransport(c, server)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, importer.WithNotaryResign(importer.NotaryResign{Server: server, TrustDir: dir,
+			Options: []sigbundle.Option{sigbundle.WithNotaryTransport(rt)}}))
+	} else if c.String("notary-server") != "" {
+		return nil, usagef("--notary-server at import is the destination of --notary-resign")
+	}
+	return out, nil
+}
+
+// printExportSignatures prints what an export carries, and the root key ID
+// to pin on the other side.
+func printExportSignatures(w io.Writer, s *export.Signatures) {
+	if s == nil {
+		return
+	}
+	var parts []string
+	for _, r := range sortedKeysOf(s.ByRole) {
+		parts = append(parts, fmt.Sprintf("%d %s", s.ByRole[r], r))
+	}
+	fmt.Fprintf(w, "signing     %d artifacts (%s)\n", s.Artifacts, strings.Join(parts, ", "))
+	if n := s.Notary; n != nil {
+		fmt.Fprintf(w, "notary      GUN %s target %s in %s, sha256 %s, verified online\n", n.GUN, n.Target, n.TargetRole, n.SHA256)
+		if n.InToto != nil {
+			fmt.Fprintf(w, "in-toto     %s form, layout key %s, verified %v\n", n.InToto.Form, n.InToto.KeyID, n.InToto.Verified)
+		}
+		for _, id := range n.RootKeyIDs {
+			fmt.Fprintf(w, "root key    %s\n", id)
+			fmt.Fprintf(w, "            pin on the other side, after confirming it out of band: --notary-pin %s=%s\n", n.GUN, id)
+		}
+	}
+}
+
+// printSigningReport prints an offline verification.
+func printSigningReport(w io.Writer, rep *sigbundle.Report) {
+	if rep == nil {
+		return
+	}
+	for _, n := range rep.Notary {
+		fmt.Fprintf(w, "notary      GUN %s target %s in %s verified (root %s, anchor %s)\n", n.GUN, n.Target, n.TargetRole, strings.Join(n.RootKeyIDs, ","), n.Anchor)
+		if !n.ExportedAt.IsZero() {
+			state := "valid"
+			if !n.ValidAtExport {
+				state = "NOT valid"
+			}
+			fmt.Fprintf(w, "            timestamp and snapshot %s at export time %s\n", state, n.ExportedAt.Format("2006-01-02T15:04:05Z07:00"))
+		}
+		if n.InToto != nil {
+			fmt.Fprintf(w, "in-toto     %s form: steps %s, verified %v\n", n.InToto.Form, strings.Join(n.InToto.Steps, ","), n.InToto.Verified)
+		}
+	}
+	bound, verified := 0, 0
+	for _, a := range rep.Artifacts {
+		if a.Bound {
+			bound++
+		}
+		if a.Verified {
+			verified++
+		}
+	}
+	fmt.Fprintf(w, "signing     %d artifacts bound to their subjects, %d verified with keys, bundle signed: %v\n", bound, verified, rep.Signed)
+}
+
+// printSigningArtifacts lists an archive's signing artifacts per subject.
+func printSigningArtifacts(w io.Writer, b *importer.Bundle) {
+	arts := b.SigningArtifacts()
+	if len(arts) == 0 {
+		return
+	}
+	labels := b.Labels()
+	for _, a := range arts { // a referrer of a referrer: name it by its subject's role
+		if _, ok := labels[a.Digest]; !ok {
+			labels[a.Digest] = a.Annotations[layout.AnnotationRole] + " artifact"
+		}
+	}
+	bySubject := map[string][]int{}
+	for i, a := range arts {
+		s := a.Annotations[layout.AnnotationSubject]
+		bySubject[s] = append(bySubject[s], i)
+	}
+	fmt.Fprintf(w, "signing artifacts (per subject):\n")
+	for _, s := range sortedKeysOf(bySubject) {
+		label := labels[digest.Digest(s)]
+		if label == "" {
+			label = "artifact"
+		}
+		fmt.Fprintf(w, "  %s %s\n", label, s)
+		for _, i := range bySubject[s] {
+			a := arts[i]
+			how, what := a.Annotations[sigbundle.AnnotationVia], a.ArtifactType
+			if t := cosignTag(a); t != "" {
+				how += " " + t
+				what = a.Annotations[sigbundle.AnnotationCosignKind]
+			}
+			fmt.Fprintf(w, "    %-11s %s %s (%s)\n", a.Annotations[layout.AnnotationRole], a.Digest, what, how)
+		}
+	}
+}
+
+func sortedKeysOf[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// printImportSignatures prints the verification and what was re-published.
+func printImportSignatures(w io.Writer, s *importer.SignatureResult) {
+	if s == nil {
+		return
+	}
+	if s.Skipped {
+		fmt.Fprintf(w, "signing     skipped (--no-signatures): nothing verified, no signing artifact pushed\n")
+		return
+	}
+	printSigningReport(w, s.Report)
+	fmt.Fprintf(w, "signing     artifacts pushed %d, already present %d, cosign tags %d\n", s.Pushed, s.Present, s.Tags)
+	for _, r := range s.Resigned {
+		fmt.Fprintf(w, "re-signed   GUN %s target %s at %s (new root: %v)\n", r.GUN, r.Target, r.Server, r.Initialized)
+		for _, id := range r.RootKeyIDs {
+			fmt.Fprintf(w, "root key    %s: pin inside with --notary-pin %s=%s\n", id, r.GUN, id)
+		}
+	}
+}
+
+// verifyCommandFlags are verify's own flags.
+func verifyCommandFlags() []cli.Flag {
+	return append(verifySigningFlags(),
+		&cli.StringFlag{Name: "reference", Usage: "verify the signing evidence of the bundle `REGISTRY/REPO:TAG` where it was imported, instead of an archive"})
+}
+
+// verifyArchiveSignatures verifies an archive's signing evidence offline.
+func verifyArchiveSignatures(c *cli.Context, e *env, b *importer.Bundle) (*sigbundle.Report, error) {
+	if c.Bool("no-signatures") {
+		if n := len(b.SigningArtifacts()); n > 0 && !c.Bool("quiet") {
+			fmt.Fprintf(e.stderr, "warning: %d signing artifacts not verified (--no-signatures)\n", n)
+		}
+		return nil, nil
+	}
+	so, err := verifyOptions(c, e)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := b.VerifySignatures(c.Context, so...)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Bool("quiet") {
+		for _, w := range rep.Warnings {
+			fmt.Fprintf(e.stderr, "warning: %s\n", w)
+		}
+	}
+	return rep, nil
+}
+
+// verifyRefResult is the JSON form of verify --reference.
+type verifyRefResult struct {
+	Reference    string            `json:"reference"`
+	IndexDigest  string            `json:"indexDigest"`
+	BundleDigest string            `json:"bundleDigest"`
+	Artifacts    int               `json:"artifacts"`
+	OK           bool              `json:"ok"`
+	Signatures   *sigbundle.Report `json:"signatures"`
+}
+
+// verifyReference verifies a bundle's signing evidence at a registry.
+func verifyReference(c *cli.Context, e *env) error {
+	if c.NArg() != 0 {
+		return usagef("verify takes an archive or --reference, not both")
+	}
+	if c.Bool("no-signatures") {
+		return usagef("verify --reference checks signatures; --no-signatures leaves nothing to do")
+	}
+	asJSON, err := outputJSON(c)
+	if err != nil {
+		return err
+	}
+	so, err := verifyOptions(c, e)
+	if err != nil {
+		return err
+	}
+	cl, err := client(c, e)
+	if err != nil {
+		return err
+	}
+	ref := c.String("reference")
+	rem, err := sigbundle.CollectRemote(c.Context, cl, ref, so...)
+	if err != nil {
+		return err
+	}
+	rep, err := sigbundle.Verify(c.Context, rem.Store, rem.Carried, so...)
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", ref, err)
+	}
+	r := verifyRefResult{Reference: ref, IndexDigest: rem.Carried.Index.Digest.String(),
+		BundleDigest: digest.FromBytes(rem.Carried.BundleJSON).String(), Artifacts: len(rem.Carried.Artifacts), OK: true, Signatures: rep}
+	if asJSON {
+		return writeJSON(e.stdout, r)
+	}
+	if !c.Bool("quiet") {
+		for _, w := range append(rem.Collection.Warnings, rep.Warnings...) {
+			fmt.Fprintf(e.stderr, "warning: %s\n", w)
+		}
+		fmt.Fprintf(e.stdout, "ok: %s (index %s, bundle.json %s): %d signing artifacts\n", ref, r.IndexDigest, r.BundleDigest, r.Artifacts)
+		printSigningReport(e.stdout, rep)
+	}
+	return nil
+}
+
+// cosignTag returns the cosign tag an artifact was carried under, if any.
+func cosignTag(x ocispec.Descriptor) string {
+	if x.Annotations[sigbundle.AnnotationVia] != sigbundle.ViaCosignTag {
+		return ""
+	}
+	return x.Annotations[layout.AnnotationRefName]
+}
+
+// subjectLabel names the subject of an index.json entry.
+func subjectLabel(labels map[digest.Digest]string, x ocispec.Descriptor) string {
+	return labels[digest.Digest(x.Annotations[layout.AnnotationSubject])]
+}

@@ -1,0 +1,364 @@
+package importer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
+	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
+)
+
+// signingOptions are the import's signing settings.
+type signingOptions struct {
+	off    bool
+	opts   []sigbundle.Option
+	resign *NotaryResign
+}
+
+// NotaryResign asks Import to publish the verified Notary target under the
+// relocated bundle's GUN on a destination Notary server, with the keys in
+// TrustDir (see sigbundle.ResignRequest).
+type NotaryResign struct {
+	Server     string
+	TrustDir   string
+	Passphrase func(role string) (string, error)
+	// Options are sigbundle options for the destination (its transport).
+	Options []sigbundle.Option
+}
+
+// WithSignatures turns offline verification and re-publication of the
+// archive's signing evidence on or off. The default is on; off pushes the
+// bundle without its signing artifacts and says so in the result.
+func WithSignatures(b bool) Option {
+	return func(o *options) error { o.signing.off = !b; return nil }
+}
+
+// WithSigningOptions passes options to sigbundle.Verify: trust anchors
+// (WithNotaryPin, WithNotaryCA, WithNotaryTOFU), WithAllowExpired,
+// WithInTotoInspections, WithCosignKey, WithRequireSignatures.
+func WithSigningOptions(opts ...sigbundle.Option) Option {
+	return func(o *options) error { o.signing.opts = append(o.signing.opts, opts...); return nil }
+}
+
+// WithNotaryResign re-signs the verified Notary target at a destination
+// Notary server after the push. The default is none.
+func WithNotaryResign(r NotaryResign) Option {
+	return func(o *options) error {
+		if r.Server == "" || r.TrustDir == "" {
+			return errors.New("import: Notary re-signing needs a server and a trust directory")
+		}
+		o.signing.resign = &r
+		return nil
+	}
+}
+
+// SignatureResult describes what happened to the signing evidence.
+type SignatureResult struct {
+	// Skipped is true with WithSignatures(false): nothing was verified or
+	// pushed.
+	Skipped bool `json:"skipped,omitempty"`
+	// Report is the offline verification.
+	Report *sigbundle.Report `json:"report,omitempty"`
+	// Pushed and Present count artifact manifests written to or found at
+	// the target (one per artifact and repository); Tags counts cosign
+	// tags written.
+	Pushed  int64 `json:"pushed"`
+	Present int64 `json:"present"`
+	Tags    int64 `json:"tags"`
+	// Resigned lists Notary targets re-signed at the destination.
+	Resigned []*sigbundle.ResignResult `json:"resigned,omitempty"`
+}
+
+// archiveStore serves the archive's blobs, verified as they are read.
+type archiveStore struct{ a *layout.Archive }
+
+var _ sigbundle.Store = archiveStore{}
+
+// Open implements sigbundle.Store.
+func (s archiveStore) Open(_ context.Context, d digest.Digest, size int64) (io.ReadCloser, error) {
+	r, err := s.a.Blob(d, size)
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(r), nil
+}
+
+// SigningArtifacts returns the index.json entries of the archive's signing
+// artifacts.
+func (b *Bundle) SigningArtifacts() []ocispec.Descriptor {
+	var out []ocispec.Descriptor
+	for _, x := range b.Extra {
+		if sigbundle.IsSigningRole(x.Annotations[layout.AnnotationRole]) && x.Annotations[layout.AnnotationSubject] != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Labels names every manifest of the bundle's graph for messages: "bundle
+// index", "image web", "image web linux/arm64", ...
+func (b *Bundle) Labels() map[digest.Digest]string {
+	out := map[digest.Digest]string{}
+	var walk func(d digest.Digest, label string, depth int)
+	walk = func(d digest.Digest, label string, depth int) {
+		n, ok := b.Nodes[d]
+		if !ok || depth > 16 {
+			return
+		}
+		if _, seen := out[d]; seen {
+			return
+		}
+		out[d] = label
+		if !layout.IsIndex(n.Desc.MediaType) {
+			return
+		}
+		for _, c := range n.Children {
+			walk(c.Digest, sigbundle.ChildLabel(label, c), depth+1)
+		}
+	}
+	for _, e := range b.Images {
+		l := "image " + e.Name
+		if e.Role == "invocation" {
+			l = "invocation image " + e.Name
+		}
+		walk(e.Desc.Digest, l, 0)
+	}
+	walk(b.Index.Digest, "bundle index", 0)
+	return out
+}
+
+// VerifySignatures checks the archive's signing evidence offline with
+// sigbundle.Verify. Nothing is written anywhere.
+func (b *Bundle) VerifySignatures(ctx context.Context, opts ...sigbundle.Option) (*sigbundle.Report, error) {
+	c := sigbundle.Carried{BundleJSON: b.BundleJSON, Index: b.Index, Manifests: b.Labels(), Artifacts: b.SigningArtifacts()}
+	return sigbundle.Verify(ctx, archiveStore{b.Archive}, c, opts...)
+}
+
+// signingPlan is where each artifact goes at the target, parents first.
+type signingPlan struct {
+	res   *SignatureResult
+	steps []signingStep
+}
+
+type signingStep struct {
+	repo     string
+	artifact ocispec.Descriptor
+	children []*Node // manifests inside an index artifact, deepest first
+	tag      string  // cosign tag to recreate
+}
+
+// verifySignatures runs the offline verification before anything is
+// pushed and plans where each artifact goes: into every repository that
+// holds its subject, after it.
+func verifySignatures(ctx context.Context, o *options, b *Bundle, p *pushPlan, res *Result) (*signingPlan, error) {
+	sp := &signingPlan{res: &SignatureResult{}}
+	res.Signatures = sp.res
+	arts := b.SigningArtifacts()
+	if o.signing.off {
+		sp.res.Skipped = true
+		if len(arts) > 0 {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("signatures were not verified and %d signing artifacts were not pushed (--no-signatures)", len(arts)))
+		}
+		return sp, nil
+	}
+	o.progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateStarted, Count: len(arts)})
+	rep, err := b.VerifySignatures(ctx, o.signing.opts...)
+	if err != nil {
+		return nil, err
+	}
+	sp.res.Report = rep
+	res.Warnings = append(res.Warnings, rep.Warnings...)
+	if o.signing.resign != nil && len(rep.Notary) == 0 {
+		return nil, errors.New("notary re-sign: the archive carries no Notary trust data to re-sign")
+	}
+
+	// Place artifacts whose subject is placed, until none is left.
+	holds := map[digest.Digest][]string{}
+	for r, nodes := range p.repoNodes {
+		for d := range nodes {
+			holds[d] = append(holds[d], r)
+		}
+	}
+	left := slices.Clone(arts)
+	for len(left) > 0 {
+		var next []ocispec.Descriptor
+		progressed := false
+		for _, a := range left {
+			subject := digest.Digest(a.Annotations[layout.AnnotationSubject])
+			repos := holds[subject]
+			if len(repos) == 0 {
+				next = append(next, a)
+				continue
+			}
+			progressed = true
+			sort.Strings(repos)
+			for _, r := range repos {
+				step := signingStep{repo: r, artifact: a}
+				if a.Annotations[sigbundle.AnnotationVia] == sigbundle.ViaCosignTag {
+					step.tag = a.Annotations[layout.AnnotationRefName]
+				}
+				all := &ImageEntry{}
+				b.closure(all, a.Digest, nil, map[digest.Digest]bool{})
+				for _, d := range all.Blobs {
+					p.repoBlobs[r][d] = true
+				}
+				for _, d := range all.Manifests {
+					if d != a.Digest {
+						step.children = append(step.children, b.Nodes[d])
+					}
+				}
+				sort.Slice(step.children, func(i, j int) bool { return step.children[i].Height < step.children[j].Height })
+				sp.steps = append(sp.steps, step)
+				if !slices.Contains(holds[a.Digest], r) {
+					holds[a.Digest] = append(holds[a.Digest], r)
+				}
+			}
+		}
+		if !progressed {
+			var ds []string
+			for _, a := range next {
+				ds = append(ds, a.Digest.String())
+			}
+			return nil, fmt.Errorf("%w: signing artifacts %s have subjects that are not pushed", ErrInvalidArchive, strings.Join(ds, ", "))
+		}
+		left = next
+	}
+	o.progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateDone, Count: len(arts)})
+	return sp, nil
+}
+
+// pushSignatures pushes each artifact after its subject, one at a time so
+// that fallback tag indexes are updated without lost writes, and recreates
+// cosign tags.
+func (im *importer) pushSignatures(ctx context.Context) error {
+	if im.sig == nil {
+		return nil
+	}
+	for _, s := range im.sig.steps {
+		repo := im.p.repos[s.repo]
+		for _, c := range s.children {
+			if err := im.putManifest(ctx, repo, c.Desc, c.Raw, ""); err != nil {
+				return err
+			}
+		}
+		n := im.b.Nodes[s.artifact.Digest]
+		if n == nil {
+			return fmt.Errorf("%w: signing artifact %s is not loaded", ErrInvalidArchive, s.artifact.Digest)
+		}
+		if err := im.putManifest(ctx, repo, n.Desc, n.Raw, s.tag); err != nil {
+			return err
+		}
+		im.o.progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateDone, Item: repo.Name() + "@" + s.artifact.Digest.String(), Bytes: n.Desc.Size})
+	}
+	return nil
+}
+
+// putManifest writes a manifest by digest (a referrer's push updates the
+// subject's fallback tag when the registry has no Referrers API), or by
+// tag.
+func (im *importer) putManifest(ctx context.Context, repo name.Repository, d ocispec.Descriptor, raw []byte, tag string) error {
+	if tag != "" {
+		ref, err := im.o.client.Tag(repo, tag)
+		if err != nil {
+			return err
+		}
+		if err := im.o.client.Pusher().Push(ctx, ref, rawManifest{raw, d.MediaType}); err != nil {
+			return fmt.Errorf("signing artifact %s as %s: %w", d.Digest, ref, err)
+		}
+		atomic.AddInt64(&im.sig.res.Tags, 1)
+		return nil
+	}
+	ref, err := im.o.client.Digest(repo, d.Digest)
+	if err != nil {
+		return err
+	}
+	exists, err := im.manifestExists(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("signing artifact %s: %w", ref, err)
+	}
+	if exists {
+		// Present; but a run that stopped between the manifest and its
+		// fallback tag update left it unlisted: then put it again (the
+		// put updates the listing).
+		listed, err := im.listed(ctx, repo, raw, d.Digest)
+		if err != nil {
+			return fmt.Errorf("signing artifact %s: %w", ref, err)
+		}
+		if listed {
+			atomic.AddInt64(&im.sig.res.Present, 1)
+			return nil
+		}
+	}
+	if err := im.o.client.Pusher().Put(ctx, ref, rawManifest{raw, d.MediaType}); err != nil {
+		return fmt.Errorf("signing artifact %s: %w", ref, err)
+	}
+	atomic.AddInt64(&im.sig.res.Pushed, 1)
+	return nil
+}
+
+// listed reports whether a manifest with a subject is in its subject's
+// referrers listing at repo (Referrers API or fallback tag). Manifests
+// without a subject count as listed.
+func (im *importer) listed(ctx context.Context, repo name.Repository, raw []byte, d digest.Digest) (bool, error) {
+	var m struct {
+		Subject *ocispec.Descriptor `json:"subject"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil || m.Subject == nil {
+		return true, nil
+	}
+	sref, err := im.o.client.Digest(repo, m.Subject.Digest)
+	if err != nil {
+		return false, err
+	}
+	opts := append(slices.Clone(im.o.client.RemoteOptions()), remote.WithContext(ctx), remote.Reuse(im.o.client.Puller()))
+	idx, err := remote.Referrers(sref, opts...)
+	if err != nil {
+		return false, err
+	}
+	im2, err := idx.IndexManifest()
+	if err != nil {
+		return false, err
+	}
+	for _, x := range im2.Manifests {
+		if x.Digest.String() == d.String() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// resign publishes the verified Notary targets under the relocated GUN.
+func (im *importer) resign(ctx context.Context) error {
+	r := im.o.signing.resign
+	if r == nil || im.sig == nil || im.sig.res.Report == nil {
+		return nil
+	}
+	repo := im.p.bundleTag.Context()
+	gun := repo.Name()
+	if repo.RegistryStr() == name.DefaultRegistry {
+		gun = "docker.io/" + repo.RepositoryStr()
+	}
+	for _, n := range im.sig.res.Report.Notary {
+		t := *n
+		t.Target = im.p.bundleTag.TagStr()
+		out, err := sigbundle.Resign(ctx, sigbundle.ResignRequest{Server: r.Server, GUN: gun, TrustDir: r.TrustDir, Target: &t, Passphrase: r.Passphrase}, r.Options...)
+		if err != nil {
+			return err
+		}
+		im.sig.res.Resigned = append(im.sig.res.Resigned, out)
+	}
+	return nil
+}

@@ -1,0 +1,421 @@
+package sigbundle
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cnab-airgap/cnab-airgap/internal/registry"
+	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+)
+
+// maxReferrerDepth bounds referrers of referrers.
+const maxReferrerDepth = 8
+
+// Subject is a manifest whose signing artifacts are collected, with the
+// repositories that may hold them. The first repository is the one the
+// export reads the subject from: an error there fails the collection; the
+// others (an image's original repository) only give warnings.
+type Subject struct {
+	Digest digest.Digest
+	Repos  []name.Repository
+}
+
+// Blob is content an artifact needs. Data holds manifests and anything
+// already read while collecting; other blobs are to be streamed from Repo.
+type Blob struct {
+	Digest    digest.Digest
+	Size      int64
+	MediaType string
+	Repo      name.Repository
+	Data      []byte
+}
+
+// Collection is the signing evidence collected at export.
+type Collection struct {
+	// Roots are the index.json entries, one per artifact, annotated with
+	// role, subject, repository and how it was found.
+	Roots []ocispec.Descriptor
+	// Blobs are the manifests and blobs of every artifact, each digest once.
+	Blobs []Blob
+	// Notary describes Notary trust data, when collected.
+	Notary *NotaryInfo
+	// Warnings are problems that did not stop the collection.
+	Warnings []string
+}
+
+// Merge adds o's artifacts to c.
+func (c *Collection) Merge(o *Collection) {
+	if o == nil {
+		return
+	}
+	c.Roots = append(c.Roots, o.Roots...)
+	seen := map[digest.Digest]bool{}
+	for _, b := range c.Blobs {
+		seen[b.Digest] = true
+	}
+	for _, b := range o.Blobs {
+		if !seen[b.Digest] {
+			seen[b.Digest] = true
+			c.Blobs = append(c.Blobs, b)
+		}
+	}
+	if o.Notary != nil {
+		c.Notary = o.Notary
+	}
+	c.Warnings = append(c.Warnings, o.Warnings...)
+	sortRoots(c.Roots)
+}
+
+// Counts returns how many artifacts of each role were collected.
+func (c *Collection) Counts() map[string]int {
+	out := map[string]int{}
+	for _, r := range c.Roots {
+		out[r.Annotations[layout.AnnotationRole]]++
+	}
+	return out
+}
+
+func sortRoots(roots []ocispec.Descriptor) {
+	sort.SliceStable(roots, func(i, j int) bool {
+		a, b := roots[i], roots[j]
+		ka := a.Annotations[layout.AnnotationSubject] + " " + a.Digest.String() + " " + a.Annotations[layout.AnnotationRefName]
+		kb := b.Annotations[layout.AnnotationSubject] + " " + b.Digest.String() + " " + b.Annotations[layout.AnnotationRefName]
+		return ka < kb
+	})
+}
+
+// collector holds the state of one Collect.
+type collector struct {
+	o  *options
+	c  *registry.Client
+	mu sync.Mutex
+	// roots by key (digest + tag), blobs by digest.
+	roots    map[string]ocispec.Descriptor
+	blobs    map[digest.Digest]*Blob
+	warnings []string
+}
+
+type probe struct {
+	subject digest.Digest
+	repo    name.Repository
+	primary bool
+}
+
+type found struct {
+	desc    ocispec.Descriptor // digest, size, media type
+	raw     []byte             // when already fetched (cosign tags)
+	subject digest.Digest
+	repo    name.Repository
+	via     string
+	tag     string
+	role    string
+	kind    string
+}
+
+// Collect finds the OCI 1.1 referrers (Referrers API, or the fallback tag)
+// and cosign tag-scheme objects of every subject, recursively (referrers of
+// referrers), and returns them with every manifest byte-for-byte and the
+// list of blobs to fetch. Nothing is re-serialized.
+func Collect(ctx context.Context, c *registry.Client, subjects []Subject, opts ...Option) (*Collection, error) {
+	o, err := makeOptions(opts...)
+	if err != nil {
+		return nil, err
+	}
+	col := &collector{o: o, c: c, roots: map[string]ocispec.Descriptor{}, blobs: map[digest.Digest]*Blob{}}
+	var level []probe
+	for _, s := range subjects {
+		for i, r := range s.Repos {
+			level = append(level, probe{subject: s.Digest, repo: r, primary: i == 0})
+		}
+	}
+	seenProbe := map[string]bool{}
+	for depth := 0; len(level) > 0; depth++ {
+		if depth > maxReferrerDepth {
+			return nil, fmt.Errorf("referrers nested more than %d deep", maxReferrerDepth)
+		}
+		var todo []probe
+		for _, p := range level {
+			k := p.subject.String() + "|" + p.repo.Name()
+			if !seenProbe[k] {
+				seenProbe[k] = true
+				todo = append(todo, p)
+			}
+		}
+		var mu sync.Mutex
+		var hits []found
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(o.jobs)
+		for _, p := range todo {
+			g.Go(func() error {
+				f, err := col.probe(gctx, p)
+				if err != nil {
+					if p.primary {
+						return fmt.Errorf("signing artifacts of %s in %s: %w", p.subject, p.repo.Name(), err)
+					}
+					col.warn("signing artifacts of %s in %s not collected: %v", p.subject, p.repo.Name(), err)
+					return nil
+				}
+				mu.Lock()
+				hits = append(hits, f...)
+				mu.Unlock()
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		sort.Slice(hits, func(i, j int) bool {
+			return hits[i].desc.Digest.String()+hits[i].tag+hits[i].repo.Name() < hits[j].desc.Digest.String()+hits[j].tag+hits[j].repo.Name()
+		})
+		level = nil
+		g, gctx = errgroup.WithContext(ctx)
+		g.SetLimit(o.jobs)
+		var next []probe
+		for _, h := range hits {
+			key := h.desc.Digest.String() + "|" + h.tag
+			col.mu.Lock()
+			_, dup := col.roots[key]
+			if !dup {
+				col.roots[key] = ocispec.Descriptor{} // claimed
+			}
+			col.mu.Unlock()
+			if dup {
+				continue
+			}
+			next = append(next, probe{subject: h.desc.Digest, repo: h.repo, primary: true})
+			g.Go(func() error { return col.take(gctx, h, key) })
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		level = next
+	}
+	out := &Collection{Warnings: col.warnings}
+	for _, r := range col.roots {
+		out.Roots = append(out.Roots, r)
+	}
+	sortRoots(out.Roots)
+	for _, d := range slices.Sorted(maps.Keys(col.blobs)) {
+		out.Blobs = append(out.Blobs, *col.blobs[d])
+	}
+	return out, nil
+}
+
+func (col *collector) warn(format string, args ...any) {
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	col.warnings = append(col.warnings, fmt.Sprintf(format, args...))
+}
+
+// probe lists the artifacts of one subject in one repository.
+func (col *collector) probe(ctx context.Context, p probe) ([]found, error) {
+	var out []found
+	dref, err := col.c.Digest(p.repo, p.subject)
+	if err != nil {
+		return nil, err
+	}
+	if col.o.referrers {
+		opts := append(slices.Clone(col.c.RemoteOptions()), remote.WithContext(ctx), remote.Reuse(col.c.Puller()))
+		idx, err := remote.Referrers(dref, opts...)
+		if err != nil && !registry.IsNotFound(err) {
+			return nil, fmt.Errorf("referrers: %w", err)
+		}
+		if err == nil {
+			im, err := idx.IndexManifest()
+			if err != nil {
+				return nil, fmt.Errorf("referrers: %w", err)
+			}
+			for _, d := range im.Manifests {
+				desc := ocispec.Descriptor{MediaType: string(d.MediaType), Digest: digest.Digest(d.Digest.String()), Size: d.Size}
+				if err := layout.ValidateDigest(desc.Digest); err != nil {
+					return nil, fmt.Errorf("referrers list: %w", err)
+				}
+				if !layout.IsManifestOrIndex(desc.MediaType) {
+					col.warn("referrer %s of %s in %s has media type %q and is not carried", desc.Digest, p.subject, p.repo.Name(), desc.MediaType)
+					continue
+				}
+				out = append(out, found{desc: desc, subject: p.subject, repo: p.repo, via: ViaReferrers})
+			}
+		}
+	}
+	if col.o.cosignTags {
+		for _, s := range cosignSuffixes {
+			tag := p.subject.Algorithm().String() + "-" + p.subject.Encoded() + s.suffix
+			tref, err := col.c.Tag(p.repo, tag)
+			if err != nil {
+				return nil, err
+			}
+			got, err := col.c.Puller().Get(ctx, tref)
+			if err != nil {
+				if registry.IsNotFound(err) {
+					continue
+				}
+				return nil, fmt.Errorf("cosign tag %s: %w", tag, err)
+			}
+			if int64(len(got.Manifest)) > col.o.maxMetadata {
+				return nil, fmt.Errorf("cosign tag %s: manifest larger than %d bytes", tag, col.o.maxMetadata)
+			}
+			mt := layout.MediaTypeOf(got.Manifest)
+			if mt == "" {
+				mt = string(got.MediaType)
+			}
+			if !layout.IsManifestOrIndex(mt) {
+				col.warn("cosign tag %s in %s is a %q and is not carried", tag, p.repo.Name(), mt)
+				continue
+			}
+			desc := ocispec.Descriptor{MediaType: mt, Digest: digest.FromBytes(got.Manifest), Size: int64(len(got.Manifest))}
+			out = append(out, found{desc: desc, raw: got.Manifest, subject: p.subject, repo: p.repo, via: ViaCosignTag, tag: tag, role: s.role, kind: s.kind})
+		}
+	}
+	return out, nil
+}
+
+// take fetches one artifact's manifest and the closure below it, and
+// records its index.json entry.
+func (col *collector) take(ctx context.Context, f found, key string) error {
+	raw := f.raw
+	if raw == nil {
+		var err error
+		raw, err = col.manifest(ctx, f.repo, f.desc)
+		if err != nil {
+			return fmt.Errorf("artifact %s of %s in %s: %w", f.desc.Digest, f.subject, f.repo.Name(), err)
+		}
+	}
+	var m manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("artifact %s of %s in %s: %w", f.desc.Digest, f.subject, f.repo.Name(), err)
+	}
+	if f.via == ViaReferrers && (m.Subject == nil || m.Subject.Digest != f.subject) {
+		return fmt.Errorf("artifact %s listed as a referrer of %s in %s: %w", f.desc.Digest, f.subject, f.repo.Name(),
+			wrapf(ErrBinding, "its subject field names %v", subjectDigest(&m)))
+	}
+	if err := col.closure(ctx, f.repo, f.desc, raw, 0); err != nil {
+		return fmt.Errorf("artifact %s of %s in %s: %w", f.desc.Digest, f.subject, f.repo.Name(), err)
+	}
+	ann := map[string]string{}
+	maps.Copy(ann, m.Annotations)
+	at := artifactTypeOf(&m)
+	role := f.role
+	if role == "" {
+		role = roleFor(at)
+	}
+	ann[layout.AnnotationRole] = role
+	ann[layout.AnnotationSubject] = f.subject.String()
+	ann[AnnotationRepository] = f.repo.Name()
+	ann[AnnotationVia] = f.via
+	if f.tag != "" {
+		ann[layout.AnnotationRefName] = f.tag
+		ann[AnnotationCosignKind] = f.kind
+	} else {
+		delete(ann, layout.AnnotationRefName)
+	}
+	d := ocispec.Descriptor{MediaType: f.desc.MediaType, Digest: f.desc.Digest, Size: f.desc.Size, ArtifactType: at, Annotations: ann}
+	col.mu.Lock()
+	col.roots[key] = d
+	col.mu.Unlock()
+	return nil
+}
+
+func subjectDigest(m *manifest) string {
+	if m.Subject == nil {
+		return "nothing"
+	}
+	return m.Subject.Digest.String()
+}
+
+// manifest fetches a manifest by digest and checks its bytes.
+func (col *collector) manifest(ctx context.Context, repo name.Repository, d ocispec.Descriptor) ([]byte, error) {
+	if d.Size > col.o.maxMetadata {
+		return nil, fmt.Errorf("manifest %s: %d bytes, limit %d", d.Digest, d.Size, col.o.maxMetadata)
+	}
+	ref, err := col.c.Digest(repo, d.Digest)
+	if err != nil {
+		return nil, err
+	}
+	got, err := col.c.Puller().Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if err := verify.Bytes(got.Manifest, d.Digest, d.Size); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", d.Digest, err)
+	}
+	return got.Manifest, nil
+}
+
+// closure records a manifest and everything it references.
+func (col *collector) closure(ctx context.Context, repo name.Repository, d ocispec.Descriptor, raw []byte, depth int) error {
+	if depth > 8 {
+		return fmt.Errorf("manifests nested more than 8 deep")
+	}
+	col.addBlob(Blob{Digest: d.Digest, Size: int64(len(raw)), MediaType: d.MediaType, Repo: repo, Data: raw})
+	children, err := layout.Children(d.MediaType, raw)
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", d.Digest, err)
+	}
+	for _, c := range children {
+		if layout.IsManifestOrIndex(c.MediaType) && layout.IsIndex(d.MediaType) {
+			craw, err := col.manifest(ctx, repo, c)
+			if err != nil {
+				return err
+			}
+			if err := col.closure(ctx, repo, c, craw, depth+1); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(c.URLs) > 0 {
+			return fmt.Errorf("blob %s has foreign URLs, which signing artifacts may not use", c.Digest)
+		}
+		col.addBlob(Blob{Digest: c.Digest, Size: c.Size, MediaType: c.MediaType, Repo: repo})
+	}
+	return nil
+}
+
+func (col *collector) addBlob(b Blob) {
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	if prev, ok := col.blobs[b.Digest]; ok {
+		if prev.Data == nil && b.Data != nil {
+			prev.Data = b.Data
+		}
+		return
+	}
+	col.blobs[b.Digest] = &b
+}
+
+// CosignTag returns the cosign tag of subject with suffix (".sig", ".att"
+// or ".sbom").
+func CosignTag(subject digest.Digest, suffix string) string {
+	return subject.Algorithm().String() + "-" + subject.Encoded() + suffix
+}
+
+// SubjectFromCosignTag parses a cosign tag back into its subject digest.
+func SubjectFromCosignTag(tag string) (digest.Digest, bool) {
+	for _, s := range cosignSuffixes {
+		if base, ok := strings.CutSuffix(tag, s.suffix); ok {
+			alg, enc, ok := strings.Cut(base, "-")
+			if !ok {
+				return "", false
+			}
+			d := digest.NewDigestFromEncoded(digest.Algorithm(alg), enc)
+			if d.Validate() != nil {
+				return "", false
+			}
+			return d, true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,244 @@
+package sigbundle
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// Option configures Collect, CollectNotary, Verify and Resign. Each
+// function reads the options that concern it and ignores the others.
+type Option func(*options) error
+
+type cosignKey struct {
+	name string
+	key  crypto.PublicKey
+}
+
+type options struct {
+	jobs           int
+	maxMetadata    int64
+	log            *slog.Logger
+	now            func() time.Time
+	referrers      bool
+	cosignTags     bool
+	transport      http.RoundTripper
+	pins           map[string][]string
+	cas            map[string]string
+	tofu           bool
+	allowExpired   bool
+	runInspections bool
+	cosignKeys     []cosignKey
+	require        bool
+}
+
+func makeOptions(opts ...Option) (*options, error) {
+	o := &options{jobs: 4, maxMetadata: 8 << 20, log: slog.New(slog.DiscardHandler), now: time.Now,
+		referrers: true, cosignTags: true, pins: map[string][]string{}, cas: map[string]string{}}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	if o.transport == nil {
+		o.transport = http.DefaultTransport
+	}
+	return o, nil
+}
+
+// WithJobs bounds concurrent registry requests while collecting. The
+// default is 4.
+func WithJobs(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return errors.New("sigbundle: jobs must be at least 1")
+		}
+		o.jobs = n
+		return nil
+	}
+}
+
+// WithMaxMetadata caps every manifest, role file, payload and envelope read
+// into memory. The default is 8 MiB.
+func WithMaxMetadata(n int64) Option {
+	return func(o *options) error {
+		if n < 1024 {
+			return errors.New("sigbundle: metadata limit must be at least 1 KiB")
+		}
+		o.maxMetadata = n
+		return nil
+	}
+}
+
+// WithLogger sets the logger. The default discards.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l != nil {
+			o.log = l
+		}
+		return nil
+	}
+}
+
+// WithClock sets the clock expiry is judged against. The default is
+// time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) error {
+		if now == nil {
+			return errors.New("sigbundle: nil clock")
+		}
+		o.now = now
+		return nil
+	}
+}
+
+// WithReferrers turns collection of OCI 1.1 referrers on or off. The
+// default is on.
+func WithReferrers(b bool) Option { return func(o *options) error { o.referrers = b; return nil } }
+
+// WithCosignTags turns collection of cosign's sha256-<hex>.sig/.att/.sbom
+// tags on or off. The default is on.
+func WithCosignTags(b bool) Option { return func(o *options) error { o.cosignTags = b; return nil } }
+
+// WithNotaryTransport sets the HTTP transport to the Notary server (TLS
+// roots, credentials). The default is http.DefaultTransport.
+func WithNotaryTransport(rt http.RoundTripper) Option {
+	return func(o *options) error { o.transport = rt; return nil }
+}
+
+// WithNotaryPin pins the root of gun to certificate key IDs (the IDs in
+// root.json's root role; export prints them). A pin is the strongest trust
+// anchor: the operator confirmed the ID out of band. There is no default.
+func WithNotaryPin(gun string, keyIDs ...string) Option {
+	return func(o *options) error {
+		if gun == "" || len(keyIDs) == 0 {
+			return errors.New("sigbundle: a Notary pin needs a GUN and a root key ID")
+		}
+		for _, id := range keyIDs {
+			if !isHex(id) || len(id) != 64 {
+				return fmt.Errorf("sigbundle: Notary pin for %s: %q is not a 64-hex-digit key ID", gun, id)
+			}
+		}
+		o.pins[gun] = append(o.pins[gun], keyIDs...)
+		return nil
+	}
+}
+
+// ParsePin splits GUN=ROOT_KEY_ID as given on a command line.
+func ParsePin(s string) (gun, keyID string, err error) {
+	i := strings.LastIndex(s, "=")
+	if i <= 0 || i == len(s)-1 {
+		return "", "", fmt.Errorf("notary pin %q: want GUN=ROOT_KEY_ID", s)
+	}
+	return s[:i], s[i+1:], nil
+}
+
+// WithNotaryCA accepts roots of GUNs starting with gunPrefix whose root
+// certificate chains to a CA in the PEM file caFile. There is no default.
+func WithNotaryCA(gunPrefix, caFile string) Option {
+	return func(o *options) error {
+		if gunPrefix == "" || caFile == "" {
+			return errors.New("sigbundle: a Notary CA needs a GUN prefix and a file")
+		}
+		if _, err := os.Stat(caFile); err != nil {
+			return fmt.Errorf("sigbundle: Notary CA: %w", err)
+		}
+		o.cas[gunPrefix] = caFile
+		return nil
+	}
+}
+
+// WithNotaryTOFU trusts whatever root the archive carries (trust on first
+// use). It proves only that the trust data is consistent and that the
+// bundle is the one its own root's keys signed, not who holds those keys.
+// The default is off.
+func WithNotaryTOFU(b bool) Option { return func(o *options) error { o.tofu = b; return nil } }
+
+// WithAllowExpired accepts expired root, targets and delegation roles (the
+// report says which). The default refuses them. Timestamp and snapshot
+// freshness is never required offline.
+func WithAllowExpired(b bool) Option {
+	return func(o *options) error { o.allowExpired = b; return nil }
+}
+
+// WithInTotoInspections allows in-toto layouts with inspections; they run
+// the commands the layout names, as this process, in a private temporary
+// directory. The default refuses such layouts.
+func WithInTotoInspections(b bool) Option {
+	return func(o *options) error { o.runInspections = b; return nil }
+}
+
+// WithCosignKey verifies cosign signatures and attestations with key
+// (ECDSA, Ed25519 or RSA). With at least one key, every subject that has
+// cosign signatures (or attestations) needs one that verifies. name
+// appears in reports. There is no default: without keys only the bindings
+// are checked.
+func WithCosignKey(name string, key crypto.PublicKey) Option {
+	return func(o *options) error {
+		switch key.(type) {
+		case *ecdsa.PublicKey, ed25519.PublicKey, *rsa.PublicKey:
+		default:
+			return fmt.Errorf("sigbundle: cosign key %s: unsupported key type %T", name, key)
+		}
+		o.cosignKeys = append(o.cosignKeys, cosignKey{name, key})
+		return nil
+	}
+}
+
+// WithRequireSignatures makes a bundle without verified evidence an error
+// (ErrUnsigned). Verified evidence is Notary trust data that verified
+// against an anchor, or a cosign signature of the bundle index that
+// verified with a WithCosignKey key. The default accepts unsigned bundles.
+func WithRequireSignatures(b bool) Option {
+	return func(o *options) error { o.require = b; return nil }
+}
+
+// LoadPublicKey reads a PEM public key (PKIX "PUBLIC KEY", as cosign
+// writes cosign.pub) or a certificate.
+func LoadPublicKey(path string) (crypto.PublicKey, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePublicKey(raw)
+}
+
+// ParsePublicKey parses a PEM public key or certificate.
+func ParsePublicKey(raw []byte) (crypto.PublicKey, error) {
+	blk, _ := pem.Decode(raw)
+	if blk == nil {
+		return nil, errors.New("no PEM block")
+	}
+	switch blk.Type {
+	case "PUBLIC KEY":
+		return x509.ParsePKIXPublicKey(blk.Bytes)
+	case "CERTIFICATE":
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		return c.PublicKey, nil
+	case "RSA PUBLIC KEY":
+		return x509.ParsePKCS1PublicKey(blk.Bytes)
+	}
+	return nil, fmt.Errorf("PEM block %q is not a public key", blk.Type)
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return s != ""
+}

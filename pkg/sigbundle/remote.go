@@ -1,0 +1,190 @@
+package sigbundle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cnab-airgap/cnab-airgap/internal/registry"
+	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+)
+
+// Remote is a bundle and its signing evidence as a registry serves them,
+// ready for Verify (a bundle imported earlier, checked in place).
+type Remote struct {
+	Store   Store
+	Carried Carried
+	// Collection is what was found.
+	Collection *Collection
+}
+
+// remoteStore serves collected manifests from memory and other blobs from
+// the registry, verified as they stream.
+type remoteStore struct {
+	c     *registry.Client
+	repo  name.Repository
+	data  map[digest.Digest][]byte
+	repos map[digest.Digest]name.Repository
+}
+
+var _ Store = (*remoteStore)(nil)
+
+// Open implements Store.
+func (s *remoteStore) Open(ctx context.Context, d digest.Digest, size int64) (io.ReadCloser, error) {
+	if b, ok := s.data[d]; ok {
+		if err := verify.Bytes(b, d, size); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	repo := s.repo
+	if r, ok := s.repos[d]; ok && r.RepositoryStr() != "" {
+		repo = r
+	}
+	rc, err := s.c.FetchBlob(ctx, repo, d, size)
+	if err != nil {
+		return nil, err
+	}
+	vr, err := verify.NewReader(rc, d, size)
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{vr, rc}, nil
+}
+
+// CollectRemote reads the bundle at ref (a cnab-to-oci bundle index), the
+// manifests of its graph and their referrers and cosign tags, so that
+// Verify can check a bundle where it was imported.
+func CollectRemote(ctx context.Context, c *registry.Client, ref string, opts ...Option) (*Remote, error) {
+	o, err := makeOptions(opts...)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	got, err := c.Puller().Get(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", ref, err)
+	}
+	repo := r.Context()
+	st := &remoteStore{c: c, repo: repo, data: map[digest.Digest][]byte{}, repos: map[digest.Digest]name.Repository{}}
+	idx := ocispec.Descriptor{MediaType: string(got.MediaType), Digest: digest.FromBytes(got.Manifest), Size: int64(len(got.Manifest))}
+	if mt := layout.MediaTypeOf(got.Manifest); mt != "" {
+		idx.MediaType = mt
+	}
+	if !layout.IsIndex(idx.MediaType) {
+		return nil, fmt.Errorf("bundle %s: a %s, not a bundle index", ref, idx.MediaType)
+	}
+	carried := Carried{Index: idx, Manifests: map[digest.Digest]string{}}
+	col := &collector{o: o, c: c}
+	var walk func(d ocispec.Descriptor, raw []byte, label string, depth int) error
+	walk = func(d ocispec.Descriptor, raw []byte, label string, depth int) error {
+		if depth > 8 {
+			return fmt.Errorf("bundle %s: manifests nested more than 8 deep", ref)
+		}
+		st.data[d.Digest] = raw
+		carried.Manifests[d.Digest] = label
+		children, err := layout.Children(d.MediaType, raw)
+		if err != nil {
+			return fmt.Errorf("manifest %s: %w", d.Digest, err)
+		}
+		if !layout.IsIndex(d.MediaType) {
+			return nil
+		}
+		for _, ch := range children {
+			if !layout.IsManifestOrIndex(ch.MediaType) {
+				continue
+			}
+			craw, err := col.manifest(ctx, repo, ch)
+			if err != nil {
+				return fmt.Errorf("bundle %s: %w", ref, err)
+			}
+			if err := walk(ch, craw, childLabel(label, ch), depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(idx, got.Manifest, "bundle index", 0); err != nil {
+		return nil, err
+	}
+	// bundle.json: the config of the config manifest.
+	var ix ocispec.Index
+	if err := json.Unmarshal(got.Manifest, &ix); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", ref, err)
+	}
+	for _, ch := range ix.Manifests {
+		if ch.Annotations[layout.AnnotationCNABManifestType] != "config" {
+			continue
+		}
+		var m ocispec.Manifest
+		if err := json.Unmarshal(st.data[ch.Digest], &m); err != nil {
+			return nil, fmt.Errorf("bundle %s: config manifest: %w", ref, err)
+		}
+		rc, err := st.Open(ctx, m.Config.Digest, m.Config.Size)
+		if err != nil {
+			return nil, fmt.Errorf("bundle %s: bundle.json: %w", ref, err)
+		}
+		b, err := io.ReadAll(io.LimitReader(rc, o.maxMetadata+1))
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("bundle %s: bundle.json: %w", ref, err)
+		}
+		carried.BundleJSON = b
+	}
+	if carried.BundleJSON == nil {
+		return nil, fmt.Errorf("bundle %s: the index has no config manifest", ref)
+	}
+	var subjects []Subject
+	for d := range carried.Manifests {
+		subjects = append(subjects, Subject{Digest: d, Repos: []name.Repository{repo}})
+	}
+	found, err := Collect(ctx, c, subjects, opts...)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range found.Blobs {
+		if b.Data != nil {
+			st.data[b.Digest] = b.Data
+		}
+		st.repos[b.Digest] = b.Repo
+	}
+	carried.Artifacts = found.Roots
+	return &Remote{Store: st, Carried: carried, Collection: found}, nil
+}
+
+// childLabel names a child of an index for messages.
+func childLabel(parent string, d ocispec.Descriptor) string {
+	switch d.Annotations[layout.AnnotationCNABManifestType] {
+	case "config":
+		return "bundle config manifest"
+	case "invocation":
+		return "invocation image"
+	case "component":
+		return "image " + d.Annotations[layout.AnnotationCNABComponentName]
+	}
+	if d.Platform != nil {
+		p := d.Platform.OS + "/" + d.Platform.Architecture
+		if d.Platform.Variant != "" {
+			p += "/" + d.Platform.Variant
+		}
+		return parent + " " + p
+	}
+	return parent + " child"
+}
+
+// ChildLabel is childLabel for callers that build Carried themselves.
+func ChildLabel(parent string, d ocispec.Descriptor) string { return childLabel(parent, d) }

@@ -1,0 +1,227 @@
+package sigbundle
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+)
+
+func TestSentinelsAreVerificationErrors(t *testing.T) {
+	for _, e := range []error{ErrBinding, ErrSignature, ErrTrustData, ErrTrustAnchor, ErrTargetMismatch, ErrExpired, ErrInToto, ErrInspections, ErrUnsigned} {
+		if !errors.Is(e, ErrVerification) {
+			t.Errorf("%v does not match ErrVerification", e)
+		}
+		wrapped := &Error{Kind: "notary", GUN: "r/x", Err: wrapf(e, "detail")}
+		if !errors.Is(wrapped, e) || !errors.Is(wrapped, ErrVerification) || !strings.Contains(wrapped.Error(), "GUN r/x") {
+			t.Errorf("%v: wrapped as %v", e, wrapped)
+		}
+	}
+	if errors.Is(ErrNotFound, ErrVerification) {
+		t.Error("ErrNotFound is not a verification failure")
+	}
+}
+
+func TestCosignTags(t *testing.T) {
+	d := digest.FromString("x")
+	for _, s := range []string{".sig", ".att", ".sbom"} {
+		got, ok := SubjectFromCosignTag(CosignTag(d, s))
+		if !ok || got != d {
+			t.Errorf("%s: %v %v", s, got, ok)
+		}
+	}
+	for _, bad := range []string{"sha256-abc.sig", "latest", "sha256-" + d.Encoded(), "md5-" + d.Encoded() + ".sig"} {
+		if _, ok := SubjectFromCosignTag(bad); ok {
+			t.Errorf("%q parsed as a cosign tag", bad)
+		}
+	}
+}
+
+func TestParsePin(t *testing.T) {
+	gun, id, err := ParsePin("registry:5000/org/app=" + strings.Repeat("a", 64))
+	if err != nil || gun != "registry:5000/org/app" || id != strings.Repeat("a", 64) {
+		t.Fatalf("%q %q %v", gun, id, err)
+	}
+	for _, bad := range []string{"", "gun", "=id", "gun="} {
+		if _, _, err := ParsePin(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if _, err := makeOptions(WithNotaryPin("g", "not-hex")); err == nil {
+		t.Error("a non-hex key ID was accepted")
+	}
+}
+
+func TestRoleFor(t *testing.T) {
+	for at, want := range map[string]string{
+		ArtifactTypeNotation:                            layout.RoleSignature,
+		ArtifactTypeCosignSignature:                     layout.RoleSignature,
+		"application/vnd.dev.sigstore.bundle.v0.3+json": layout.RoleSignature,
+		"application/spdx+json":                         layout.RoleSBOM,
+		"application/vnd.cyclonedx+json":                layout.RoleSBOM,
+		"application/vnd.in-toto+json":                  layout.RoleAttestation,
+		ArtifactTypeNotary:                              layout.RoleTrust,
+		"application/vnd.example.thing":                 RoleReferrer,
+	} {
+		if got := roleFor(at); got != want {
+			t.Errorf("%s: %s, want %s", at, got, want)
+		}
+	}
+}
+
+func newKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func sign(t *testing.T, k *ecdsa.PrivateKey, msg []byte) string {
+	t.Helper()
+	h := sha256.Sum256(msg)
+	sig, err := ecdsa.SignASN1(rand.Reader, k, h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(sig)
+}
+
+func TestCosignBindingAndSignature(t *testing.T) {
+	subject := digest.FromString("image")
+	payload := []byte(`{"critical":{"identity":{"docker-reference":"old.example/app"},"image":{"docker-manifest-digest":"` + subject.String() + `"},"type":"cosign container image signature"},"optional":null}`)
+	if err := checkSimpleSigning(payload, subject); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkSimpleSigning(payload, digest.FromString("other")); !errors.Is(err, ErrBinding) {
+		t.Fatalf("another subject: %v", err)
+	}
+	k, other := newKey(t), newKey(t)
+	sig := sign(t, k, payload)
+	if !verifyWith(&k.PublicKey, payload, sig) || verifyWith(&other.PublicKey, payload, sig) || verifyWith(&k.PublicKey, append(payload, ' '), sig) {
+		t.Fatal("ECDSA verification is wrong")
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	pub, err := ParsePublicKey(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	if err != nil || !verifyWith(pub, payload, sig) {
+		t.Fatalf("parsed key: %v", err)
+	}
+}
+
+func TestDSSE(t *testing.T) {
+	subject := digest.FromString("image")
+	k := newKey(t)
+	body := []byte(`{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"x","subject":[{"name":"a","digest":{"sha256":"` + subject.Encoded() + `"}}],"predicate":{}}`)
+	pt := "application/vnd.in-toto+json"
+	sig := sign(t, k, pae(pt, body))
+	env, _ := json.Marshal(map[string]any{"payloadType": pt, "payload": base64.StdEncoding.EncodeToString(body), "signatures": []any{map[string]string{"sig": sig}}})
+	msg, sigs, err := checkDSSE(env, subject)
+	if err != nil || len(sigs) != 1 || !verifyWith(&k.PublicKey, msg, sigs[0]) {
+		t.Fatalf("DSSE: %v", err)
+	}
+	if _, _, err := checkDSSE(env, digest.FromString("other")); !errors.Is(err, ErrBinding) {
+		t.Fatalf("another subject: %v", err)
+	}
+	if !bytes.HasPrefix(pae(pt, body), []byte("DSSEv1 28 application/vnd.in-toto+json ")) {
+		t.Fatalf("PAE %q", pae(pt, body)[:40])
+	}
+}
+
+func TestNotationBinding(t *testing.T) {
+	subject := digest.FromString("image")
+	payload := base64.RawURLEncoding.EncodeToString([]byte(`{"targetArtifact":{"mediaType":"m","digest":"` + subject.String() + `","size":3}}`))
+	env := []byte(`{"payload":"` + payload + `","protected":"e30","signature":"AA"}`)
+	if err := checkNotationJWS(env, subject); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkNotationJWS(env, digest.FromString("x")); !errors.Is(err, ErrBinding) {
+		t.Fatalf("another subject: %v", err)
+	}
+}
+
+// memStore is a Store over a map, verifying like the archive does.
+type memStore map[digest.Digest][]byte
+
+func (m memStore) Open(_ context.Context, d digest.Digest, size int64) (io.ReadCloser, error) {
+	b, ok := m[d]
+	if !ok {
+		return nil, errors.New("not found")
+	}
+	r, err := verify.NewReader(bytes.NewReader(b), d, size)
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(r), nil
+}
+
+func (m memStore) put(b []byte) ocispec.Descriptor {
+	d := digest.FromBytes(b)
+	m[d] = b
+	return ocispec.Descriptor{Digest: d, Size: int64(len(b))}
+}
+
+// TestVerifyReferrers exercises Verify on an in-memory store: a cosign
+// referrer bound to the bundle index, the key policy, and artifacts whose
+// subject is not carried.
+func TestVerifyReferrers(t *testing.T) {
+	ctx := context.Background()
+	st := memStore{}
+	index := st.put([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`))
+	index.MediaType = ocispec.MediaTypeImageIndex
+	k := newKey(t)
+	payload := []byte(`{"critical":{"image":{"docker-manifest-digest":"` + index.Digest.String() + `"}}}`)
+	pl := st.put(payload)
+	pl.MediaType = MediaTypeCosignSimpleSigning
+	pl.Annotations = map[string]string{AnnotationCosignSignature: sign(t, k, payload)}
+	cfg := st.put([]byte("{}"))
+	cfg.MediaType = ArtifactTypeCosignSignature
+	sub := index
+	m, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, ArtifactType: ArtifactTypeCosignSignature, Config: cfg, Layers: []ocispec.Descriptor{pl}, Subject: &sub})
+	art := st.put(m)
+	art.MediaType = ocispec.MediaTypeImageManifest
+	art.Annotations = map[string]string{layout.AnnotationRole: layout.RoleSignature, layout.AnnotationSubject: index.Digest.String(), AnnotationVia: ViaReferrers}
+	c := Carried{BundleJSON: []byte("{}"), Index: index, Manifests: map[digest.Digest]string{index.Digest: "bundle index"}, Artifacts: []ocispec.Descriptor{art}}
+
+	rep, err := Verify(ctx, st, c)
+	if err != nil || rep.Signed || !rep.Artifacts[0].Bound || rep.Artifacts[0].Verified {
+		t.Fatalf("without keys: %v %+v", err, rep)
+	}
+	if rep, err = Verify(ctx, st, c, WithCosignKey("k", &k.PublicKey), WithRequireSignatures(true)); err != nil || !rep.Signed {
+		t.Fatalf("with the key: %v %+v", err, rep)
+	}
+	if _, err = Verify(ctx, st, c, WithCosignKey("other", &newKey(t).PublicKey)); !errors.Is(err, ErrSignature) {
+		t.Fatalf("with another key: %v", err)
+	}
+	if _, err = Verify(ctx, st, c, WithRequireSignatures(true)); !errors.Is(err, ErrUnsigned) {
+		t.Fatalf("required without keys: %v", err)
+	}
+	// The subject must be carried.
+	c.Manifests = map[digest.Digest]string{}
+	if _, err = Verify(ctx, st, c); !errors.Is(err, ErrBinding) || !strings.Contains(err.Error(), "not a manifest this bundle carries") {
+		t.Fatalf("uncarried subject: %v", err)
+	}
+	// index.json may not claim another subject than the manifest's.
+	c.Manifests = map[digest.Digest]string{index.Digest: "bundle index"}
+	c.Artifacts[0].Annotations[layout.AnnotationSubject] = digest.FromString("x").String()
+	if _, err = Verify(ctx, st, c); !errors.Is(err, ErrBinding) {
+		t.Fatalf("mismatched annotation: %v", err)
+	}
+}

@@ -1,0 +1,423 @@
+package sigbundle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+)
+
+// Store reads carried content by digest. Open must return a reader that
+// fails unless exactly size bytes hashing to d are read.
+type Store interface {
+	Open(ctx context.Context, d digest.Digest, size int64) (io.ReadCloser, error)
+}
+
+// Carried is the content Verify checks evidence against.
+type Carried struct {
+	// BundleJSON is the exact bundle.json.
+	BundleJSON []byte
+	// Index is the bundle's OCI index.
+	Index ocispec.Descriptor
+	// Manifests are the manifests and indexes of the bundle's graph, each
+	// with a label for messages ("bundle index", "image web", ...).
+	Manifests map[digest.Digest]string
+	// Artifacts are the signing artifacts' index.json entries.
+	Artifacts []ocispec.Descriptor
+}
+
+// ArtifactReport is the outcome for one artifact.
+type ArtifactReport struct {
+	Digest       digest.Digest `json:"digest"`
+	Role         string        `json:"role"`
+	Via          string        `json:"via,omitempty"`
+	ArtifactType string        `json:"artifactType,omitempty"`
+	Subject      digest.Digest `json:"subject"`
+	SubjectLabel string        `json:"subjectLabel,omitempty"`
+	Repository   string        `json:"repository,omitempty"`
+	Tag          string        `json:"tag,omitempty"`
+	// Bound is true when the artifact's binding to its subject checked out.
+	Bound bool `json:"bound"`
+	// Verified is true when its signature verified with a given key; Keys
+	// names them.
+	Verified bool     `json:"verified"`
+	Keys     []string `json:"keys,omitempty"`
+	// Format is what was checked: cosign, cosign-attestation, notation,
+	// notary, or subject (the subject field only).
+	Format string `json:"format"`
+	Note   string `json:"note,omitempty"`
+}
+
+// Report is the result of Verify.
+type Report struct {
+	// Signed is true when the bundle has verified evidence (see
+	// WithRequireSignatures).
+	Signed    bool             `json:"signed"`
+	Notary    []*NotaryInfo    `json:"notary,omitempty"`
+	Artifacts []ArtifactReport `json:"artifacts"`
+	Warnings  []string         `json:"warnings,omitempty"`
+}
+
+// Verify checks every carried signing artifact offline: each artifact's
+// bytes, its binding to a carried manifest, cosign signatures with the
+// WithCosignKey keys, Notary v1 trust data against the operator's trust
+// anchor (WithNotaryPin, WithNotaryCA or WithNotaryTOFU) with the expiry
+// policy, and in-toto data. It returns the first failure as an *Error.
+func Verify(ctx context.Context, st Store, c Carried, opts ...Option) (*Report, error) {
+	o, err := makeOptions(opts...)
+	if err != nil {
+		return nil, err
+	}
+	v := &verifier{o: o, st: st, c: c, rep: &Report{Artifacts: []ArtifactReport{}}, carried: map[digest.Digest]bool{}}
+	for d := range c.Manifests {
+		v.carried[d] = true
+	}
+	for _, a := range c.Artifacts {
+		v.carried[a.Digest] = true
+	}
+	arts := slices.Clone(c.Artifacts)
+	sortRoots(arts)
+	type group struct {
+		subject digest.Digest
+		format  string
+	}
+	cosign := map[group][]int{}
+	var trust []int
+	for _, a := range arts {
+		ar, err := v.artifact(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		v.rep.Artifacts = append(v.rep.Artifacts, *ar)
+		i := len(v.rep.Artifacts) - 1
+		switch ar.Format {
+		case "cosign", "cosign-attestation":
+			g := group{ar.Subject, ar.Format}
+			cosign[g] = append(cosign[g], i)
+		case "notary":
+			trust = append(trust, i)
+		}
+	}
+	// With keys, every subject's cosign signatures (and attestations)
+	// need one that verifies.
+	if len(o.cosignKeys) > 0 {
+		groups := slices.SortedFunc(maps.Keys(cosign), func(a, b group) int { return strings.Compare(string(a.subject)+a.format, string(b.subject)+b.format) })
+		for _, g := range groups {
+			ok := false
+			var ds []string
+			for _, i := range cosign[g] {
+				ok = ok || v.rep.Artifacts[i].Verified
+				ds = append(ds, v.rep.Artifacts[i].Digest.String())
+			}
+			if !ok {
+				first := v.rep.Artifacts[cosign[g][0]]
+				return nil, &Error{Kind: "cosign", Artifact: first.Digest, Subject: g.subject, Key: v.keyNames(),
+					Err: wrapf(ErrSignature, "none of the %s artifacts of %s (%s) verifies with the given keys", g.format, v.label(g.subject), strings.Join(ds, ", "))}
+			}
+		}
+	}
+	for _, i := range trust {
+		if err := v.notary(ctx, &v.rep.Artifacts[i]); err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range v.rep.Artifacts {
+		if a.Subject == c.Index.Digest && a.Role == layout.RoleSignature && a.Verified {
+			v.rep.Signed = true
+		}
+	}
+	for _, n := range v.rep.Notary {
+		if n.SHA256 == digest.FromBytes(c.BundleJSON).Encoded() {
+			v.rep.Signed = true
+		}
+	}
+	if o.require && !v.rep.Signed {
+		return nil, &Error{Kind: "bundle", Subject: c.Index.Digest, Err: wrapf(ErrUnsigned,
+			"signatures are required, and the bundle has neither Notary trust data that verified nor a cosign signature of its index that verified with a given key")}
+	}
+	return v.rep, nil
+}
+
+type verifier struct {
+	o       *options
+	st      Store
+	c       Carried
+	rep     *Report
+	carried map[digest.Digest]bool
+	// trust-data manifests by artifact digest
+	manifests map[digest.Digest]*manifest
+}
+
+func (v *verifier) keyNames() string {
+	var n []string
+	for _, k := range v.o.cosignKeys {
+		n = append(n, k.name)
+	}
+	return strings.Join(n, ",")
+}
+
+func (v *verifier) label(d digest.Digest) string {
+	if l := v.c.Manifests[d]; l != "" {
+		return l + " " + d.String()
+	}
+	return d.String()
+}
+
+// read returns the exact bytes of a small carried object.
+func (v *verifier) read(ctx context.Context, d ocispec.Descriptor) ([]byte, error) {
+	if d.Size > v.o.maxMetadata {
+		return nil, fmt.Errorf("blob %s: %d bytes, limit %d", d.Digest, d.Size, v.o.maxMetadata)
+	}
+	rc, err := v.st.Open(ctx, d.Digest, d.Size)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", d.Digest, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, v.o.maxMetadata+1))
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", d.Digest, err)
+	}
+	return b, nil
+}
+
+// drain reads a carried blob through the store's verification.
+func (v *verifier) drain(ctx context.Context, d ocispec.Descriptor) error {
+	rc, err := v.st.Open(ctx, d.Digest, d.Size)
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", d.Digest, err)
+	}
+	defer rc.Close()
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return fmt.Errorf("blob %s: %w", d.Digest, err)
+	}
+	return nil
+}
+
+// artifact checks one artifact's content and binding.
+func (v *verifier) artifact(ctx context.Context, a ocispec.Descriptor) (*ArtifactReport, error) {
+	ar := &ArtifactReport{Digest: a.Digest, Role: a.Annotations[layout.AnnotationRole], Via: a.Annotations[AnnotationVia],
+		ArtifactType: a.ArtifactType, Subject: digest.Digest(a.Annotations[layout.AnnotationSubject]),
+		Repository: a.Annotations[AnnotationRepository], Format: "subject"}
+	if ar.Via == ViaCosignTag {
+		ar.Tag = a.Annotations[layout.AnnotationRefName]
+	}
+	fail := func(kind string, err error) (*ArtifactReport, error) {
+		return nil, &Error{Kind: kind, Artifact: a.Digest, Subject: ar.Subject, Err: err}
+	}
+	if !layout.IsManifestOrIndex(a.MediaType) {
+		return fail("referrer", wrapf(ErrBinding, "a signing artifact must be a manifest or index, this is %q", a.MediaType))
+	}
+	raw, err := v.read(ctx, a)
+	if err != nil {
+		return fail("referrer", fmt.Errorf("%w: %w", ErrBinding, err))
+	}
+	var m manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fail("referrer", wrapf(ErrBinding, "manifest: %v", err))
+	}
+	if ar.ArtifactType == "" {
+		ar.ArtifactType = artifactTypeOf(&m)
+	}
+	// The binding: the subject field (or, for cosign tag objects, the tag).
+	switch {
+	case m.Subject != nil:
+		if ar.Subject != "" && ar.Subject != m.Subject.Digest {
+			return fail("referrer", wrapf(ErrBinding, "index.json says the subject is %s, the manifest's subject field says %s", ar.Subject, m.Subject.Digest))
+		}
+		ar.Subject = m.Subject.Digest
+	case ar.Via == ViaCosignTag:
+		sd, ok := SubjectFromCosignTag(ar.Tag)
+		if !ok || sd != ar.Subject {
+			return fail("cosign", wrapf(ErrBinding, "cosign tag %q does not name subject %s", ar.Tag, ar.Subject))
+		}
+	default:
+		return fail("referrer", wrapf(ErrBinding, "the manifest has no subject field and is not a cosign tag object"))
+	}
+	if !v.carried[ar.Subject] {
+		return fail("referrer", wrapf(ErrBinding, "its subject %s is not a manifest this bundle carries", ar.Subject))
+	}
+	ar.SubjectLabel = v.c.Manifests[ar.Subject]
+	if ar.SubjectLabel == "" {
+		ar.SubjectLabel = "artifact"
+	}
+	children, err := layout.Children(a.MediaType, raw)
+	if err != nil {
+		return fail("referrer", fmt.Errorf("%w: %w", ErrBinding, err))
+	}
+	if layout.IsIndex(a.MediaType) {
+		// An index artifact: its children are carried and verified, and
+		// bound through the index.
+		for _, c := range children {
+			if err := v.drain(ctx, c); err != nil {
+				return fail("referrer", fmt.Errorf("%w: %w", ErrBinding, err))
+			}
+		}
+		ar.Bound = true
+		return ar, nil
+	}
+	if m.Config != nil {
+		if err := v.drain(ctx, *m.Config); err != nil {
+			return fail("referrer", fmt.Errorf("%w: config: %w", ErrBinding, err))
+		}
+	}
+	switch {
+	case ar.ArtifactType == ArtifactTypeNotary:
+		ar.Format = "notary"
+		if v.manifests == nil {
+			v.manifests = map[digest.Digest]*manifest{}
+		}
+		v.manifests[a.Digest] = &m
+		// Role files are read and checked by the notary step.
+	case ar.ArtifactType == ArtifactTypeNotation || (m.Config != nil && m.Config.MediaType == ArtifactTypeNotation):
+		ar.Format = "notation"
+	}
+	for _, l := range m.Layers {
+		switch {
+		case ar.Format == "notary":
+			continue
+		case l.MediaType == MediaTypeCosignSimpleSigning:
+			ar.Format = "cosign"
+			payload, err := v.read(ctx, l)
+			if err != nil {
+				return fail("cosign", fmt.Errorf("%w: payload: %w", ErrBinding, err))
+			}
+			if err := checkSimpleSigning(payload, ar.Subject); err != nil {
+				return fail("cosign", err)
+			}
+			v.tryKeys(ar, payload, []string{l.Annotations[AnnotationCosignSignature]})
+		case l.MediaType == MediaTypeDSSE || strings.HasPrefix(l.MediaType, MediaTypeDSSE):
+			ar.Format = "cosign-attestation"
+			env, err := v.read(ctx, l)
+			if err != nil {
+				return fail("cosign", fmt.Errorf("%w: envelope: %w", ErrBinding, err))
+			}
+			msg, sigs, err := checkDSSE(env, ar.Subject)
+			if err != nil {
+				return fail("cosign", err)
+			}
+			v.tryKeys(ar, msg, sigs)
+		case ar.Format == "notation" && l.MediaType == MediaTypeJWS:
+			env, err := v.read(ctx, l)
+			if err != nil {
+				return fail("notation", fmt.Errorf("%w: envelope: %w", ErrBinding, err))
+			}
+			if err := checkNotationJWS(env, ar.Subject); err != nil {
+				return fail("notation", err)
+			}
+			ar.Note = "targetArtifact checked; the signer's certificate chain is not verified (notation trust policy)"
+		default:
+			if ar.Format == "notation" && l.MediaType == MediaTypeCOSE {
+				ar.Note = "COSE envelope: subject field checked only"
+			}
+			if err := v.drain(ctx, l); err != nil {
+				return fail("referrer", fmt.Errorf("%w: layer: %w", ErrBinding, err))
+			}
+		}
+	}
+	ar.Bound = true
+	return ar, nil
+}
+
+// tryKeys records which keys verify any of sigs over msg.
+func (v *verifier) tryKeys(ar *ArtifactReport, msg []byte, sigs []string) {
+	for _, k := range v.o.cosignKeys {
+		for _, s := range sigs {
+			if s != "" && verifyWith(k.key, msg, s) {
+				ar.Verified = true
+				if !slices.Contains(ar.Keys, k.name) {
+					ar.Keys = append(ar.Keys, k.name)
+				}
+			}
+		}
+	}
+}
+
+// notary verifies one trust-data artifact.
+func (v *verifier) notary(ctx context.Context, ar *ArtifactReport) error {
+	m := v.manifests[ar.Digest]
+	fail := func(err error) error {
+		var se *Error
+		if errors.As(err, &se) {
+			if se.Artifact == "" {
+				se.Artifact = ar.Digest
+			}
+			if se.Subject == "" {
+				se.Subject = ar.Subject
+			}
+			return se
+		}
+		return &Error{Kind: "notary", Artifact: ar.Digest, Subject: ar.Subject, Err: err}
+	}
+	files, err := notaryFilesFrom(m, func(d ocispec.Descriptor) ([]byte, error) {
+		b, err := v.read(ctx, d)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrTrustData, d.Annotations[AnnotationNotaryRole], err)
+		}
+		return b, nil
+	})
+	if err != nil {
+		return fail(err)
+	}
+	var exported time.Time
+	if t, err := time.Parse(time.RFC3339, m.Annotations[AnnotationCreated]); err == nil {
+		exported = t
+	}
+	info, err := v.o.verifyNotary(ctx, files, false, exported)
+	if err != nil {
+		return fail(err)
+	}
+	info.Artifact = ar.Digest
+	var signed ocispec.Descriptor
+	object := m.Annotations[AnnotationNotaryTargetObject]
+	switch object {
+	case TargetObjectBundleJSON, "":
+		if ar.Subject != v.c.Index.Digest {
+			return fail(&Error{Kind: "notary", GUN: info.GUN, Err: wrapf(ErrBinding, "trust data for bundle.json is attached to %s, not to the bundle index %s", ar.Subject, v.c.Index.Digest)})
+		}
+		signed = ocispec.Descriptor{Digest: digest.FromBytes(v.c.BundleJSON), Size: int64(len(v.c.BundleJSON))}
+		object = TargetObjectBundleJSON
+	case TargetObjectManifest:
+		if m.Subject == nil {
+			return fail(wrapf(ErrBinding, "trust data for a manifest has no subject"))
+		}
+		signed = ocispec.Descriptor{Digest: m.Subject.Digest, Size: m.Subject.Size}
+	default:
+		return fail(wrapf(ErrTrustData, "unknown target object %q", object))
+	}
+	if err := checkTarget(info, signed, object); err != nil {
+		return fail(&Error{Kind: "notary", GUN: info.GUN, Role: info.TargetRole, Err: err})
+	}
+	if object == TargetObjectBundleJSON {
+		it, err := v.o.verifyInTotoCustom(ctx, info.custom, v.c.BundleJSON, true)
+		if err != nil {
+			return fail(&Error{Kind: "in-toto", GUN: info.GUN, Role: info.TargetRole, File: "root.layout", Err: err})
+		}
+		info.InToto = it
+		if it != nil && it.Form == InTotoForm301 {
+			v.rep.Warnings = append(v.rep.Warnings, fmt.Sprintf("notary GUN %s: the target references in-toto metadata as separate targets (CNAB 301); their bytes are not carried and were not verified", info.GUN))
+		}
+	}
+	if len(info.Expired) > 0 {
+		v.rep.Warnings = append(v.rep.Warnings, fmt.Sprintf("notary GUN %s: accepted expired roles %s (--allow-expired)", info.GUN, strings.Join(info.Expired, ", ")))
+	}
+	if info.Anchor == "tofu" {
+		v.rep.Warnings = append(v.rep.Warnings, fmt.Sprintf("notary GUN %s: root key %s trusted on first use: this proves the bundle is what that root's keys signed, not who holds them", info.GUN, strings.Join(info.RootKeyIDs, ",")))
+	}
+	ar.Bound = true
+	ar.Verified = true
+	ar.Keys = info.RootKeyIDs
+	v.rep.Notary = append(v.rep.Notary, info)
+	sort.Slice(v.rep.Notary, func(i, j int) bool { return v.rep.Notary[i].GUN < v.rep.Notary[j].GUN })
+	return nil
+}

@@ -1,23 +1,32 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
-	"runtime/debug"
+	"regexp"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/registry"
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
+	"github.com/cnab-airgap/cnab-airgap/pkg/serve"
+	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
 
 // Exit codes.
@@ -39,25 +48,33 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// format is the validated --output value, set before any command runs.
+	format string
 }
 
-var globalFlags = []cli.Flag{
-	&cli.StringSliceFlag{Name: "plain-http", Usage: "speak plain HTTP to this registry `HOST[:PORT]` (repeatable)"},
-	&cli.StringSliceFlag{Name: "insecure", Usage: "do not verify the TLS certificate of this registry `HOST[:PORT]` (repeatable)"},
-	&cli.StringSliceFlag{Name: "ca-file", Usage: "trust the CA certificates in this PEM `FILE` (repeatable)"},
-	&cli.StringFlag{Name: "username", Usage: "registry user name (with --password-stdin); default: docker config and credential helpers"},
-	&cli.BoolFlag{Name: "password-stdin", Usage: "read the registry password from standard input"},
-	&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 6, Usage: "concurrent blob transfers"},
-	&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
-	&cli.StringFlag{Name: "output", Aliases: []string{"O"}, Value: "text", Usage: "result format: text or json"},
-	&cli.BoolFlag{Name: "debug", Usage: "log each step to standard error"},
+// globalFlags returns the flags every command accepts (before or after the
+// command name, see normalizeArgs). Fresh values each time: urfave/cli
+// records state in flag structs, and tests run many apps in one process.
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "plain-http", Usage: "speak plain HTTP to this registry `HOST[:PORT]` (repeatable)"},
+		&cli.StringSliceFlag{Name: "insecure", Usage: "do not verify the TLS certificate of this registry `HOST[:PORT]` (repeatable)"},
+		&cli.StringSliceFlag{Name: "ca-file", Usage: "trust the CA certificates in this PEM `FILE` (repeatable)"},
+		&cli.StringFlag{Name: "username", Usage: "registry user `NAME` (with --password-stdin); default: docker config and credential helpers"},
+		&cli.BoolFlag{Name: "password-stdin", Usage: "read the registry password from standard input"},
+		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 6, Usage: "move up to `N` blobs at once"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors: no progress, no result text (--output json still prints its document)"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"O"}, Value: "text", Usage: "result `FORMAT` on standard output: text or json (fields in docs/OUTPUT.md)"},
+		&cli.BoolFlag{Name: "debug", Usage: "log each step (and, for serve, each request) to standard error"},
+	}
 }
 
 func newApp(e *env) *cli.App {
 	app := &cli.App{
 		Name:                 "cnab-airgap",
 		Usage:                "carry CNAB bundles, their images and signatures across air gaps",
-		Flags:                globalFlags,
+		Flags:                globalFlags(),
+		Before:               func(c *cli.Context) error { return checkFormat(c, e) },
 		Writer:               e.stdout,
 		ErrWriter:            e.stderr,
 		Reader:               e.stdin,
@@ -72,6 +89,9 @@ func newApp(e *env) *cli.App {
 			importCommand(e),
 			inspectCommand(e),
 			verifyCommand(e),
+			inventoryCommand(e),
+			serveCommand(e),
+			completionCommand(e),
 			versionCommand(e),
 		},
 	}
@@ -84,25 +104,42 @@ func newApp(e *env) *cli.App {
 // run executes the CLI and returns the process exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
-	err := newApp(e).RunContext(ctx, args)
+	app := newApp(e)
+	// urfave/cli writes help to App.Writer, also when a required flag is
+	// missing; hold it back so that standard output carries only results
+	// (and, with --output json, only one JSON document).
+	var help bytes.Buffer
+	app.Writer = &help
+	args = normalizeArgs(app, args)
+	err := app.RunContext(ctx, args)
 	if err == nil {
+		stdout.Write(help.Bytes())
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "cnab-airgap: %v\n", redact(err.Error()))
+	msg := redact(err.Error())
+	fmt.Fprintf(stderr, "cnab-airgap: %v\n", msg)
+	code := exitFailure
 	var ue usageError
 	switch {
-	case errors.As(err, &ue):
-		return exitUsage
+	case errors.As(err, &ue), isRequiredFlagError(err):
+		code = exitUsage
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "run '%s --help' for usage\n", strings.Join(commandPath(app, args), " "))
+		}
 	case isVerificationError(err):
-		return exitVerification
+		code = exitVerification
 	}
-	return exitFailure
+	var reported reportedError
+	if e.format == "json" && !errors.As(err, &reported) {
+		writeJSON(stdout, errorOutput{Error: msg, ExitCode: code})
+	}
+	return code
 }
 
 func isVerificationError(err error) bool {
 	for _, target := range []error{verify.ErrDigestMismatch, verify.ErrSizeMismatch, importer.ErrBundleMismatch,
 		importer.ErrInvalidArchive, importer.ErrVerification, layout.ErrUnsafeEntry, layout.ErrInvalidArchive,
-		export.ErrDigestMismatch} {
+		export.ErrDigestMismatch, sigbundle.ErrVerification, relocate.ErrRelocation, serve.ErrVerification} {
 		if errors.Is(err, target) {
 			return true
 		}
@@ -110,8 +147,65 @@ func isVerificationError(err error) bool {
 	return false
 }
 
-// redact removes userinfo from URLs in messages.
+// Patterns of credentials that may end up in a message: user:password@ at
+// the start of a token (a URL without a scheme), secret-bearing query
+// parameters (tokens, signed URLs), and Authorization header values.
+var (
+	userinfoRE    = regexp.MustCompile(`(^|[\s"'(=,\[/])([^\s"'/@:]+):([^\s"'/@]+)@`)
+	secretQueryRE = regexp.MustCompile(`(?i)([?&](?:access_token|refresh_token|token|password|passwd|secret|code|sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential)=)[^&\s"']*`)
+	authValueRE   = regexp.MustCompile(`(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{8,}`)
+)
+
+// secrets are the credentials this process was given (--password-stdin):
+// redact removes them from every message, whatever surrounds them.
+var secrets struct {
+	sync.Mutex
+	values []string
+}
+
+// addSecret registers a credential for redaction, with the encodings it
+// travels in (basic auth). Values shorter than 4 bytes are not registered:
+// replacing them everywhere would garble messages.
+func addSecret(user, password string) {
+	secrets.Lock()
+	defer secrets.Unlock()
+	for _, v := range []string{password, base64.StdEncoding.EncodeToString([]byte(user + ":" + password)), url.QueryEscape(password)} {
+		if len(v) >= 4 && !slices.Contains(secrets.values, v) {
+			secrets.values = append(secrets.values, v)
+		}
+	}
+}
+
+// redactUserinfo replaces user:password@ with REDACTED@, except in a
+// reference naming both a tag and a digest (name:tag@sha256:...).
+func redactUserinfo(s string) string {
+	var b strings.Builder
+	last := 0
+	for _, m := range userinfoRE.FindAllStringSubmatchIndex(s, -1) {
+		rest := s[m[1]:]
+		if strings.HasPrefix(rest, "sha256:") || strings.HasPrefix(rest, "sha512:") {
+			continue
+		}
+		b.WriteString(s[last:m[3]])
+		b.WriteString("REDACTED@")
+		last = m[1]
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// redact removes credentials from a message: userinfo of URLs (with or
+// without a scheme), secret query parameters, Authorization values, and
+// every credential registered with addSecret.
 func redact(s string) string {
+	secrets.Lock()
+	for _, v := range secrets.values {
+		s = strings.ReplaceAll(s, v, "REDACTED")
+	}
+	secrets.Unlock()
+	s = redactUserinfo(s)
+	s = secretQueryRE.ReplaceAllString(s, "${1}REDACTED")
+	s = authValueRE.ReplaceAllString(s, "$1 REDACTED")
 	for _, scheme := range []string{"https://", "http://"} {
 		for i := 0; ; {
 			j := strings.Index(s[i:], scheme)
@@ -131,7 +225,19 @@ func redact(s string) string {
 
 func logger(c *cli.Context, e *env) *slog.Logger {
 	if c.Bool("debug") {
-		return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		// Every message, string and error passes redact on its way out.
+		return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug,
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				switch v := a.Value.Any().(type) {
+				case string:
+					a.Value = slog.StringValue(redact(v))
+				case error:
+					a.Value = slog.StringValue(redact(v.Error()))
+				case fmt.Stringer:
+					a.Value = slog.StringValue(redact(v.String()))
+				}
+				return a
+			}}))
 	}
 	return slog.New(slog.DiscardHandler)
 }
@@ -153,7 +259,9 @@ func client(c *cli.Context, e *env) (*registry.Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		o.Auth = basicAuth(c.String("username"), strings.TrimRight(string(pw), "\r\n"))
+		password := strings.TrimRight(string(pw), "\r\n")
+		addSecret(c.String("username"), password) // never printed (redact)
+		o.Auth = basicAuth(c.String("username"), password)
 	} else if c.String("username") != "" {
 		return nil, usagef("--username needs --password-stdin (passwords are never taken as flags)")
 	}
@@ -161,13 +269,20 @@ func client(c *cli.Context, e *env) (*registry.Client, error) {
 }
 
 func outputJSON(c *cli.Context) (bool, error) {
-	switch c.String("output") {
+	// The global --output, not a command's own --output (export -o PATH).
+	format := ""
+	for _, x := range slices.Backward(c.Lineage()) {
+		if format = x.String("output"); format != "" {
+			break
+		}
+	}
+	switch format {
 	case "json":
 		return true, nil
 	case "text", "":
 		return false, nil
 	}
-	return false, usagef("--output must be text or json, not %q", c.String("output"))
+	return false, usagef("--output must be text or json, not %q", format)
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -177,29 +292,9 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
-
-func commit() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				return s.Value
-			}
-		}
-	}
-	return "unknown"
-}
-
+// isTerminal reports whether w is a terminal (not merely a character
+// device such as /dev/null).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -13,16 +13,21 @@ func exportCommand(e *env) *cli.Command {
 		Name:      "export",
 		Usage:     "export a bundle and every image it references into one archive",
 		ArgsUsage: "[REGISTRY/REPO:TAG|REGISTRY/REPO@DIGEST]",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "archive `PATH` (- for standard output)", Required: true},
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "archive", Aliases: []string{"o"}, Usage: "archive `PATH` to write (- for standard output)", Required: true},
 			&cli.StringFlag{Name: "bundle-file", Usage: "export from a local thin bundle.json `FILE` instead of a registry"},
 			&cli.BoolFlag{Name: "allow-missing-digest", Usage: "resolve images without contentDigest by tag (recorded in the archive)"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted export, re-verifying what it keeps"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "resolve and plan, write nothing"},
 			&cli.StringFlag{Name: "compression", Usage: "none, gzip or zstd (default: by the output name)"},
-		},
+			&cli.StringFlag{Name: "format", Value: "oci", Usage: "oci (a tar whose root is an OCI image layout) or cnab-thick (CNAB-104 thick bundle, gzipped, read by duffle, cnab-go and Porter)"},
+			&cli.StringSliceFlag{Name: "platform", Usage: "ship only these platforms of multi-platform images, `OS/ARCH[/VARIANT]` (repeatable or comma-separated); indexes stay byte for byte (sparse)"},
+			&cli.StringFlag{Name: "base", Usage: "delta export: leave out the blobs the base `ARCHIVE` carries (already imported on the other side)"},
+			&cli.StringFlag{Name: "base-inventory", Usage: "delta export: leave out the blobs listed in this inventory `FILE` (see cnab-airgap inventory)"},
+			&cli.StringFlag{Name: "split-size", Usage: "cut the archive into volumes of `SIZE` (4GiB, 700MB, ...): NAME.000, NAME.001, ... and NAME.parts.json"},
+		}, exportSigningFlags()...), // signing.go
 		Action: func(c *cli.Context) error {
-			req := export.Request{Output: c.String("output"), BundleFile: c.String("bundle-file"), Stdout: e.stdout}
+			req := export.Request{Output: c.String("archive"), BundleFile: c.String("bundle-file"), Stdout: e.stdout}
 			switch {
 			case c.NArg() > 1:
 				return usagef("export takes one bundle reference")
@@ -39,13 +44,21 @@ func exportCommand(e *env) *cli.Command {
 			if asJSON && req.Output == "-" {
 				return usagef("--output json cannot share standard output with the archive (-o -)")
 			}
+			fit, err := fitOptions(c, req.Output) // format, platforms, delta, volumes (fit.go)
+			if err != nil {
+				return err
+			}
+			signing, err := exportSigningOptions(c) // referrers, cosign tags, Notary (signing.go)
+			if err != nil {
+				return err
+			}
 			cl, err := client(c, e)
 			if err != nil {
 				return err
 			}
 			bars := newProgress(e.stderr, c.Bool("quiet"))
 			defer bars.finish()
-			res, err := export.Export(c.Context, req,
+			res, err := export.Export(c.Context, req, append(append(fit, signing...),
 				export.WithClient(cl),
 				export.WithJobs(c.Int("jobs")),
 				export.WithLogger(logger(c, e)),
@@ -54,7 +67,7 @@ func exportCommand(e *env) *cli.Command {
 				export.WithResume(c.Bool("resume")),
 				export.WithDryRun(c.Bool("dry-run")),
 				export.WithCompression(c.String("compression")),
-			)
+			)...)
 			bars.finish()
 			if err != nil {
 				return err
@@ -92,6 +105,8 @@ func printExport(e *env, r *export.Result) error {
 		return nil
 	}
 	fmt.Fprintf(w, "archive     %s (%s, %s)\n", r.Archive, humanBytes(r.ArchiveBytes), r.ArchiveDigest)
+	printFit(w, r)                         // format, sparse images, delta base, volumes (fit.go)
+	printExportSignatures(w, r.Signatures) // signing.go
 	fmt.Fprintf(w, "blobs       %d, %s unique, %s fetched, %s resumed\n", r.Blobs, humanBytes(r.BlobBytes), humanBytes(r.FetchedBytes), humanBytes(r.ResumedBytes))
 	if r.ChecksumFile != "" {
 		fmt.Fprintf(w, "checksum    %s\n", r.ChecksumFile)

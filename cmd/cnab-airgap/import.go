@@ -14,13 +14,13 @@ func importCommand(e *env) *cli.Command {
 		Name:      "import",
 		Usage:     "verify an archive and push it into a registry, writing relocation-mapping.json",
 		ArgsUsage: "ARCHIVE",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "target", Aliases: []string{"t"}, Usage: "`REGISTRY[/PREFIX]` to import into", Required: true},
 			&cli.StringFlag{Name: "mapping", Aliases: []string{"m"}, Value: relocate.MappingFile, Usage: "where to write the relocation mapping (`PATH`)"},
 			&cli.StringFlag{Name: "naming", Value: string(relocate.NamingBundleRepo), Usage: "target names: bundle-repo, preserve or flatten"},
 			&cli.IntFlag{Name: "max-path-segments", Usage: "refuse names with more path segments than this (0: no limit)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "show the plan and what would be uploaded; push nothing"},
-		},
+		}, importSigningFlags()...), // signing.go
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("import takes one archive")
@@ -33,13 +33,17 @@ func importCommand(e *env) *cli.Command {
 			if err != nil {
 				return usagef("%v", err)
 			}
+			signing, err := importSigningOptions(c, e) // verification, re-publication, re-signing (signing.go)
+			if err != nil {
+				return err
+			}
 			cl, err := client(c, e)
 			if err != nil {
 				return err
 			}
 			bars := newProgress(e.stderr, c.Bool("quiet"))
 			defer bars.finish()
-			res, err := importer.Import(c.Context, importer.Request{Archive: c.Args().First(), Target: c.String("target"), MappingPath: c.String("mapping")},
+			res, err := importer.Import(c.Context, importer.Request{Archive: c.Args().First(), Target: c.String("target"), MappingPath: c.String("mapping")}, append([]importer.Option{
 				importer.WithClient(cl),
 				importer.WithJobs(c.Int("jobs")),
 				importer.WithLogger(logger(c, e)),
@@ -47,7 +51,7 @@ func importCommand(e *env) *cli.Command {
 				importer.WithNaming(naming),
 				importer.WithNameLimits(relocate.Limits{MaxPathSegments: c.Int("max-path-segments")}),
 				importer.WithDryRun(c.Bool("dry-run")),
-			)
+			}, signing...)...)
 			bars.finish()
 			if err != nil {
 				return err
@@ -83,6 +87,7 @@ func printImport(e *env, r *importer.Result) error {
 		fmt.Fprintf(w, "manifests   pushed %d, already present %d\n", r.ManifestsPushed, r.ManifestsSkipped)
 		fmt.Fprintf(w, "mapping     %s\n", r.MappingFile)
 	}
+	printImportSignatures(w, r.Signatures) // signing.go
 	fmt.Fprintf(w, "took        %s\n", r.Duration.Round(1e6))
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
 
 // inspectResult is the JSON form of inspect.
@@ -42,6 +43,13 @@ type inspectExtra struct {
 	Digest    string `json:"digest"`
 	MediaType string `json:"mediaType"`
 	Subject   string `json:"subject,omitempty"`
+	// Signing artifacts (signing.go): what the subject is, the artifact
+	// type, how it was found and where, and a cosign tag.
+	SubjectLabel string `json:"subjectLabel,omitempty"`
+	ArtifactType string `json:"artifactType,omitempty"`
+	Via          string `json:"via,omitempty"`
+	Repository   string `json:"repository,omitempty"`
+	Tag          string `json:"tag,omitempty"`
 }
 
 func inspectCommand(e *env) *cli.Command {
@@ -70,12 +78,20 @@ func inspectCommand(e *env) *cli.Command {
 					MediaType: img.Desc.MediaType, Platforms: img.Platforms, Bytes: img.Bytes, Resolved: img.Resolved})
 				r.TotalBytes += img.Bytes
 			}
+			labels := b.Labels()
 			for _, x := range b.Extra {
-				r.Extra = append(r.Extra, inspectExtra{Role: x.Annotations[layout.AnnotationRole], Digest: x.Digest.String(), MediaType: x.MediaType, Subject: x.Annotations[layout.AnnotationSubject]})
+				r.Extra = append(r.Extra, inspectExtra{Role: x.Annotations[layout.AnnotationRole], Digest: x.Digest.String(), MediaType: x.MediaType, Subject: x.Annotations[layout.AnnotationSubject],
+					SubjectLabel: subjectLabel(labels, x), ArtifactType: x.ArtifactType,
+					Via: x.Annotations[sigbundle.AnnotationVia], Repository: x.Annotations[sigbundle.AnnotationRepository], Tag: cosignTag(x)})
 			}
-			sort.Slice(r.Extra, func(i, j int) bool { return r.Extra[i].Subject+r.Extra[i].Digest < r.Extra[j].Subject+r.Extra[j].Digest })
+			sort.Slice(r.Extra, func(i, j int) bool {
+				return r.Extra[i].Subject+r.Extra[i].Digest < r.Extra[j].Subject+r.Extra[j].Digest
+			})
 			if asJSON {
 				return writeJSON(e.stdout, r)
+			}
+			if c.Bool("quiet") { // the archive checked out; print nothing
+				return nil
 			}
 			w := e.stdout
 			fmt.Fprintf(w, "bundle      %s %s\n", r.Bundle, r.Version)
@@ -94,8 +110,12 @@ func inspectCommand(e *env) *cli.Command {
 				fmt.Fprintln(w)
 			}
 			for _, x := range r.Extra {
+				if x.Via != "" { // signing artifacts are listed per subject below
+					continue
+				}
 				fmt.Fprintf(w, "  %-10s %s %s subject %s\n", x.Role, x.Digest, x.MediaType, x.Subject)
 			}
+			printSigningArtifacts(w, b) // signing.go
 			fmt.Fprintf(w, "content     %d manifests, %d blobs, %s in images, %s unique\n", r.Manifests, r.Blobs, humanBytes(r.TotalBytes), humanBytes(r.UniqueBytes))
 			for _, warn := range r.Warnings {
 				fmt.Fprintf(e.stderr, "warning: %s\n", warn)

@@ -1,6 +1,3 @@
-// Command cnab-airgap carries CNAB bundles across air gaps: export a bundle
-// and every image it references into one OCI image layout tarball, then
-// verify and import it into a disconnected registry.
 package main
 
 import (

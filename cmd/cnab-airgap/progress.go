@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -12,57 +13,111 @@ import (
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
 )
 
-// bars turns library progress events into one bar per phase on a terminal,
-// or a plain line per finished item otherwise. Totals count each
-// deduplicated blob once; skipped blobs count as done.
+// bars turns the library's progress events into what an operator sees on
+// standard error:
+//
+//   - on a terminal, one bar per phase (plan, blobs, manifests, signatures,
+//     tags) with bytes or items, rate and ETA; when a phase ends its bar is
+//     replaced by a one-line summary;
+//   - otherwise, no control characters at all: one plain line per image
+//     (resolved at export, pushed at import) and the same one-line summary
+//     per phase;
+//   - with --quiet, nothing.
+//
+// Totals are what the library announces (each deduplicated blob once);
+// skipped and mounted items count as done; an item's bytes are credited at
+// most up to its size, so a bar never passes its total, and the value
+// shown never decreases.
 type bars struct {
 	w     io.Writer
 	quiet bool
 	tty   bool
 	mu    sync.Mutex
-	bars  map[string]*progressbar.ProgressBar
+	order []*phase
+	byKey map[progress.Phase]*phase
+	cur   *phase
 	done  bool
 }
 
+// phase is the state of one phase.
+type phase struct {
+	name     progress.Phase
+	start    time.Time
+	total    int64 // announced bytes (0: a phase counted in items)
+	count    int   // announced items
+	hasTotal bool
+	items    map[string]*item
+	bytes    int64 // bytes credited to items, each at most its size
+	finished int   // items done or skipped
+	skipped  int
+	skipB    int64
+	shown    int64 // the value last given to the bar
+	bar      *progressbar.ProgressBar
+	closed   bool
+}
+
+type item struct {
+	size, moved, credited int64
+	finished              bool
+}
+
 func newProgress(w io.Writer, quiet bool) *bars {
-	return &bars{w: w, quiet: quiet, tty: isTerminal(w), bars: map[string]*progressbar.ProgressBar{}}
+	return &bars{w: w, quiet: quiet, tty: isTerminal(w), byKey: map[progress.Phase]*phase{}}
 }
 
-func (b *bars) bar(name string, total int64, bytes bool) *progressbar.ProgressBar {
-	if pb, ok := b.bars[name]; ok {
-		return pb
+func (b *bars) phase(name progress.Phase) *phase {
+	p, ok := b.byKey[name]
+	if !ok {
+		p = &phase{name: name, start: time.Now(), items: map[string]*item{}}
+		b.byKey[name] = p
+		b.order = append(b.order, p)
 	}
-	opts := []progressbar.Option{
-		progressbar.OptionSetWriter(b.w),
-		progressbar.OptionSetDescription(fmt.Sprintf("%-9s", name)),
-		progressbar.OptionThrottle(100 * time.Millisecond),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(b.w) }),
-		progressbar.OptionSetVisibility(b.tty && !b.quiet),
+	if b.cur != p {
+		if b.cur != nil {
+			b.close(b.cur)
+		}
+		b.cur = p
 	}
-	if bytes {
-		opts = append(opts, progressbar.OptionShowBytes(true))
-	}
-	pb := progressbar.NewOptions64(total, opts...)
-	b.bars[name] = pb
-	return pb
+	return p
 }
 
-func (b *bars) total(name string, n int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.bar(name, n, true)
+func (p *phase) item(key string) *item {
+	it, ok := p.items[key]
+	if !ok {
+		it = &item{}
+		p.items[key] = it
+	}
+	return it
 }
 
-func (b *bars) add(name string, n int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if pb, ok := b.bars[name]; ok {
-		pb.Add64(n)
+// credit raises an item's credited bytes to upto (capped at its size).
+func (p *phase) credit(it *item, upto int64) {
+	if it.size > 0 && upto > it.size {
+		upto = it.size
+	}
+	if upto > it.credited {
+		p.bytes += upto - it.credited
+		it.credited = upto
 	}
 }
 
+// value is what the bar shows: bytes for a byte phase, items otherwise,
+// never above the announced total.
+func (p *phase) value() int64 {
+	if p.total > 0 {
+		return min(p.bytes, p.total)
+	}
+	return int64(min(p.finished, max(p.count, 0)))
+}
+
+func (p *phase) max() int64 {
+	if p.total > 0 {
+		return p.total
+	}
+	return int64(p.count)
+}
+
+// event receives the library's events. It may be called concurrently.
 func (b *bars) event(e progress.Event) {
 	if b.quiet {
 		return
@@ -72,37 +127,141 @@ func (b *bars) event(e progress.Event) {
 	if b.done {
 		return
 	}
-	name := string(e.Phase)
+	p := b.phase(e.Phase)
+	if p.closed {
+		return
+	}
 	switch e.State {
 	case progress.StateTotal:
-		if e.Phase == progress.PhaseBlobs {
-			b.bar(name, e.Total, true)
-		} else {
-			b.bar(name, int64(e.Count), false)
+		p.total, p.count, p.hasTotal = e.Total, e.Count, true
+		if b.tty && p.bar == nil && p.max() > 0 {
+			p.bar = b.newBar(p)
+		}
+	case progress.StateStarted:
+		if it := p.item(e.Item); e.Bytes > 0 && it.size == 0 {
+			it.size = e.Bytes
 		}
 	case progress.StateActive:
-		if pb, ok := b.bars[name]; ok {
-			pb.Add64(e.Bytes)
+		if it := p.item(e.Item); !it.finished {
+			it.moved += e.Bytes
+			p.credit(it, it.moved)
 		}
-	case progress.StateSkipped:
-		if pb, ok := b.bars[name]; ok {
-			pb.Add64(e.Bytes)
+	case progress.StateDone, progress.StateSkipped:
+		if e.Item == "" {
+			if e.State == progress.StateDone {
+				b.close(p)
+			}
+			return
 		}
-		if !b.tty {
-			fmt.Fprintf(b.w, "%s %s present (%s)\n", name, short(e.Item), humanBytes(e.Bytes))
-		}
-	case progress.StateDone:
-		if e.Phase != progress.PhaseBlobs {
-			if pb, ok := b.bars[name]; ok {
-				pb.Add64(1)
+		it := p.item(e.Item)
+		if !it.finished {
+			it.finished = true
+			p.finished++
+			if e.State == progress.StateSkipped {
+				p.skipped++
+				p.skipB += e.Bytes
 			}
 		}
-		if !b.tty && e.Item != "" {
-			fmt.Fprintf(b.w, "%s %s done (%s)\n", name, short(e.Item), humanBytes(e.Bytes))
+		full := e.Bytes
+		if full <= 0 {
+			full = max(it.size, it.moved)
+		}
+		p.credit(it, full)
+		if !b.tty && e.Image != "" {
+			b.imageLine(e)
+		}
+	}
+	if v := p.value(); v > p.shown {
+		p.shown = v
+		if p.bar != nil {
+			p.bar.Set64(v)
 		}
 	}
 }
 
+func (b *bars) newBar(p *phase) *progressbar.ProgressBar {
+	opts := []progressbar.Option{
+		progressbar.OptionSetWriter(b.w),
+		progressbar.OptionSetDescription(fmt.Sprintf("%-10s", p.name)),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(65 * time.Millisecond),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionSetRenderBlankState(true),
+		progressbar.OptionClearOnFinish(),
+		progressbar.OptionUseIECUnits(true),
+		progressbar.OptionSetTheme(progressbar.Theme{Saucer: "=", SaucerHead: ">", SaucerPadding: " ", BarStart: "[", BarEnd: "]"}),
+	}
+	if p.total > 0 {
+		opts = append(opts, progressbar.OptionShowBytes(true))
+	} else {
+		opts = append(opts, progressbar.OptionSetItsString(string(p.name)))
+	}
+	return progressbar.NewOptions64(p.max(), opts...)
+}
+
+// imageLine logs one image's completion without a terminal.
+func (b *bars) imageLine(e progress.Event) {
+	switch e.Phase {
+	case progress.PhasePlan:
+		fmt.Fprintf(b.w, "image      %s  %s  %s\n", e.Image, shortRef(e.Item), humanBytes(e.Bytes))
+	case progress.PhaseManifests:
+		note := "pushed"
+		if e.State == progress.StateSkipped {
+			note = "already present"
+		}
+		fmt.Fprintf(b.w, "image      %s -> %s  %s\n", e.Image, e.Item, note)
+	default:
+		fmt.Fprintf(b.w, "image      %s  %s  %s\n", e.Image, e.Phase, e.State)
+	}
+}
+
+// close ends a phase: its bar is cleared and a summary line printed.
+func (b *bars) close(p *phase) {
+	if p.closed {
+		return
+	}
+	p.closed = true
+	if p.bar != nil {
+		p.bar.Exit()
+		p.bar.Clear()
+	}
+	fmt.Fprintln(b.w, p.summary())
+}
+
+// summary is the one-line account of a phase. Numbers are exact so that
+// scripts reading standard error can use them.
+func (p *phase) summary() string {
+	took := time.Since(p.start)
+	state := "done"
+	if p.hasTotal && p.value() < p.max() {
+		state = "stopped"
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%-10s %s:", p.name, state)
+	switch {
+	case p.total > 0:
+		fmt.Fprintf(&sb, " %d of %d items, %d of %d bytes (%s) in %s", min(p.finished, p.count), p.count, p.value(), p.total,
+			humanBytes(p.total), took.Round(time.Millisecond))
+		if s := took.Seconds(); s > 0 {
+			fmt.Fprintf(&sb, ", %s/s", humanBytes(int64(float64(p.value())/s)))
+		}
+		if p.skipped > 0 {
+			fmt.Fprintf(&sb, "; %d skipped (%d bytes already there)", p.skipped, p.skipB)
+		}
+	case p.hasTotal:
+		fmt.Fprintf(&sb, " %d of %d items in %s", p.value(), p.count, took.Round(time.Millisecond))
+		if p.skipped > 0 {
+			fmt.Fprintf(&sb, "; %d already present", p.skipped)
+		}
+	default:
+		fmt.Fprintf(&sb, " in %s", took.Round(time.Millisecond))
+	}
+	return sb.String()
+}
+
+// finish closes every open phase; a phase that did not reach its total is
+// reported as stopped. It is safe to call more than once.
 func (b *bars) finish() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -110,17 +269,31 @@ func (b *bars) finish() {
 		return
 	}
 	b.done = true
-	for _, pb := range b.bars {
-		if b.tty && !b.quiet && !pb.IsFinished() {
-			pb.Exit()
-			fmt.Fprintln(b.w)
+	if b.quiet {
+		return
+	}
+	open := append([]*phase(nil), b.order...)
+	sort.SliceStable(open, func(i, j int) bool { return open[i].start.Before(open[j].start) })
+	for _, p := range open {
+		if !p.closed && (p.hasTotal || len(p.items) > 0 || p == b.cur) {
+			b.close(p)
 		}
 	}
 }
 
-func short(item string) string {
-	if i := strings.Index(item, "sha256:"); i >= 0 && len(item) >= i+19 {
-		return item[:i+19]
+// total announces a phase driven by the CLI itself (verify).
+func (b *bars) total(name string, bytes int64, count int) {
+	b.event(progress.Event{Phase: progress.Phase(name), State: progress.StateTotal, Total: bytes, Count: count})
+}
+
+// add reports one item of a CLI-driven phase as done.
+func (b *bars) add(name, item string, bytes int64) {
+	b.event(progress.Event{Phase: progress.Phase(name), State: progress.StateDone, Item: item, Bytes: bytes})
+}
+
+func shortRef(item string) string {
+	if i := strings.Index(item, "@sha256:"); i >= 0 && len(item) >= i+20 {
+		return item[i+1 : i+20]
 	}
 	return item
 }

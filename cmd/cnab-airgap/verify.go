@@ -7,6 +7,8 @@ import (
 
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
+	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -22,6 +24,10 @@ type verifyResult struct {
 	Bytes        int64    `json:"bytes"`
 	OK           bool     `json:"ok"`
 	Warnings     []string `json:"warnings,omitempty"`
+	// Signatures is the offline verification of the signing evidence (signing.go).
+	Signatures *sigbundle.Report `json:"signatures,omitempty"`
+	// Relocation is the audit of an import at --target (relocation.go).
+	Relocation *relocate.AuditReport `json:"relocation,omitempty"`
 }
 
 func verifyCommand(e *env) *cli.Command {
@@ -29,7 +35,11 @@ func verifyCommand(e *env) *cli.Command {
 		Name:      "verify",
 		Usage:     "check an archive offline: every entry's digest, the graph closed, bundle.json matched by its images",
 		ArgsUsage: "ARCHIVE",
+		Flags:     append(verifyCommandFlags(), verifyRelocationFlags()...), // signing flags and --reference (signing.go), --target and --mapping (relocation.go)
 		Action: func(c *cli.Context) error {
+			if c.String("reference") != "" { // a bundle at a registry (signing.go)
+				return verifyReference(c, e)
+			}
 			if c.NArg() != 1 {
 				return usagef("verify takes one archive")
 			}
@@ -47,38 +57,42 @@ func verifyCommand(e *env) *cli.Command {
 			for _, s := range b.Blobs {
 				total += s
 			}
-			bars.total("verify", total)
-			err = b.VerifyBlobs(c.Context, func(_ digest.Digest, n int64) { bars.add("verify", n) })
+			bars.total("verify", total, len(b.Blobs))
+			err = b.VerifyBlobs(c.Context, func(d digest.Digest, n int64) { bars.add("verify", d.String(), n) })
+			if err != nil {
+				bars.finish()
+				return err
+			}
+			rel, relErr := auditRelocation(c, e, b, bars) // --target, --mapping (relocation.go)
 			bars.finish()
+			if relErr != nil && rel == nil {
+				return relErr
+			}
+			sig, err := verifyArchiveSignatures(c, e, b) // signing.go
 			if err != nil {
 				return err
 			}
-			r := verifyResult{Archive: c.Args().First(), Bundle: b.Bundle.Name, Version: b.Bundle.Version, BundleDigest: b.BundleDigest.String(),
+			r := verifyResult{Signatures: sig, Archive: c.Args().First(), Bundle: b.Bundle.Name, Version: b.Bundle.Version, BundleDigest: b.BundleDigest.String(),
 				IndexDigest: b.Index.Digest.String(), Images: len(b.Images), Manifests: len(b.Nodes), Blobs: len(b.Blobs), Bytes: total, OK: true, Warnings: b.Warnings}
+			r.Relocation, r.OK = rel, relErr == nil
 			if asJSON {
-				return writeJSON(e.stdout, r)
+				if err := writeJSON(e.stdout, r); err != nil {
+					return err
+				}
+				if relErr != nil {
+					return reportedError{relErr}
+				}
+				return nil
+			}
+			if relErr != nil {
+				printAudit(e.stdout, rel)
+				return relErr
 			}
 			if !c.Bool("quiet") {
 				fmt.Fprintf(e.stdout, "ok: %s %s: %d images, %d manifests, %d blobs (%s) verified\n", r.Bundle, r.Version, r.Images, r.Manifests, r.Blobs, humanBytes(r.Bytes))
+				printSigningReport(e.stdout, r.Signatures)
+				printAudit(e.stdout, r.Relocation)
 			}
-			return nil
-		},
-	}
-}
-
-func versionCommand(e *env) *cli.Command {
-	return &cli.Command{
-		Name:  "version",
-		Usage: "print the version and commit",
-		Action: func(c *cli.Context) error {
-			asJSON, err := outputJSON(c)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(e.stdout, map[string]string{"version": version(), "commit": commit()})
-			}
-			fmt.Fprintf(e.stdout, "cnab-airgap %s (commit %s)\n", version(), commit())
 			return nil
 		},
 	}

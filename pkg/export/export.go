@@ -77,6 +77,17 @@ type Result struct {
 	DryRun        bool          `json:"dryRun,omitempty"`
 	Duration      time.Duration `json:"duration"`
 	Warnings      []string      `json:"warnings,omitempty"`
+	// Format is the archive format written (oci or cnab-thick).
+	Format layout.Format `json:"format"`
+	// Sparse lists the images whose index ships only the selected
+	// platforms (WithPlatforms).
+	Sparse []SparseImage `json:"sparse,omitempty"`
+	// Base describes the base of a delta export (WithBase, WithBaseInventory).
+	Base *Base `json:"base,omitempty"`
+	// Parts describes the volumes of a split archive (WithSplitSize).
+	Parts *layout.Parts `json:"parts,omitempty"`
+	// Signatures summarizes the signing evidence carried (signatures.go).
+	Signatures *Signatures `json:"signatures,omitempty"`
 }
 
 // blobSource says where a blob can be fetched from.
@@ -92,6 +103,7 @@ type exporter struct {
 	mu       sync.Mutex
 	blobs    map[digest.Digest]*blobSource
 	warnings []string
+	fit      fitState // absent platforms, delta base (formats.go)
 }
 
 func (e *exporter) warn(format string, args ...any) {
@@ -159,6 +171,14 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		return nil, err
 	}
 	res.Images = images
+	// Platform selection and delta base are recorded in index.json (formats.go).
+	if err := e.fitIndex(ctx, index, res); err != nil {
+		return nil, err
+	}
+	// Referrers, cosign tags and Notary trust data of the graph (signatures.go).
+	if err := e.collectSignatures(ctx, src, index, res); err != nil {
+		return nil, err
+	}
 
 	indexJSON, err := json.Marshal(index)
 	if err != nil {
@@ -173,7 +193,7 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	for d, s := range e.blobs {
 		blobs = append(blobs, layout.Blob{Digest: d, Size: s.size, Data: s.data})
 	}
-	plan, err := layout.NewPlan(files, blobs)
+	plan, err := e.newPlan(files, blobs, res) // oci or cnab-thick, delta blobs left out (formats.go)
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +263,9 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		}
 		if st, err := os.Stat(req.Output); err == nil {
 			res.ArchiveBytes = st.Size()
+		}
+		if err := e.split(ctx, req.Output, res); err != nil { // volumes (formats.go)
+			return nil, err
 		}
 	}
 	res.FetchedBytes = fetched.get()
@@ -546,6 +569,13 @@ func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocisp
 	g.SetLimit(e.o.jobs)
 	var errMu sync.Mutex
 	var errs []error
+	carried := 0
+	for _, img := range src.bundle.Images {
+		if img.Relocatable() {
+			carried++
+		}
+	}
+	e.o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateTotal, Count: carried})
 	invocation := 0
 	for i, img := range src.bundle.Images {
 		var bd *ocispec.Descriptor
@@ -568,6 +598,7 @@ func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocisp
 				return nil // report every failing image, not just the first
 			}
 			out[i] = r
+			e.o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateDone, Item: img.Ref + "@" + r.desc.Digest.String(), Image: img.Ref, Bytes: r.bytes})
 			return nil
 		})
 	}
@@ -774,6 +805,9 @@ func (e *exporter) walk(ctx context.Context, r *resolved, repo name.Repository, 
 					return err
 				}
 				r.bytes += c.Size
+				continue
+			}
+			if e.leaveOut(r, d, c, children) { // a platform not selected (platform.go)
 				continue
 			}
 			craw, err := e.getManifest(ctx, repo, c)

@@ -21,6 +21,8 @@ type options struct {
 	dryRun             bool
 	compression        string
 	maxMetadata        int64
+	fit                fitOptions     // format, platforms, delta base, split size (formats.go)
+	signing            signingOptions // referrers, cosign tags, Notary (signatures.go)
 }
 
 func makeOptions(opts ...Option) (*options, error) {
@@ -36,6 +38,9 @@ func makeOptions(opts ...Option) (*options, error) {
 			return nil, err
 		}
 		o.client = c
+	}
+	if err := o.fit.check(o); err != nil {
+		return nil, err
 	}
 	return o, nil
 }

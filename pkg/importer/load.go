@@ -74,6 +74,16 @@ type Bundle struct {
 	// (signing artifacts and other content carried along).
 	Extra    []ocispec.Descriptor
 	Warnings []string
+	// Format is the archive's format, recognized from its content.
+	Format layout.Format
+	// Absent are the index children the archive leaves out (export
+	// --platform), by digest; Omitted the blobs a delta archive leaves to
+	// its base, with sizes; Base describes that base (nil: not a delta).
+	Absent  map[digest.Digest]ocispec.Descriptor
+	Omitted map[digest.Digest]int64
+	Base    *DeltaBase
+	// absentSet and omittedSet are what index.json declares (formats.go).
+	absentSet, omittedSet map[digest.Digest]bool
 }
 
 // Close releases the archive.
@@ -99,7 +109,7 @@ func Load(ctx context.Context, path string, o layout.OpenOptions) (*Bundle, erro
 		return nil, err
 	}
 	b := &Bundle{Archive: a, Nodes: map[digest.Digest]*Node{}, Blobs: map[digest.Digest]int64{}}
-	if err := b.load(); err != nil {
+	if err := b.loadAll(); err != nil { // any format, sparse and delta archives (formats.go)
 		a.Close()
 		return nil, fmt.Errorf("archive %s: %w", path, err)
 	}
@@ -284,6 +294,9 @@ func (b *Bundle) walk(d ocispec.Descriptor, depth int) error {
 		_ = n
 		return nil
 	}
+	if b.leftOut(d, depth) { // declared absent (--platform) or left to a delta's base (formats.go)
+		return nil
+	}
 	if !layout.IsManifestOrIndex(d.MediaType) {
 		size, ok := b.Archive.Has(d.Digest)
 		if !ok {
@@ -323,6 +336,9 @@ func (b *Bundle) closure(e *ImageEntry, d digest.Digest, platform *ocispec.Platf
 	}
 	seen[d] = true
 	n, ok := b.Nodes[d]
+	if _, absent := b.Absent[d]; absent && !ok {
+		return // a platform the archive leaves out
+	}
 	if !ok {
 		e.Blobs = append(e.Blobs, d)
 		e.Bytes += b.Blobs[d]

@@ -1,7 +1,9 @@
-// Package progress defines the small events that cnab-airgap's library
-// reports while it works. The library never prints; a caller that wants a
-// display (the CLI draws bars) passes a Func.
 package progress
+
+import (
+	"io"
+	"sync"
+)
 
 // Phase names a stage of an export or import.
 type Phase string
@@ -72,6 +74,63 @@ func (r *Reader) Read(p []byte) (int, error) {
 	n, err := r.R.Read(p)
 	if n > 0 && r.F != nil {
 		r.F(Event{Phase: r.Phase, State: StateActive, Item: r.Item, Bytes: int64(n)})
+	}
+	return n, err
+}
+
+// Item reports the StateActive bytes of one item across any number of
+// attempts to move it. Each attempt reads the item from its start through
+// Reader; only bytes beyond the furthest offset an earlier attempt reached
+// are reported, so a retried transfer never counts a byte twice. An Item is
+// safe for concurrent use.
+type Item struct {
+	F     Func
+	Phase Phase
+	// Name is reported as Event.Item (a digest or a reference).
+	Name string
+	// Image is reported as Event.Image.
+	Image string
+
+	mu       sync.Mutex
+	reported int64
+}
+
+// Reader returns a reader for one attempt: it reads r from the item's
+// first byte on.
+func (it *Item) Reader(r io.Reader) io.Reader { return &itemReader{it: it, r: r} }
+
+// Reported returns how many bytes of the item have been reported.
+func (it *Item) Reported() int64 {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	return it.reported
+}
+
+// advance records that an attempt reached offset pos and reports the bytes
+// beyond what was reported before.
+func (it *Item) advance(pos int64) {
+	it.mu.Lock()
+	n := pos - it.reported
+	if n > 0 {
+		it.reported = pos
+	}
+	it.mu.Unlock()
+	if n > 0 && it.F != nil {
+		it.F(Event{Phase: it.Phase, State: StateActive, Item: it.Name, Image: it.Image, Bytes: n})
+	}
+}
+
+type itemReader struct {
+	it  *Item
+	r   io.Reader
+	pos int64
+}
+
+func (r *itemReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.pos += int64(n)
+		r.it.advance(r.pos)
 	}
 	return n, err
 }

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"sort"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
+	"github.com/cnab-airgap/cnab-airgap/pkg/serve"
+)
+
+// serveOutput is the JSON document serve writes once it is listening.
+type serveOutput struct {
+	Archive   string `json:"archive"`
+	Address   string `json:"address"`
+	URL       string `json:"url"`
+	Bundle    string `json:"bundle"`
+	Version   string `json:"version"`
+	Reference string `json:"reference"`
+	// DigestReference pins the bundle index by digest.
+	DigestReference string       `json:"digestReference"`
+	Images          []serveImage `json:"images"`
+	Repositories    []string     `json:"repositories"`
+	MappingFile     string       `json:"mappingFile,omitempty"`
+	Warnings        []string     `json:"warnings,omitempty"`
+}
+
+type serveImage struct {
+	Role      string `json:"role"`
+	Name      string `json:"name"`
+	Reference string `json:"reference"`
+	Served    string `json:"served"`
+	Digest    string `json:"digest"`
+}
+
+func serveCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "serve",
+		Usage:     "serve an archive read-only as an OCI registry, for air gaps without a registry",
+		ArgsUsage: "ARCHIVE",
+		Description: "Every blob is verified before the first request is answered; whole-blob reads are verified again\n" +
+			"as they stream. The bundle is served under the repository and tag it was exported from, each image\n" +
+			"under its original repository path and tag. Stop with Ctrl-C (SIGINT) or SIGTERM.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:5000", Usage: "listen on `HOST:PORT` (port 0 picks a free port)"},
+			&cli.StringFlag{Name: "mapping", Aliases: []string{"m"}, Usage: "write a relocation-mapping.json `FILE` pointing every image at the served address"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("serve takes one archive")
+			}
+			path := c.Args().First()
+			bars := newProgress(e.stderr, c.Bool("quiet"))
+			s, err := serve.Open(c.Context, path, serve.WithLogger(logger(c, e)), serve.WithProgress(func(ev progress.Event) {
+				ev.Phase = "verify" // the blobs are read to be verified, not moved
+				bars.event(ev)
+			}))
+			bars.finish()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			ln, err := net.Listen("tcp", c.String("addr"))
+			if err != nil {
+				return err
+			}
+			host := ln.Addr().String()
+			b := s.Bundle()
+			out := serveOutput{Archive: path, Address: host, URL: "http://" + host, Bundle: b.Bundle.Name, Version: b.Bundle.Version,
+				Reference:       host + "/" + s.BundleRepository() + ":" + s.BundleTag(),
+				DigestReference: host + "/" + s.BundleRepository() + "@" + b.Index.Digest.String(),
+				Repositories:    s.Repositories(), Warnings: s.Warnings()}
+			for _, img := range s.Images() {
+				served := host + "/" + img.Repository + "@" + img.Digest.String()
+				if img.Tag != "" {
+					served = host + "/" + img.Repository + ":" + img.Tag
+				}
+				out.Images = append(out.Images, serveImage{Role: img.Role, Name: img.Name, Reference: img.Reference, Served: served, Digest: img.Digest.String()})
+			}
+			if m := c.String("mapping"); m != "" {
+				if err := s.Mapping(host).WriteFile(m); err != nil {
+					ln.Close()
+					return err
+				}
+				out.MappingFile = m
+			}
+			if e.format == "json" {
+				if err := writeJSON(e.stdout, out); err != nil {
+					ln.Close()
+					return err
+				}
+			} else if !c.Bool("quiet") {
+				printServe(e, out)
+			}
+			if err := s.Serve(c.Context, ln); err != nil {
+				if e.format == "json" {
+					return reportedError{err} // stdout already holds the document
+				}
+				return err
+			}
+			return nil
+		},
+	}
+}
+
+func printServe(e *env, o serveOutput) {
+	w := e.stdout
+	fmt.Fprintf(w, "serving     %s %s from %s, read-only, at %s (plain HTTP)\n", o.Bundle, o.Version, o.Archive, o.URL)
+	fmt.Fprintf(w, "bundle      %s\n", o.Reference)
+	fmt.Fprintf(w, "            %s\n", o.DigestReference)
+	imgs := append([]serveImage(nil), o.Images...)
+	sort.SliceStable(imgs, func(i, j int) bool { return imgs[i].Role > imgs[j].Role })
+	for _, img := range imgs {
+		fmt.Fprintf(w, "  %-10s %-12s %s\n", img.Role, img.Name, img.Served)
+	}
+	if o.MappingFile != "" {
+		fmt.Fprintf(w, "mapping     %s\n", o.MappingFile)
+	}
+	for _, warn := range o.Warnings {
+		fmt.Fprintf(e.stderr, "warning: %s\n", warn)
+	}
+	fmt.Fprintf(w, "clients need plain HTTP for this address (e.g. skopeo --src-tls-verify=false, crane --insecure); stop with Ctrl-C\n")
+}

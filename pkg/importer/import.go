@@ -7,13 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
@@ -39,6 +38,7 @@ type options struct {
 	limits   relocate.Limits
 	dryRun   bool
 	open     layout.OpenOptions
+	signing  signingOptions // verification and re-publication of signing artifacts (signatures.go)
 }
 
 // WithClient sets the registry client. Default: TLS verified, docker config credentials.
@@ -64,7 +64,9 @@ func WithJobs(n int) Option {
 }
 
 // WithProgress receives progress events. The default is none.
-func WithProgress(f progress.Func) Option { return func(o *options) error { o.progress = f; return nil } }
+func WithProgress(f progress.Func) Option {
+	return func(o *options) error { o.progress = f; return nil }
+}
 
 // WithLogger sets the logger. The default discards.
 func WithLogger(l *slog.Logger) Option {
@@ -80,14 +82,18 @@ func WithLogger(l *slog.Logger) Option {
 func WithNaming(n relocate.Naming) Option { return func(o *options) error { o.naming = n; return nil } }
 
 // WithNameLimits constrains target repository names.
-func WithNameLimits(l relocate.Limits) Option { return func(o *options) error { o.limits = l; return nil } }
+func WithNameLimits(l relocate.Limits) Option {
+	return func(o *options) error { o.limits = l; return nil }
+}
 
 // WithDryRun plans the import and asks the target what it already has, but
 // pushes nothing and writes no mapping.
 func WithDryRun(b bool) Option { return func(o *options) error { o.dryRun = b; return nil } }
 
 // WithOpenOptions sets archive limits and the temporary directory.
-func WithOpenOptions(oo layout.OpenOptions) Option { return func(o *options) error { o.open = oo; return nil } }
+func WithOpenOptions(oo layout.OpenOptions) Option {
+	return func(o *options) error { o.open = oo; return nil }
+}
 
 func makeOptions(opts ...Option) (*options, error) {
 	o := &options{jobs: 6, log: slog.New(slog.DiscardHandler), naming: relocate.NamingBundleRepo}
@@ -146,6 +152,9 @@ type Result struct {
 	DryRun           bool             `json:"dryRun,omitempty"`
 	Duration         time.Duration    `json:"duration"`
 	Warnings         []string         `json:"warnings,omitempty"`
+	// Signatures reports the verification and re-publication of signing
+	// artifacts (signatures.go).
+	Signatures *SignatureResult `json:"signatures,omitempty"`
 }
 
 // Import checks the archive completely, then pushes it to the target and
@@ -184,6 +193,9 @@ type pushPlan struct {
 	// tags per repository: tag -> manifest digest, bundle tag kept apart.
 	tags      map[string]map[string]digest.Digest
 	bundleTag name.Tag
+	// delta says, per repository, where each blob a delta archive does not
+	// carry comes from: "" (present) or a repository to mount it from (delta.go).
+	delta map[string]map[digest.Digest]string
 }
 
 func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Target, mappingPath string) (*Result, error) {
@@ -260,22 +272,38 @@ func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Ta
 		res.Images = append(res.Images, Image{Role: e.Role, Name: e.Name, Reference: e.Ref, Relocated: rel, Digest: e.Desc.Digest.String(), MediaType: e.Desc.MediaType})
 	}
 	o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateDone})
+	// Signing evidence is verified offline before anything is pushed, and
+	// its artifacts are planned into the repositories of their subjects (signatures.go).
+	sig, err := verifySignatures(ctx, o, b, p, res)
+	if err != nil {
+		return nil, err
+	}
+	// A delta's blobs must all be at the target before anything moves (delta.go).
+	if err := checkDelta(ctx, o, b, p); err != nil {
+		return nil, err
+	}
 
 	if o.dryRun {
 		res.DryRun = true
 		return res, dryRun(ctx, o, b, p, res)
 	}
-	im := &importer{o: o, b: b, p: p, res: res}
+	im := &importer{o: o, b: b, p: p, res: res, sig: sig}
 	if err := im.pushBlobs(ctx); err != nil {
 		return nil, err
 	}
 	if err := im.pushManifests(ctx); err != nil {
 		return nil, err
 	}
+	if err := im.pushSignatures(ctx); err != nil { // after their subjects, before the tags (signatures.go)
+		return nil, err
+	}
 	if err := im.pushTags(ctx); err != nil {
 		return nil, err
 	}
 	if err := im.verify(ctx); err != nil {
+		return nil, err
+	}
+	if err := im.resign(ctx); err != nil { // --notary-resign (signatures.go)
 		return nil, err
 	}
 	if mappingPath != "" {
@@ -292,35 +320,7 @@ type importer struct {
 	b   *Bundle
 	p   *pushPlan
 	res *Result
-}
-
-// archiveLayer serves a blob from the archive to go-containerregistry's
-// uploader, verifying it as it streams.
-type archiveLayer struct {
-	b      *Bundle
-	d      digest.Digest
-	size   int64
-	mt     types.MediaType
-	opened atomic.Bool
-	im     *importer
-}
-
-func (l *archiveLayer) Digest() (v1.Hash, error) { return v1.NewHash(l.d.String()) }
-func (l *archiveLayer) DiffID() (v1.Hash, error) { return v1.NewHash(l.d.String()) }
-func (l *archiveLayer) Size() (int64, error)     { return l.size, nil }
-func (l *archiveLayer) MediaType() (types.MediaType, error) {
-	return l.mt, nil
-}
-func (l *archiveLayer) Uncompressed() (io.ReadCloser, error) {
-	return nil, errors.New("uncompressed content is not available")
-}
-func (l *archiveLayer) Compressed() (io.ReadCloser, error) {
-	r, err := l.b.Archive.Blob(l.d, l.size)
-	if err != nil {
-		return nil, err
-	}
-	l.opened.Store(true)
-	return io.NopCloser(&progress.Reader{R: r, F: l.im.o.progress, Phase: progress.PhaseBlobs, Item: l.d.String()}), nil
+	sig *signingPlan // signing artifacts to push (signatures.go)
 }
 
 func (im *importer) pushBlobs(ctx context.Context) error {
@@ -347,6 +347,14 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 		}
 	}
 	im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateTotal, Total: total, Count: len(first)})
+	// A failure names the images that need the blob; every failure is
+	// reported, none hides the others.
+	users := map[digest.Digest][]string{}
+	for _, e := range im.b.Images {
+		for _, d := range e.Blobs {
+			users[d] = append(users[d], e.Label())
+		}
+	}
 	var errMu sync.Mutex
 	var errs []error
 	run := func(jobs []job) error {
@@ -355,8 +363,12 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 		for _, j := range jobs {
 			g.Go(func() error {
 				if err := im.pushBlob(gctx, j.repo, j.d, j.mount); err != nil {
+					what := ""
+					if u := users[j.d]; len(u) > 0 {
+						what = " (" + strings.Join(u, ", ") + ")"
+					}
 					errMu.Lock()
-					errs = append(errs, fmt.Errorf("blob %s to %s: %w", j.d, j.repo, err))
+					errs = append(errs, fmt.Errorf("blob %s%s to %s: %w", j.d, what, j.repo, err))
 					errMu.Unlock()
 				}
 				return nil
@@ -370,31 +382,52 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 	if err := run(first); err != nil {
 		return err
 	}
-	return run(second)
+	if err := run(second); err != nil {
+		return err
+	}
+	im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone})
+	return nil
 }
 
 func (im *importer) pushBlob(ctx context.Context, repo string, d digest.Digest, mountFrom string) error {
-	size := im.b.Blobs[d]
-	l := &archiveLayer{b: im.b, d: d, size: size, mt: types.MediaType("application/octet-stream"), im: im}
-	var layer v1.Layer = l
-	if mountFrom != "" {
-		src, err := im.o.client.Digest(im.p.repos[mountFrom], d)
-		if err != nil {
-			return err
-		}
-		layer = &remote.MountableLayer{Layer: l, Reference: src}
+	if done, err := im.pushOmitted(ctx, repo, d); done { // a delta's blob, not in the archive (delta.go)
+		return err
 	}
-	if mountFrom == "" {
+	size := im.b.Blobs[d]
+	// Progress counts each digest once: bytes of a retried attempt are
+	// reported only past what an earlier attempt reached, and a mount job
+	// (the digest was counted by its first repository) reports none.
+	item := &progress.Item{F: im.o.progress, Phase: progress.PhaseBlobs, Name: d.String()}
+	u := registry.Upload{Repo: im.p.repos[repo], Digest: d, Size: size,
+		// The archive's blob reader verifies size and digest as the bytes
+		// stream to the registry; a mismatch fails the upload.
+		Open: func() (io.ReadCloser, error) {
+			r, err := im.b.Archive.Blob(d, size)
+			if err != nil {
+				return nil, err
+			}
+			if mountFrom != "" {
+				return io.NopCloser(r), nil
+			}
+			return io.NopCloser(item.Reader(r)), nil
+		}}
+	if mountFrom != "" {
+		from := im.p.repos[mountFrom]
+		u.MountFrom = &from
+	} else {
 		im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateStarted, Item: d.String(), Bytes: size})
 	}
-	if err := im.o.client.Pusher().Upload(ctx, im.p.repos[repo], layer); err != nil {
+	res, err := im.o.client.UploadBlob(ctx, u)
+	if err != nil {
 		return err
 	}
 	switch {
-	case l.opened.Load():
+	case res == registry.BlobUploaded:
 		atomic.AddInt64(&im.res.BlobsUploaded, 1)
 		atomic.AddInt64(&im.res.BytesUploaded, size)
-		im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone, Item: d.String(), Bytes: size})
+		if mountFrom == "" {
+			im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone, Item: d.String(), Bytes: size})
+		}
 	case mountFrom != "":
 		atomic.AddInt64(&im.res.BlobsMounted, 1)
 	default:
@@ -431,36 +464,83 @@ func (im *importer) pushManifests(ctx context.Context) error {
 		}
 	}
 	im.o.progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateTotal, Count: count})
+	// The top manifest of an image in the image's repository completes it.
+	tops := map[string]string{}
+	for _, e := range im.b.Images {
+		k := im.p.names.ImageRepos[e.Ref] + "@" + e.Desc.Digest.String()
+		if _, ok := tops[k]; !ok {
+			tops[k] = e.Ref
+		}
+	}
 	// Children before parents: level by level, deepest (height 0) first.
+	// A failure does not stop the others: every manifest whose children
+	// are all in place is still pushed (a re-run then has less to do), the
+	// parents of a failed one are not tried, and every failure is reported.
+	var failMu sync.Mutex
+	failed := map[string]bool{} // repo@digest
+	var errs []error
 	for h := 0; h <= maxH; h++ {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(im.o.jobs)
 		for _, j := range byHeight[h] {
+			failMu.Lock() // this level's pushes record their failures meanwhile
+			blocked := false
+			for _, c := range j.n.Children {
+				blocked = blocked || failed[j.repo+"@"+c.Digest.String()]
+			}
+			if blocked {
+				failed[j.repo+"@"+j.n.Desc.Digest.String()] = true
+			}
+			failMu.Unlock()
+			if blocked {
+				continue
+			}
 			g.Go(func() error {
-				ref, err := im.o.client.Digest(im.p.repos[j.repo], j.n.Desc.Digest)
+				err := im.pushManifest(gctx, j.repo, j.n, tops)
 				if err != nil {
-					return err
+					failMu.Lock()
+					failed[j.repo+"@"+j.n.Desc.Digest.String()] = true
+					errs = append(errs, err)
+					failMu.Unlock()
 				}
-				exists, err := im.manifestExists(gctx, ref)
-				if err != nil {
-					return fmt.Errorf("manifest %s: %w", ref, err)
-				}
-				if exists {
-					atomic.AddInt64(&im.res.ManifestsSkipped, 1)
-				} else {
-					if err := im.o.client.Pusher().Put(gctx, ref, rawManifest{j.n.Raw, j.n.Desc.MediaType}); err != nil {
-						return fmt.Errorf("manifest %s: %w", ref, err)
-					}
-					atomic.AddInt64(&im.res.ManifestsPushed, 1)
-				}
-				im.o.progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateDone, Item: ref.String(), Bytes: j.n.Desc.Size})
 				return nil
 			})
 		}
-		if err := g.Wait(); err != nil {
+		g.Wait()
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	im.o.progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateDone})
+	return nil
+}
+
+// pushManifest pushes one manifest (byte-identical) into repo unless the
+// repository already has it.
+func (im *importer) pushManifest(ctx context.Context, repo string, n *Node, tops map[string]string) error {
+	ref, err := im.o.client.Digest(im.p.repos[repo], n.Desc.Digest)
+	if err != nil {
+		return err
+	}
+	exists, err := im.manifestExists(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", ref, err)
+	}
+	state := progress.StateDone
+	if exists {
+		atomic.AddInt64(&im.res.ManifestsSkipped, 1)
+		state = progress.StateSkipped
+	} else {
+		if err := im.o.client.Pusher().Put(ctx, ref, rawManifest{n.Raw, n.Desc.MediaType}); err != nil {
+			return im.refused(ref, n, err) // names the image of a sparse index (sparse.go)
+		}
+		atomic.AddInt64(&im.res.ManifestsPushed, 1)
+	}
+	im.o.progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: state, Item: ref.String(), Bytes: n.Desc.Size,
+		Image: tops[repo+"@"+n.Desc.Digest.String()]})
 	return nil
 }
 
@@ -485,6 +565,11 @@ func (im *importer) pushTags(ctx context.Context) error {
 		im.o.progress.Emit(progress.Event{Phase: progress.PhaseTags, State: progress.StateDone, Item: ref.String()})
 		return nil
 	}
+	count := 1 // the bundle tag
+	for _, ts := range im.p.tags {
+		count += len(ts)
+	}
+	im.o.progress.Emit(progress.Event{Phase: progress.PhaseTags, State: progress.StateTotal, Count: count})
 	for _, r := range sortedKeys(im.p.tags) {
 		for _, t := range sortedKeys(im.p.tags[r]) {
 			ref, err := im.o.client.Tag(im.p.repos[r], t)
@@ -496,7 +581,11 @@ func (im *importer) pushTags(ctx context.Context) error {
 			}
 		}
 	}
-	return put(im.p.bundleTag, im.b.Index.Digest)
+	if err := put(im.p.bundleTag, im.b.Index.Digest); err != nil {
+		return err
+	}
+	im.o.progress.Emit(progress.Event{Phase: progress.PhaseTags, State: progress.StateDone})
+	return nil
 }
 
 // verify checks that the bundle tag and every mapped reference resolve at
@@ -538,6 +627,9 @@ func dryRun(ctx context.Context, o *options, b *Bundle, p *pushPlan, res *Result
 				continue
 			}
 			seen[d] = true
+			if _, omitted := b.Omitted[d]; omitted {
+				continue // a delta's base: checked by checkDelta
+			}
 			ok, err := o.client.BlobExists(ctx, p.repos[r], d)
 			if err != nil {
 				return fmt.Errorf("blob %s at %s: %w", d, r, err)

@@ -39,7 +39,13 @@ type FileWriter struct {
 	resumed int64 // bytes found already complete when resuming
 	hashed  chan hashResult
 	cancel  context.CancelFunc
+	wmu     sync.Mutex    // one pwrite at a time: the kernel serializes them anyway, spinning
+	flush   chan [2]int64 // hashed ranges, from hashInOrder to flushBehind
+	flushed chan struct{} // closed when flushBehind has returned
 }
+
+// flushChunk is how much hashed data is handed to the writeback at once.
+const flushChunk = 16 << 20
 
 type hashResult struct {
 	d   digest.Digest
@@ -113,7 +119,10 @@ func Create(path string, p *Plan, o CreateOptions) (*FileWriter, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	w.hashed = make(chan hashResult, 1)
+	w.flush = make(chan [2]int64, 4)
+	w.flushed = make(chan struct{})
 	go w.hashInOrder(ctx)
+	go w.flushBehind()
 	return w, nil
 }
 
@@ -188,7 +197,7 @@ func (w *FileWriter) WriteBlob(ctx context.Context, d digest.Digest, r io.Reader
 	if err != nil {
 		return err
 	}
-	ow := io.NewOffsetWriter(w.f, e.DataOffset)
+	ow := io.NewOffsetWriter(lockedWriterAt{w}, e.DataOffset)
 	if _, err := copyCtx(ctx, ow, vr); err != nil {
 		return fmt.Errorf("blob %s: %w", d, err)
 	}
@@ -221,8 +230,9 @@ func (w *FileWriter) Fill(ctx context.Context, jobs int, fetch FetchFunc) error 
 // back as soon as everything before its end is on disk. It runs while blobs
 // are still being fetched, so the digest is ready when the last blob lands.
 func (w *FileWriter) hashInOrder(ctx context.Context) {
+	defer close(w.flush)
 	h := sha256.New()
-	var pos int64
+	var pos, sent int64
 	for i, e := range w.plan.entries {
 		select {
 		case <-w.done[i]:
@@ -231,17 +241,53 @@ func (w *FileWriter) hashInOrder(ctx context.Context) {
 			return
 		}
 		end := e.DataOffset + e.Size
-		if _, err := io.Copy(h, io.NewSectionReader(w.f, pos, end-pos)); err != nil {
+		if _, err := copyCtx(ctx, h, io.NewSectionReader(w.f, pos, end-pos)); err != nil {
 			w.hashed <- hashResult{err: err}
 			return
 		}
 		pos = end
+		if pos-sent >= flushChunk {
+			select {
+			case w.flush <- [2]int64{sent, pos}:
+				sent = pos
+			case <-ctx.Done():
+				w.hashed <- hashResult{err: ctx.Err()}
+				return
+			}
+		}
 	}
 	if _, err := io.Copy(h, io.NewSectionReader(w.f, pos, w.plan.size-pos)); err != nil {
 		w.hashed <- hashResult{err: err}
 		return
 	}
 	w.hashed <- hashResult{d: digest.NewDigest(digest.SHA256, h)}
+}
+
+// flushBehind writes back each range hashInOrder is done with and drops it
+// from the page cache once it is on disk, one range behind: the archive is
+// not read again, the disk works while blobs are still being fetched, and
+// the page cache holds a bounded window of the archive instead of all of
+// it (reused pages are also cheaper than new ones). The range still being
+// written back is left to Commit's fsync.
+func (w *FileWriter) flushBehind() {
+	defer close(w.flushed)
+	var prev [2]int64
+	for r := range w.flush {
+		startWriteback(w.f, r[0], r[1]-r[0])
+		if prev[1] > prev[0] {
+			finishWriteback(w.f, prev[0], prev[1]-prev[0])
+		}
+		prev = r
+	}
+}
+
+// lockedWriterAt serializes the writer's pwrites (see FileWriter.wmu).
+type lockedWriterAt struct{ w *FileWriter }
+
+func (l lockedWriterAt) WriteAt(p []byte, off int64) (int, error) {
+	l.w.wmu.Lock()
+	defer l.w.wmu.Unlock()
+	return l.w.f.WriteAt(p, off)
 }
 
 // Commit checks that every blob was written, syncs the staging file, renames
@@ -254,6 +300,7 @@ func (w *FileWriter) Commit() (digest.Digest, error) {
 	if res.err != nil {
 		return "", res.err
 	}
+	<-w.flushed
 	if err := w.f.Sync(); err != nil {
 		return "", err
 	}

@@ -43,7 +43,6 @@ const (
 	BlobUploaded
 )
 
-
 // UploadBlob makes sure u.Repo holds blob u.Digest with the fewest requests
 // the distribution spec allows: HEAD (present: done); POST, with a mount
 // request when u.MountFrom is set (mounted: done); then one PUT carrying the
@@ -203,4 +202,3 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 }
 
 func (b *trackedBody) Close() error { return b.rc.Close() }
-

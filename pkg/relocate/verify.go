@@ -181,16 +181,16 @@ func Audit(ctx context.Context, req AuditRequest, opts ...AuditOption) (*AuditRe
 		}
 	}
 	seen := map[string]bool{}
-	var todo []Image
+	var pending []Image
 	for _, img := range req.Images {
 		if !img.Relocatable() || seen[img.Ref] {
 			continue
 		}
 		seen[img.Ref] = true
-		todo = append(todo, img)
+		pending = append(pending, img)
 		a.rep.Images = append(a.rep.Images, AuditImage{Reference: img.Ref, Relocated: req.Mapping[img.Ref], Digest: img.ContentDigest.String()})
 	}
-	for i, img := range todo {
+	for i, img := range pending {
 		if err := a.image(ctx, req, img, &a.rep.Images[i]); err != nil {
 			return nil, err
 		}

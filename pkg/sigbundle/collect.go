@@ -146,19 +146,19 @@ func Collect(ctx context.Context, c *registry.Client, subjects []Subject, opts .
 		if depth > maxReferrerDepth {
 			return nil, fmt.Errorf("referrers nested more than %d deep", maxReferrerDepth)
 		}
-		var todo []probe
+		var pending []probe
 		for _, p := range level {
 			k := p.subject.String() + "|" + p.repo.Name()
 			if !seenProbe[k] {
 				seenProbe[k] = true
-				todo = append(todo, p)
+				pending = append(pending, p)
 			}
 		}
 		var mu sync.Mutex
 		var hits []found
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(o.jobs)
-		for _, p := range todo {
+		for _, p := range pending {
 			g.Go(func() error {
 				f, err := col.probe(gctx, p)
 				if err != nil {

@@ -140,16 +140,6 @@ func evict(path string) error {
 	return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 }
 
-// evictTree evicts every regular file under dir.
-func evictTree(dir string) error {
-	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		return evict(p)
-	})
-}
-
 // registryRates uploads distinct random blobs to a fresh harness registry
 // (POST then one PUT with the whole body, the cheapest upload the protocol
 // has) with 1, 2 and 4 streams, and downloads them again with 1, 2 and 4

@@ -161,15 +161,6 @@ func (a *hostileArchive) replaceBlob(old digest.Digest, content []byte) digest.D
 	return nd
 }
 
-func (a *hostileArchive) has(name string) bool {
-	for _, e := range a.entries {
-		if e.hdr.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
 // redescribe rewrites a JSON document so that every descriptor (digest,
 // contentDigest) naming old names nd with size instead, and every other
 // mention of old (annotations) names nd.

@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -267,28 +265,13 @@ func TestNamingRefusedBeforeAnyByteMoves(t *testing.T) {
 // standard output and standard error.
 type cliRunner func(t *testing.T, args ...string) (int, string, string)
 
-// newCLI builds the cnab-airgap command into the test's temporary directory
-// (about a second with a warm build cache) and returns a runner for it.
+// newCLI returns a runner for the cnab-airgap binary.
 func newCLI(t *testing.T) cliRunner {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "cnab-airgap")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/cnab-airgap/cnab-airgap/cmd/cnab-airgap").CombinedOutput()
-	if err != nil {
-		t.Fatalf("building the CLI: %v\n%s", err, out)
-	}
+	cliBinary(t)
 	return func(t *testing.T, args ...string) (int, string, string) {
 		t.Helper()
-		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return code, stdout.String(), stderr.String()
+		return runCLIBinary(t, args...)
 	}
 }
 

@@ -11,12 +11,10 @@ import (
 	"log"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -916,40 +914,9 @@ func corruptPayload(path string, s *signedSource) func(*testing.T) string {
 	}
 }
 
-var (
-	sigCLIOnce sync.Once
-	sigCLIPath string
-	sigCLIErr  error
-)
-
-// sigCLI runs the cnab-airgap binary (built once) and returns its exit
-// code, standard output and standard error.
+// sigCLI runs the cnab-airgap binary and returns its exit code, standard
+// output and standard error.
 func sigCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	sigCLIOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cnab-airgap-sig-cli-")
-		if err != nil {
-			sigCLIErr = err
-			return
-		}
-		sigCLIPath = filepath.Join(dir, "cnab-airgap")
-		if out, err := exec.Command("go", "build", "-o", sigCLIPath, "github.com/cnab-airgap/cnab-airgap/cmd/cnab-airgap").CombinedOutput(); err != nil {
-			sigCLIErr = fmt.Errorf("building the CLI: %v\n%s", err, out)
-		}
-	})
-	if sigCLIErr != nil {
-		t.Fatal(sigCLIErr)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(sigCLIPath, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return code, stdout.String(), stderr.String()
+	return runCLIBinary(t, args...)
 }

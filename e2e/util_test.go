@@ -2,10 +2,15 @@ package e2e
 
 import (
 	"archive/tar"
+	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -77,4 +82,59 @@ func tarDir(t *testing.T, dir string) string {
 	}
 	tw.Close()
 	return out
+}
+
+var (
+	cliOnce sync.Once
+	cliDir  string
+	cliPath string
+	cliErr  error
+)
+
+// TestMain removes the CLI binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if cliDir != "" {
+		os.RemoveAll(cliDir)
+	}
+	os.Exit(code)
+}
+
+// cliBinary builds the cnab-airgap command once per test run and returns
+// its path.
+func cliBinary(t *testing.T) string {
+	t.Helper()
+	cliOnce.Do(func() {
+		cliDir, cliErr = os.MkdirTemp("", "cnab-airgap-e2e-cli-")
+		if cliErr != nil {
+			return
+		}
+		cliPath = filepath.Join(cliDir, "cnab-airgap")
+		cmd := exec.Command("go", "build", "-o", cliPath, "github.com/cnab-airgap/cnab-airgap/cmd/cnab-airgap")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			cliErr = fmt.Errorf("building the CLI: %v\n%s", err, out)
+		}
+	})
+	if cliErr != nil {
+		t.Fatal(cliErr)
+	}
+	return cliPath
+}
+
+// runCLIBinary runs the cnab-airgap binary and returns its exit code,
+// standard output and standard error.
+func runCLIBinary(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(cliBinary(t), args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), stdout.String(), stderr.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, stdout.String(), stderr.String()
 }

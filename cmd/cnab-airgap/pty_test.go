@@ -130,7 +130,9 @@ func checkBars(t *testing.T, what, out, phase string, want int64) {
 			mine = append(mine, f)
 		}
 	}
-	if len(mine) < 2 {
+	// How many frames are drawn depends on the machine's speed (bars are
+	// throttled to 10 a second): at least one must appear.
+	if len(mine) < 1 {
 		t.Fatalf("%s: %d %s bar frames on the terminal:\n%q", what, len(mine), phase, out)
 	}
 	for i := 1; i < len(mine); i++ {

@@ -299,8 +299,8 @@ func TestDo(t *testing.T) {
 		n++
 		return &Error{Attempts: 5, Err: &transport.Error{StatusCode: 503}}
 	})
-	if n != 1 {
-		t.Fatalf("an exhausted inner error was retried %d times", n)
+	if n != 1 || err == nil {
+		t.Fatalf("an exhausted inner error was retried %d times (err %v)", n, err)
 	}
 	// Exhaustion wraps the last error.
 	n = 0

@@ -539,18 +539,11 @@ func (e *exporter) getManifest(ctx context.Context, repo name.Repository, d ocis
 	if d.Size > e.o.maxMetadata {
 		return nil, fmt.Errorf("manifest %s: %d bytes, limit %d", d.Digest, d.Size, e.o.maxMetadata)
 	}
-	ref, err := e.o.client.Digest(repo, d.Digest)
+	b, err := e.getManifestLoose(ctx, repo, d.Digest, d.Size)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("manifest %s@%s: %w", repo.Name(), d.Digest, err)
 	}
-	got, err := e.o.client.Puller().Get(ctx, ref)
-	if err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", ref, err)
-	}
-	if err := verify.Bytes(got.Manifest, d.Digest, d.Size); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w: %w", ref, ErrDigestMismatch, err)
-	}
-	return got.Manifest, nil
+	return b, nil
 }
 
 // resolved is one image's closure.

@@ -780,8 +780,18 @@ func setIndex(files map[string][]byte, idx *ocispec.Index) {
 	files[layout.IndexFile], _ = json.Marshal(idx)
 }
 
-// editTrust rewrites the trust-data artifact as an attacker would: the
+// trustLayerKey names a trust-data layer for editTrust: its role, or
+// "target:" and the target name of a carried target file.
+func trustLayerKey(l ocispec.Descriptor) string {
+	if n := l.Annotations[sigbundle.AnnotationNotaryTargetName]; n != "" {
+		return "target:" + n
+	}
+	return l.Annotations[sigbundle.AnnotationNotaryRole]
+}
+
+// editTrust rewrites the trust-data artifacts as an attacker would: the
 // role files and the manifest changed consistently, index.json updated.
+// edit sees each artifact's layers by trustLayerKey.
 func editTrust(path string, edit func(m *ocispec.Manifest, roles map[string][]byte)) func(*testing.T) string {
 	return func(t *testing.T) string {
 		files, _ := readTar(t, path)
@@ -796,11 +806,11 @@ func editTrust(path string, edit func(m *ocispec.Manifest, roles map[string][]by
 			}
 			roles := map[string][]byte{}
 			for _, l := range m.Layers {
-				roles[l.Annotations[sigbundle.AnnotationNotaryRole]] = slices.Clone(files[layout.BlobName(l.Digest)])
+				roles[trustLayerKey(l)] = slices.Clone(files[layout.BlobName(l.Digest)])
 			}
 			edit(&m, roles)
 			for j, l := range m.Layers {
-				nd := putBlob(files, roles[l.Annotations[sigbundle.AnnotationNotaryRole]])
+				nd := putBlob(files, roles[trustLayerKey(l)])
 				m.Layers[j].Digest, m.Layers[j].Size = nd.Digest, nd.Size
 			}
 			raw, _ := json.Marshal(m)
@@ -810,6 +820,9 @@ func editTrust(path string, edit func(m *ocispec.Manifest, roles map[string][]by
 				if strings.HasPrefix(k, "io.cnab.airgap.notary.") {
 					idx.Manifests[i].Annotations[k] = v
 				}
+			}
+			if m.Subject != nil {
+				idx.Manifests[i].Annotations[layout.AnnotationSubject] = m.Subject.Digest.String()
 			}
 		}
 		setIndex(files, idx)

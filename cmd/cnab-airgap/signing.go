@@ -31,6 +31,8 @@ func exportSigningFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "no-signatures", Usage: "do not collect OCI referrers and cosign tags (signatures, attestations, SBOMs)"},
 		&cli.StringFlag{Name: "notary-server", Usage: "collect the bundle tag's Notary v1 (CNAB-Security) trust data from this `URL` (TLS as for registries: --ca-file, --insecure)"},
+		&cli.BoolFlag{Name: "notary-images", Usage: "with --notary-server, also collect the trust data of every tagged image (fails naming each image without it)"},
+		&cli.StringFlag{Name: "in-toto-dir", Usage: "`DIR` holding the in-toto layout, keys and links a CNAB 301 bundle target references (found by their signed sha256; carried)"},
 		&cli.StringSliceFlag{Name: "notary-pin", Usage: "check the online root against `GUN=ROOT_KEY_ID` too (default at export: trust on first use)"},
 	}
 }
@@ -107,7 +109,12 @@ func exportSigningOptions(c *cli.Context) ([]export.Option, error) {
 			return nil, err
 		}
 		so = append(so, sigbundle.WithNotaryTransport(rt))
-		out = append(out, export.WithNotaryServer(s))
+		out = append(out, export.WithNotaryServer(s), export.WithNotaryImages(c.Bool("notary-images")))
+		if d := c.String("in-toto-dir"); d != "" {
+			so = append(so, sigbundle.WithInTotoDir(d))
+		}
+	} else if c.Bool("notary-images") || c.String("in-toto-dir") != "" {
+		return nil, usagef("--notary-images and --in-toto-dir need --notary-server")
 	}
 	return append(out, export.WithSigningOptions(so...)), nil
 }
@@ -184,12 +191,32 @@ func printExportSignatures(w io.Writer, s *export.Signatures) {
 		parts = append(parts, fmt.Sprintf("%d %s", s.ByRole[r], r))
 	}
 	fmt.Fprintf(w, "signing     %d artifacts (%s)\n", s.Artifacts, strings.Join(parts, ", "))
-	if n := s.Notary; n != nil {
-		fmt.Fprintf(w, "notary      GUN %s target %s in %s, sha256 %s, verified online\n", n.GUN, n.Target, n.TargetRole, n.SHA256)
-		if n.InToto != nil {
-			fmt.Fprintf(w, "in-toto     %s form, layout key %s, verified %v\n", n.InToto.Form, n.InToto.KeyID, n.InToto.Verified)
+	all := s.NotaryImages
+	if s.Notary != nil {
+		all = append([]*sigbundle.NotaryInfo{s.Notary}, all...)
+	}
+	pins := map[string]bool{}
+	for _, n := range all {
+		what := "bundle.json"
+		if n.Object == sigbundle.TargetObjectManifest {
+			what = "manifest"
+		}
+		fmt.Fprintf(w, "notary      GUN %s target %s in %s signs %s sha256 %s, verified online\n", n.GUN, n.Target, n.TargetRole, what, n.SHA256)
+		if it := n.InToto; it != nil {
+			switch {
+			case it.Verified:
+				fmt.Fprintf(w, "in-toto     %s form, layout key %s, %d files carried, verified\n", it.Form, it.KeyID, len(it.Files))
+			case it.Form == sigbundle.InTotoForm301 && len(it.Files) == 0:
+				fmt.Fprintf(w, "in-toto     %s form, %d references NOT carried (see the warning)\n", it.Form, len(it.References))
+			default:
+				fmt.Fprintf(w, "in-toto     %s form, layout key %s, not verified at export\n", it.Form, it.KeyID)
+			}
 		}
 		for _, id := range n.RootKeyIDs {
+			if pins[n.GUN+"="+id] {
+				continue
+			}
+			pins[n.GUN+"="+id] = true
 			fmt.Fprintf(w, "root key    %s\n", id)
 			fmt.Fprintf(w, "            pin on the other side, after confirming it out of band: --notary-pin %s=%s\n", n.GUN, id)
 		}
@@ -210,8 +237,8 @@ func printSigningReport(w io.Writer, rep *sigbundle.Report) {
 			}
 			fmt.Fprintf(w, "            timestamp and snapshot %s at export time %s\n", state, n.ExportedAt.Format("2006-01-02T15:04:05Z07:00"))
 		}
-		if n.InToto != nil {
-			fmt.Fprintf(w, "in-toto     %s form: steps %s, verified %v\n", n.InToto.Form, strings.Join(n.InToto.Steps, ","), n.InToto.Verified)
+		if it := n.InToto; it != nil {
+			fmt.Fprintf(w, "in-toto     %s form: steps %s, %d carried files checked against their signed hashes, verified %v\n", it.Form, strings.Join(it.Steps, ","), len(it.Files), it.Verified)
 		}
 	}
 	bound, verified := 0, 0

@@ -56,10 +56,22 @@ type InTotoOptions struct {
 	ProductDigest digest.Digest
 }
 
-// SignyCustom returns the custom field Signy puts on a bundle target: the
-// layout (one "build" step whose product is bundle.json), the layout's
-// public key and the link of the step, signed with fresh ed25519 keys.
-func SignyCustom(bundleJSON []byte, o InTotoOptions) ([]byte, error) {
+// SupplyChain is a generated in-toto supply chain for one bundle.json: a
+// layout with one "build" step whose product is bundle.json, signed by a
+// fresh owner key, and the build step's link, signed by a fresh builder
+// key.
+type SupplyChain struct {
+	// Layout is the signed root.layout.
+	Layout []byte
+	// OwnerKeyID and OwnerPublicPEM are the layout key.
+	OwnerKeyID     string
+	OwnerPublicPEM []byte
+	// Links holds the link files by name (<step>.<keyid8>.link).
+	Links map[string][]byte
+}
+
+// NewSupplyChain generates the supply chain of bundleJSON.
+func NewSupplyChain(bundleJSON []byte, o InTotoOptions) (*SupplyChain, error) {
 	owner, err := NewInTotoKey()
 	if err != nil {
 		return nil, err
@@ -100,9 +112,58 @@ func SignyCustom(bundleJSON []byte, o InTotoOptions) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return &SupplyChain{Layout: layoutRaw, OwnerKeyID: owner.Key.KeyID, OwnerPublicPEM: owner.PublicPEM,
+		Links: map[string][]byte{fmt.Sprintf(in_toto.LinkNameFormat, "build", builder.Key.KeyID): linkRaw}}, nil
+}
+
+// SignyCustom returns the custom field Signy puts on a bundle target: the
+// layout, the layout's public key and the links of NewSupplyChain inlined.
+func SignyCustom(bundleJSON []byte, o InTotoOptions) ([]byte, error) {
+	sc, err := NewSupplyChain(bundleJSON, o)
+	if err != nil {
+		return nil, err
+	}
 	return json.Marshal(struct {
 		Key    []byte            `json:"key"`
 		Layout []byte            `json:"layout"`
 		Links  map[string][]byte `json:"links"`
-	}{owner.PublicPEM, layoutRaw, map[string][]byte{fmt.Sprintf(in_toto.LinkNameFormat, "build", builder.Key.KeyID): linkRaw}})
+	}{sc.OwnerPublicPEM, sc.Layout, sc.Links})
+}
+
+// Target is a Notary target to publish in a role.
+type Target struct {
+	Name    string
+	Content []byte
+	// Custom is the target's custom field (nil for none).
+	Custom []byte
+	// Role is "targets" or "targets/releases" ("" means the publisher's
+	// default, as Publish).
+	Role string
+}
+
+// Layout301 lays sc out as the CNAB 301 in-toto extension for gun: the
+// targets role signs <gun>/in-toto-metadata/root.layout (custom lists the
+// key) and <gun>/in-toto-pubkeys/<keyid>.pub; the links are targets under
+// <gun>/in-toto-metadata/<bundle sha256>/, in targets/releases; the bundle
+// target's custom lists the layout and the links. It returns those
+// targets (without the bundle's) and the bundle target's custom field.
+func Layout301(gun string, bundleJSON []byte, sc *SupplyChain) ([]Target, []byte, error) {
+	layoutName := gun + "/in-toto-metadata/root.layout"
+	keyName := gun + "/in-toto-pubkeys/" + sc.OwnerKeyID + ".pub"
+	layoutCustom, err := json.Marshal(map[string][]string{"in-toto": {keyName}})
+	if err != nil {
+		return nil, nil, err
+	}
+	ts := []Target{
+		{Name: layoutName, Content: sc.Layout, Custom: layoutCustom, Role: "targets"},
+		{Name: keyName, Content: sc.OwnerPublicPEM, Role: "targets"},
+	}
+	refs := []string{layoutName}
+	for n, raw := range sc.Links {
+		ln := gun + "/in-toto-metadata/" + digest.FromBytes(bundleJSON).Encoded() + "/" + n
+		ts = append(ts, Target{Name: ln, Content: raw, Role: "targets/releases"})
+		refs = append(refs, ln)
+	}
+	custom, err := json.Marshal(map[string][]string{"in-toto": refs})
+	return ts, custom, err
 }

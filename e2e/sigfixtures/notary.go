@@ -171,24 +171,34 @@ func NewPublisher(server, gun, trustDir string, rt http.RoundTripper, releases b
 // and the given custom data (nil for none), into targets/releases when the
 // publisher has the delegation, else into targets.
 func (p *Publisher) Publish(name string, content, custom []byte) error {
-	meta, err := data.NewFileMeta(bytes.NewReader(content), data.NotaryDefaultHashes...)
-	if err != nil {
-		return err
-	}
-	t := &client.Target{Name: name, Hashes: meta.Hashes, Length: meta.Length}
-	if custom != nil {
-		c := canonicaljson.RawMessage(custom)
-		t.Custom = &c
-	}
-	role := data.CanonicalTargetsRole
-	if p.releases {
-		role = "targets/releases"
-	}
-	if err := p.repo.AddTarget(t, role); err != nil {
-		return err
+	return p.PublishAll(Target{Name: name, Content: content, Custom: custom})
+}
+
+// PublishAll signs several targets, each in its role, and publishes once.
+func (p *Publisher) PublishAll(ts ...Target) error {
+	for _, x := range ts {
+		meta, err := data.NewFileMeta(bytes.NewReader(x.Content), data.NotaryDefaultHashes...)
+		if err != nil {
+			return err
+		}
+		t := &client.Target{Name: x.Name, Hashes: meta.Hashes, Length: meta.Length}
+		if x.Custom != nil {
+			c := canonicaljson.RawMessage(x.Custom)
+			t.Custom = &c
+		}
+		role := data.RoleName(x.Role)
+		if role == "" {
+			role = data.CanonicalTargetsRole
+			if p.releases {
+				role = "targets/releases"
+			}
+		}
+		if err := p.repo.AddTarget(t, role); err != nil {
+			return err
+		}
 	}
 	if err := p.repo.Publish(); err != nil {
-		return fmt.Errorf("publish %s %s: %w", p.GUN, name, err)
+		return fmt.Errorf("publish %s: %w", p.GUN, err)
 	}
 	return nil
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
@@ -18,9 +20,10 @@ import (
 // signingOptions are the export's signing settings (WithSignatures,
 // WithNotaryServer, WithSigningOptions).
 type signingOptions struct {
-	off    bool
-	notary string
-	opts   []sigbundle.Option
+	off          bool
+	notary       string
+	notaryImages bool
+	opts         []sigbundle.Option
 }
 
 // WithSignatures turns the collection of OCI referrers and cosign tags of
@@ -37,6 +40,18 @@ func WithNotaryServer(url string) Option {
 	return func(o *options) error { o.signing.notary = url; return nil }
 }
 
+// WithNotaryImages also collects, with WithNotaryServer, the Notary v1
+// trust data of every image reference that has a tag (GUN = the image's
+// registry host and repository, target = the tag, signing the manifest's
+// digest and size, as Docker Content Trust and `signy image push` do). It
+// is attached to the image manifest it signs. An image whose trust data is
+// missing or does not sign the carried manifest fails the export, every
+// such image named; a digest-only reference has no Notary target and is
+// reported. The default is off.
+func WithNotaryImages(b bool) Option {
+	return func(o *options) error { o.signing.notaryImages = b; return nil }
+}
+
 // WithSigningOptions passes options to pkg/sigbundle: the Notary transport
 // (TLS, credentials), a pin to check the online root against, limits.
 func WithSigningOptions(opts ...sigbundle.Option) Option {
@@ -49,9 +64,12 @@ type Signatures struct {
 	// count per role (signature, attestation, sbom, trust, referrer).
 	Artifacts int            `json:"artifacts"`
 	ByRole    map[string]int `json:"byRole,omitempty"`
-	// Notary is the verified Notary trust data; RootKeyIDs is what the
-	// importing side pins (confirm it with the publisher out of band).
+	// Notary is the bundle's verified Notary trust data; RootKeyIDs is what
+	// the importing side pins (confirm it with the publisher out of band).
 	Notary *sigbundle.NotaryInfo `json:"notary,omitempty"`
+	// NotaryImages is the verified Notary trust data of images
+	// (WithNotaryImages), one per GUN and tag.
+	NotaryImages []*sigbundle.NotaryInfo `json:"notaryImages,omitempty"`
 }
 
 // collectSignatures finds the signing evidence of every manifest in the
@@ -90,6 +108,15 @@ func (e *exporter) collectSignatures(ctx context.Context, src *bundleSource, ind
 			return fmt.Errorf("bundle %s: %w", res.Bundle, err)
 		}
 		col.Merge(found)
+		if so.notaryImages {
+			found, err := e.collectImageNotary(ctx, res, opts)
+			if err != nil {
+				return fmt.Errorf("bundle %s: %w", res.Bundle, err)
+			}
+			col.Merge(found)
+		}
+	} else if so.notaryImages {
+		return errors.New("export: Notary trust data of images needs a Notary server")
 	}
 	for _, b := range col.Blobs {
 		if err := e.addBlob(b.Digest, b.Size, b.Repo, nil, b.Data); err != nil {
@@ -100,9 +127,98 @@ func (e *exporter) collectSignatures(ctx context.Context, src *bundleSource, ind
 	for _, w := range col.Warnings {
 		e.warn("%s", w)
 	}
-	res.Signatures = &Signatures{Artifacts: len(col.Roots), ByRole: col.Counts(), Notary: col.Notary}
+	res.Signatures = &Signatures{Artifacts: len(col.Roots), ByRole: col.Counts()}
+	for _, n := range col.Notary {
+		if n.Object == sigbundle.TargetObjectBundleJSON {
+			res.Signatures.Notary = n
+		} else {
+			res.Signatures.NotaryImages = append(res.Signatures.NotaryImages, n)
+		}
+	}
 	e.o.progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateDone, Count: len(col.Roots)})
 	return nil
+}
+
+// collectImageNotary collects the Notary trust data of every tagged image
+// reference, each (GUN, tag) once, with up to jobs requests at a time. All
+// failures are reported together.
+func (e *exporter) collectImageNotary(ctx context.Context, res *Result, opts []sigbundle.Option) (*sigbundle.Collection, error) {
+	type job struct {
+		ref  name.Reference
+		tag  string
+		desc ocispec.Descriptor
+		who  string
+	}
+	var jobs []job
+	seen := map[string]bool{}
+	col := &sigbundle.Collection{}
+	for _, img := range res.Images {
+		who := fmt.Sprintf("%s %s (%s)", img.Role, img.Name, img.Reference)
+		ref, err := e.o.client.ParseReference(img.Reference)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", who, err)
+		}
+		tag := tagOf(img.Reference)
+		if tag == "" {
+			col.Warnings = append(col.Warnings, fmt.Sprintf("%s has no tag, and Notary v1 signs tags: no image trust data collected for it", who))
+			continue
+		}
+		key := gunOf(ref.Context()) + ":" + tag + "@" + img.Digest
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		e.mu.Lock()
+		s := e.blobs[digest.Digest(img.Digest)]
+		e.mu.Unlock()
+		if s == nil || s.data == nil {
+			return nil, fmt.Errorf("%s: manifest %s is not held", who, img.Digest)
+		}
+		jobs = append(jobs, job{ref: ref, tag: tag, who: who,
+			desc: ocispec.Descriptor{MediaType: img.MediaType, Digest: digest.Digest(img.Digest), Size: int64(len(s.data))}})
+	}
+	found := make([]*sigbundle.Collection, len(jobs))
+	errs := make([]error, len(jobs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.o.jobs)
+	for i, j := range jobs {
+		g.Go(func() error {
+			c, err := sigbundle.CollectNotary(gctx, sigbundle.NotaryRequest{
+				Server: e.o.signing.notary, GUN: gunOf(j.ref.Context()), Target: j.tag,
+				Signed: j.desc, Object: sigbundle.TargetObjectManifest, Subject: j.desc, Repository: j.ref.Context(),
+			}, opts...)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				errs[i] = fmt.Errorf("%s: %w", j.who, err)
+				return nil
+			}
+			found[i] = c
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("Notary trust data of images: %w", err)
+	}
+	for _, c := range found {
+		col.Merge(c)
+	}
+	return col, nil
+}
+
+// tagOf returns the tag of an image reference, also of one that pins a
+// digest too (repo:tag@sha256:...), or "".
+func tagOf(ref string) string {
+	base, _, _ := strings.Cut(ref, "@")
+	i := strings.LastIndex(base, ":")
+	if i < 0 || i < strings.LastIndex(base, "/") {
+		return ""
+	}
+	return base[i+1:]
 }
 
 // gunOf returns the Notary GUN of a repository: registry host and path,

@@ -340,20 +340,49 @@ func (im *importer) listed(ctx context.Context, repo name.Repository, raw []byte
 	return false, nil
 }
 
-// resign publishes the verified Notary targets under the relocated GUN.
+// resign publishes the verified Notary targets under the relocated GUNs:
+// the bundle's target under the relocated bundle repository (named by the
+// bundle tag there), each image's target under its relocated repository
+// and tag (naming preserve or flatten; bundle-repo gives images no tag).
 func (im *importer) resign(ctx context.Context) error {
 	r := im.o.signing.resign
 	if r == nil || im.sig == nil || im.sig.res.Report == nil {
 		return nil
 	}
-	repo := im.p.bundleTag.Context()
-	gun := repo.Name()
-	if repo.RegistryStr() == name.DefaultRegistry {
-		gun = "docker.io/" + repo.RepositoryStr()
-	}
 	for _, n := range im.sig.res.Report.Notary {
 		t := *n
-		t.Target = im.p.bundleTag.TagStr()
+		var repo name.Repository
+		switch n.Object {
+		case sigbundle.TargetObjectManifest:
+			ref := ""
+			for _, e := range im.b.Images {
+				if e.Desc.Digest == n.Subject {
+					ref = e.Ref
+					break
+				}
+			}
+			rs, ok := im.p.names.ImageRepos[ref]
+			if !ok {
+				return fmt.Errorf("notary re-sign: GUN %s target %s signs %s, which is no image of this bundle", n.GUN, n.Target, n.Subject)
+			}
+			// Notary targets are tags. Under bundle-repo naming images share
+			// the bundle's repository without tags of their own, and their
+			// tags would collide there.
+			tag := im.p.names.ImageTags[ref]
+			if tag == "" {
+				im.res.Warnings = append(im.res.Warnings, fmt.Sprintf("notary re-sign: %s (GUN %s target %s) was not re-signed: with --naming %s the image keeps no tag of its own at the target; use --naming preserve or flatten", ref, n.GUN, n.Target, im.o.naming))
+				continue
+			}
+			repo = im.p.repos[rs]
+			t.Target = tag
+		default:
+			repo = im.p.bundleTag.Context()
+			t.Target = im.p.bundleTag.TagStr()
+		}
+		gun := repo.Name()
+		if repo.RegistryStr() == name.DefaultRegistry {
+			gun = "docker.io/" + repo.RepositoryStr()
+		}
 		out, err := sigbundle.Resign(ctx, sigbundle.ResignRequest{Server: r.Server, GUN: gun, TrustDir: r.TrustDir, Target: &t, Passphrase: r.Passphrase}, r.Options...)
 		if err != nil {
 			return err

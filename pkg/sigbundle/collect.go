@@ -50,8 +50,9 @@ type Collection struct {
 	Roots []ocispec.Descriptor
 	// Blobs are the manifests and blobs of every artifact, each digest once.
 	Blobs []Blob
-	// Notary describes Notary trust data, when collected.
-	Notary *NotaryInfo
+	// Notary describes the Notary trust data collected, one per GUN and
+	// target.
+	Notary []*NotaryInfo
 	// Warnings are problems that did not stop the collection.
 	Warnings []string
 }
@@ -72,9 +73,7 @@ func (c *Collection) Merge(o *Collection) {
 			c.Blobs = append(c.Blobs, b)
 		}
 	}
-	if o.Notary != nil {
-		c.Notary = o.Notary
-	}
+	c.Notary = append(c.Notary, o.Notary...)
 	c.Warnings = append(c.Warnings, o.Warnings...)
 	sortRoots(c.Roots)
 }

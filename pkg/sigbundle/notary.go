@@ -8,6 +8,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -78,9 +80,16 @@ type NotaryInfo struct {
 	InToto *InTotoInfo `json:"inToto,omitempty"`
 	// Artifact is the digest of the trust-data artifact in the archive.
 	Artifact digest.Digest `json:"artifact,omitempty"`
+	// Object says what the target signs: TargetObjectBundleJSON or
+	// TargetObjectManifest; Subject is the manifest the trust data is
+	// attached to (the bundle index, or the image manifest it signs).
+	Object  string        `json:"object,omitempty"`
+	Subject digest.Digest `json:"subject,omitempty"`
 
 	hashes data.Hashes
 	custom []byte
+	// repo is the verified TUF repository (resolves 301 in-toto targets).
+	repo *tuf.Repo
 }
 
 // RoleInfo is one carried TUF role.
@@ -90,11 +99,13 @@ type RoleInfo struct {
 	Expires time.Time `json:"expires"`
 }
 
-// notaryFiles are the role files of one GUN as carried.
+// notaryFiles are the role files of one GUN as carried, and the bytes of
+// targets they sign that travel with them (by target name).
 type notaryFiles struct {
-	gun    string
-	target string
-	roles  map[string][]byte
+	gun     string
+	target  string
+	roles   map[string][]byte
+	targets map[string][]byte
 }
 
 // CollectNotary reads the trust data of req.GUN from the Notary server,
@@ -155,11 +166,24 @@ func CollectNotary(ctx context.Context, req NotaryRequest, opts ...Option) (*Col
 		return nil, &Error{Kind: "notary", GUN: req.GUN, Role: info.TargetRole, Err: err}
 	}
 	var warnings []string
-	if info.InToto != nil || len(info.custom) > 0 {
-		it, err := o.verifyInTotoCustom(ctx, info.custom, req.BundleJSON, false)
+	if req.Object == TargetObjectBundleJSON {
+		form, c := parseInTotoCustom(info.custom)
+		switch {
+		case form == InTotoForm301 && o.inTotoDir == "":
+			warnings = append(warnings, fmt.Sprintf("notary GUN %s target %s references in-toto metadata as separate targets (CNAB 301: %s); their bytes are not in the trust data and are not carried: pass --in-toto-dir DIR holding them", req.GUN, req.Target, strings.Join(c.InToto, ", ")))
+		case form == InTotoForm301:
+			files.targets, err = o.gather301(ctx, info, c.InToto)
+			if err != nil {
+				return nil, &Error{Kind: "in-toto", GUN: req.GUN, Role: info.TargetRole, Err: err}
+			}
+		case o.inTotoDir != "":
+			warnings = append(warnings, fmt.Sprintf("notary GUN %s target %s has no CNAB 301 in-toto references: --in-toto-dir was not used", req.GUN, req.Target))
+		}
+		it, err := o.verifyInTotoTarget(ctx, info, files.targets, req.BundleJSON, false)
 		switch {
 		case errors.Is(err, ErrInspections):
 			warnings = append(warnings, fmt.Sprintf("notary GUN %s target %s: the in-toto layout has inspections; it was not verified at export (import needs --in-toto-run-inspections)", req.GUN, req.Target))
+			info.InToto = it
 		case err != nil:
 			return nil, &Error{Kind: "in-toto", GUN: req.GUN, Role: info.TargetRole, Err: err}
 		default:
@@ -168,14 +192,13 @@ func CollectNotary(ctx context.Context, req NotaryRequest, opts ...Option) (*Col
 	}
 	info.Server = req.Server
 	info.ExportedAt = exported
+	info.Object = req.Object
+	info.Subject = req.Subject.Digest
 	col, err := notaryArtifact(req, info, files)
 	if err != nil {
 		return nil, err
 	}
 	col.Warnings = append(col.Warnings, warnings...)
-	if info.InToto != nil && info.InToto.Form == InTotoForm301 {
-		col.Warnings = append(col.Warnings, fmt.Sprintf("notary GUN %s target %s references in-toto metadata as separate targets (CNAB 301 form); their bytes are not in the trust data and are not carried", req.GUN, req.Target))
-	}
 	return col, nil
 }
 
@@ -188,6 +211,13 @@ func notaryArtifact(req NotaryRequest, info *NotaryInfo, files notaryFiles) (*Co
 		raw := files.roles[r]
 		d := ocispec.Descriptor{MediaType: MediaTypeNotaryRole, Digest: digest.FromBytes(raw), Size: int64(len(raw)),
 			Annotations: map[string]string{AnnotationNotaryRole: r, ocispec.AnnotationTitle: strings.ReplaceAll(r, "/", "_") + ".json"}}
+		layers = append(layers, d)
+		col.Blobs = append(col.Blobs, Blob{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType, Data: raw})
+	}
+	for _, n := range slices.Sorted(maps.Keys(files.targets)) {
+		raw := files.targets[n]
+		d := ocispec.Descriptor{MediaType: MediaTypeNotaryTargetFile, Digest: digest.FromBytes(raw), Size: int64(len(raw)),
+			Annotations: map[string]string{AnnotationNotaryTargetName: n, ocispec.AnnotationTitle: path.Base(n)}}
 		layers = append(layers, d)
 		col.Blobs = append(col.Blobs, Blob{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType, Data: raw})
 	}
@@ -222,7 +252,7 @@ func notaryArtifact(req NotaryRequest, info *NotaryInfo, files notaryFiles) (*Co
 		rootAnn[AnnotationRepository] = req.Repository.Name()
 	}
 	col.Roots = []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageManifest, Digest: d, Size: int64(len(raw)), ArtifactType: ArtifactTypeNotary, Annotations: rootAnn}}
-	col.Notary = info
+	col.Notary = []*NotaryInfo{info}
 	return col, nil
 }
 
@@ -368,6 +398,7 @@ func (o *options) verifyNotary(ctx context.Context, f notaryFiles, export bool, 
 	if err != nil {
 		return nil, fail("targets", wrapf(ErrTargetMismatch, "no target %q in targets/releases or targets: %v", f.target, err))
 	}
+	info.repo = repo
 	info.TargetRole = tw.Role.String()
 	info.Length = tw.Length
 	info.hashes = tw.Hashes
@@ -444,11 +475,26 @@ func rootKeys(raw []byte) ([]string, []string, error) {
 // annotations only say which file is which role; the builder checks each
 // against the hashes its parents sign.
 func notaryFilesFrom(m *manifest, read func(ocispec.Descriptor) ([]byte, error)) (notaryFiles, error) {
-	f := notaryFiles{gun: m.Annotations[AnnotationNotaryGUN], target: m.Annotations[AnnotationNotaryTarget], roles: map[string][]byte{}}
+	f := notaryFiles{gun: m.Annotations[AnnotationNotaryGUN], target: m.Annotations[AnnotationNotaryTarget], roles: map[string][]byte{}, targets: map[string][]byte{}}
 	if f.gun == "" || f.target == "" {
 		return f, wrapf(ErrTrustData, "the trust-data artifact does not name its GUN and target")
 	}
 	for _, l := range m.Layers {
+		if l.MediaType == MediaTypeNotaryTargetFile {
+			n := l.Annotations[AnnotationNotaryTargetName]
+			if n == "" {
+				return f, wrapf(ErrTrustData, "target-file layer %s does not name its target", l.Digest)
+			}
+			if _, dup := f.targets[n]; dup {
+				return f, wrapf(ErrTrustData, "target file %q is carried twice", n)
+			}
+			raw, err := read(l)
+			if err != nil {
+				return f, err
+			}
+			f.targets[n] = raw
+			continue
+		}
 		r := l.Annotations[AnnotationNotaryRole]
 		if r == "" || l.MediaType != MediaTypeNotaryRole {
 			return f, wrapf(ErrTrustData, "layer %s is not a role file", l.Digest)

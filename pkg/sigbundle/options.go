@@ -33,6 +33,8 @@ type options struct {
 	referrers      bool
 	cosignTags     bool
 	transport      http.RoundTripper
+	notaryCreds    CredentialFunc // notaryauth.go
+	inTotoDir      string
 	pins           map[string][]string
 	cas            map[string]string
 	tofu           bool
@@ -163,6 +165,30 @@ func WithNotaryCA(gunPrefix, caFile string) Option {
 // bundle is the one its own root's keys signed, not who holds those keys.
 // The default is off.
 func WithNotaryTOFU(b bool) Option { return func(o *options) error { o.tofu = b; return nil } }
+
+// WithInTotoDir names a directory holding the in-toto root layout, its
+// public keys and the links that a bundle target references in the CNAB
+// 301 form (separate TUF targets whose bytes are not in the trust data).
+// CollectNotary finds each by the sha256 the trust data signs, checks it
+// against every signed hash and its length, verifies the in-toto chain and
+// carries the files beside the role files. The default is none: 301-form
+// references are then reported and not carried.
+func WithInTotoDir(dir string) Option {
+	return func(o *options) error {
+		if dir == "" {
+			return errors.New("sigbundle: empty in-toto directory")
+		}
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return fmt.Errorf("sigbundle: in-toto directory: %w", err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("sigbundle: in-toto directory %s is not a directory", dir)
+		}
+		o.inTotoDir = dir
+		return nil
+	}
+}
 
 // WithAllowExpired accepts expired root, targets and delegation roles (the
 // report says which). The default refuses them. Timestamp and snapshot

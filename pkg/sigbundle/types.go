@@ -41,6 +41,14 @@ const (
 	// MediaTypeNotaryRole is the media type of each role file layer.
 	MediaTypeNotaryRole = "application/vnd.cnab.airgap.notary-v1.role+json"
 
+	// MediaTypeNotaryTargetFile is the media type of a layer holding the
+	// bytes of a TUF target the trust data signs (the CNAB 301 in-toto
+	// root layout, its public keys and links).
+	MediaTypeNotaryTargetFile = "application/vnd.cnab.airgap.notary-v1.target-file"
+	// AnnotationNotaryTargetName on a target-file layer is its TUF target
+	// name.
+	AnnotationNotaryTargetName = "io.cnab.airgap.notary.target-name"
+
 	// AnnotationNotaryRole on a layer names its TUF role ("root",
 	// "targets/releases", ...).
 	AnnotationNotaryRole = "io.cnab.airgap.notary.role"

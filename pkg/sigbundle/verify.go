@@ -398,15 +398,18 @@ func (v *verifier) notary(ctx context.Context, ar *ArtifactReport) error {
 	if err := checkTarget(info, signed, object); err != nil {
 		return fail(&Error{Kind: "notary", GUN: info.GUN, Role: info.TargetRole, Err: err})
 	}
+	info.Object, info.Subject = object, ar.Subject
 	if object == TargetObjectBundleJSON {
-		it, err := v.o.verifyInTotoCustom(ctx, info.custom, v.c.BundleJSON, true)
+		it, err := v.o.verifyInTotoTarget(ctx, info, files.targets, v.c.BundleJSON, true)
 		if err != nil {
 			return fail(&Error{Kind: "in-toto", GUN: info.GUN, Role: info.TargetRole, File: "root.layout", Err: err})
 		}
 		info.InToto = it
-		if it != nil && it.Form == InTotoForm301 {
-			v.rep.Warnings = append(v.rep.Warnings, fmt.Sprintf("notary GUN %s: the target references in-toto metadata as separate targets (CNAB 301); their bytes are not carried and were not verified", info.GUN))
+		if it != nil && it.Form == InTotoForm301 && !it.Verified {
+			v.rep.Warnings = append(v.rep.Warnings, fmt.Sprintf("notary GUN %s: the target references in-toto metadata as separate targets (CNAB 301: %s); their bytes were not carried (export with --in-toto-dir) and were not verified", info.GUN, strings.Join(it.References, ", ")))
 		}
+	} else if len(files.targets) > 0 {
+		return fail(&Error{Kind: "notary", GUN: info.GUN, Err: wrapf(ErrTrustData, "trust data for a manifest carries target files")})
 	}
 	if len(info.Expired) > 0 {
 		v.rep.Warnings = append(v.rep.Warnings, fmt.Sprintf("notary GUN %s: accepted expired roles %s (--allow-expired)", info.GUN, strings.Join(info.Expired, ", ")))

@@ -329,7 +329,7 @@ func TestSigning(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ir2.Signatures.Pushed != 0 || ir2.Signatures.Present != int64(len(s.arts)-3+1) {
+		if ir2.Signatures.Pushed != 0 || ir2.Signatures.Present != int64(len(s.arts)-3+1) || ir2.Signatures.Tags != 0 {
 			t.Fatalf("second import: %+v", ir2.Signatures)
 		}
 		// A fallback tag that lost its entries (an import stopped between a
@@ -351,6 +351,77 @@ func TestSigning(t *testing.T) {
 			t.Fatalf("repairing import: %+v", ir3.Signatures)
 		}
 		checkPublished(t, s, ggcrTarget{repo: bundleRepo, opts: dst.RemoteOptions()}, true)
+	})
+
+	t.Run("import/cosign-tag-merge", func(t *testing.T) {
+		// The target already has a .sig object for the bundle index, signed
+		// inside with another key: the import keeps that signature beside
+		// the carried one, and a second import changes nothing.
+		dst := startRegistry(t)
+		bundleRepo := dst.Host + "/airgap/" + harness.DefaultSampleRepository
+		br, err := name.NewRepository(bundleRepo, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inside, err := sigfixtures.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		insideFile := filepath.Join(t.TempDir(), "inside.pub")
+		if err := inside.WritePublic(insideFile); err != nil {
+			t.Fatal(err)
+		}
+		idx := ocispec.Descriptor{MediaType: s.pb.IndexMediaType, Digest: s.pb.Digest, Size: int64(len(s.pb.IndexJSON))}
+		a, err := sigfixtures.CosignSignature(inside, bundleRepo+":"+harness.DefaultSampleTag, idx, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, err := sigfixtures.Push(ctx, sigfixtures.Repo{Name: br, Options: dst.RemoteOptions()}, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ir, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap"},
+			importer.WithClient(clientFor(t, dst)), importer.WithSigningOptions(sigbundle.WithNotaryPin(s.gun, s.rootID)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ir.Signatures.TagsMerged != 1 || !slices.ContainsFunc(ir.Warnings, func(w string) bool { return strings.Contains(w, "keeps them beside") }) {
+			t.Fatalf("import over an inside signature: %+v %v", ir.Signatures, ir.Warnings)
+		}
+		got, err := remote.Get(br.Tag("sha256-"+s.pb.Digest.Encoded()+".sig"), dst.RemoteOptions()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m ocispec.Manifest
+		if err := json.Unmarshal(got.Manifest, &m); err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Layers) != 2 || got.Digest.String() == before.Digest.String() {
+			t.Fatalf("merged .sig object %s has %d layers", got.Digest, len(m.Layers))
+		}
+		// At the target, the bundle index's .sig object verifies with both
+		// keys: the carried signature and the one made inside.
+		code, stdout, stderr := sigCLI(t, "--plain-http", dst.Host, "--output", "json", "verify", "--reference", bundleRepo+":"+harness.DefaultSampleTag,
+			"--notary-pin", pin, "--cosign-key", s.keyFile, "--cosign-key", insideFile, "--require-signatures")
+		var vr struct{ Signatures sigbundle.Report }
+		if code != 0 || json.Unmarshal([]byte(stdout), &vr) != nil || !vr.Signatures.Signed {
+			t.Fatalf("verify --reference (exit %d):\n%s\n%s", code, stdout, stderr)
+		}
+		i := slices.IndexFunc(vr.Signatures.Artifacts, func(a sigbundle.ArtifactReport) bool { return a.Tag == "sha256-"+s.pb.Digest.Encoded()+".sig" })
+		if i < 0 || !slices.Equal(slices.Sorted(slices.Values(vr.Signatures.Artifacts[i].Keys)), []string{"cosign.pub", "inside.pub"}) {
+			t.Fatalf("the bundle index's .sig at the target: %+v", vr.Signatures.Artifacts)
+		}
+		ir2, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap"},
+			importer.WithClient(clientFor(t, dst)), importer.WithSigningOptions(sigbundle.WithNotaryPin(s.gun, s.rootID)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ir2.Signatures.Tags != 0 || ir2.Signatures.TagsMerged != 0 {
+			t.Fatalf("second import rewrote cosign tags: %+v", ir2.Signatures)
+		}
+		if again, err := remote.Get(br.Tag("sha256-"+s.pb.Digest.Encoded()+".sig"), dst.RemoteOptions()...); err != nil || again.Digest != got.Digest {
+			t.Fatalf("the merged object changed: %v %v", again, err)
+		}
 	})
 
 	var apiHost string

@@ -74,10 +74,13 @@ type SignatureResult struct {
 	Report *sigbundle.Report `json:"report,omitempty"`
 	// Pushed and Present count artifact manifests written to or found at
 	// the target (one per artifact and repository); Tags counts cosign
-	// tags written.
-	Pushed  int64 `json:"pushed"`
-	Present int64 `json:"present"`
-	Tags    int64 `json:"tags"`
+	// tags written (a tag already naming the carried object, or one holding
+	// all its signatures, is not written again), and TagsMerged those of
+	// them that keep signatures the target already had.
+	Pushed     int64 `json:"pushed"`
+	Present    int64 `json:"present"`
+	Tags       int64 `json:"tags"`
+	TagsMerged int64 `json:"tagsMerged,omitempty"`
 	// Resigned lists Notary targets re-signed at the destination.
 	Resigned []*sigbundle.ResignResult `json:"resigned,omitempty"`
 }
@@ -271,15 +274,7 @@ func (im *importer) pushSignatures(ctx context.Context) error {
 // tag.
 func (im *importer) putManifest(ctx context.Context, repo name.Repository, d ocispec.Descriptor, raw []byte, tag string) error {
 	if tag != "" {
-		ref, err := im.o.client.Tag(repo, tag)
-		if err != nil {
-			return err
-		}
-		if err := im.o.client.Pusher().Push(ctx, ref, rawManifest{raw, d.MediaType}); err != nil {
-			return fmt.Errorf("signing artifact %s as %s: %w", d.Digest, ref, err)
-		}
-		atomic.AddInt64(&im.sig.res.Tags, 1)
-		return nil
+		return im.putCosignTag(ctx, repo, d, raw, tag) // cosigntag.go
 	}
 	ref, err := im.o.client.Digest(repo, d.Digest)
 	if err != nil {

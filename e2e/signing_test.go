@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -59,6 +60,9 @@ type signedSource struct {
 	wrongFile string
 	arts      []sigArtifact
 	dir       string
+	// notationCert is the notation signer's certificate (PEM), the trust
+	// store for --notation-cert.
+	notationCert string
 }
 
 func newSignedSource(t *testing.T) *signedSource {
@@ -143,7 +147,15 @@ func newSignedSource(t *testing.T) *signedSource {
 	push(bundleRepo, inv, layout.RoleSignature, a, err)
 	dbRepo := repo("library/db")
 	db := descOf(dbRepo, img("db").ContentDigest)
-	a, err = sigfixtures.NotationSignature(s.key, db)
+	cert, err := sigfixtures.NotationCert(s.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.notationCert = filepath.Join(s.dir, "notation.crt")
+	if err := os.WriteFile(s.notationCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err = sigfixtures.NotationSignatureWithCert(s.key, cert, db)
 	push(dbRepo, db, layout.RoleSignature, a, err)
 	got, err := remote.Get(webRepo.Name.Digest(web.Digest.String()), webRepo.Options...)
 	if err != nil {
@@ -283,6 +295,21 @@ func TestSigning(t *testing.T) {
 	// The import side has no route to the source.
 	s.src.Close()
 	s.notary.Close()
+
+	// notation: verified against the signer's certificate as trust store,
+	// and refused against a CA that did not issue it.
+	code, stdout, stderr = sigCLI(t, "--output", "json", "verify", archive, "--notary-pin", pin, "--notation-cert", s.notationCert)
+	var vr struct{ Signatures sigbundle.Report }
+	if code != 0 || json.Unmarshal([]byte(stdout), &vr) != nil ||
+		!slices.ContainsFunc(vr.Signatures.Artifacts, func(a sigbundle.ArtifactReport) bool {
+			return a.Format == "notation" && a.Verified && slices.Equal(a.Keys, []string{"notation.crt"})
+		}) {
+		t.Fatalf("verify --notation-cert (exit %d):\n%s\n%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = sigCLI(t, "verify", archive, "--notary-pin", pin, "--notation-cert", otherCA.File)
+	if code != 3 || !strings.Contains(stderr, "none of the notation signatures of image db") || !strings.Contains(stderr, "unknown authority") {
+		t.Fatalf("verify with another notation trust store (exit %d):\n%s\n%s", code, stdout, stderr)
+	}
 
 	code, stdout, stderr = sigCLI(t, "inspect", archive)
 	if code != 0 || !strings.Contains(stdout, "signing artifacts (per subject):") || !strings.Contains(stdout, "image web linux/amd64") ||

@@ -46,7 +46,8 @@ func verifySigningFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "allow-expired", Usage: "accept expired Notary root, targets and delegation roles (reported)"},
 		&cli.BoolFlag{Name: "in-toto-run-inspections", Usage: "allow in-toto layouts with inspections: they run the commands the layout names"},
 		&cli.StringSliceFlag{Name: "cosign-key", Usage: "verify cosign signatures and attestations with this public key `FILE` (repeatable)"},
-		&cli.BoolFlag{Name: "require-signatures", Usage: "fail unless the bundle has Notary trust data or a cosign signature of its index that verified"},
+		&cli.StringSliceFlag{Name: "notation-cert", Usage: "verify notation signatures against the CA or signing certificates in this PEM `FILE` (the notation trust store; repeatable)"},
+		&cli.BoolFlag{Name: "require-signatures", Usage: "fail unless the bundle has Notary trust data or a signature of its index (cosign or notation) that verified"},
 	}
 }
 
@@ -131,6 +132,9 @@ func verifyOptions(c *cli.Context, e *env) ([]sigbundle.Option, error) {
 			return nil, usagef("--notary-ca %q: want PREFIX=FILE", p)
 		}
 		out = append(out, sigbundle.WithNotaryCA(prefix, file))
+	}
+	for _, f := range c.StringSlice("notation-cert") {
+		out = append(out, sigbundle.WithNotationCert(f))
 	}
 	for _, f := range c.StringSlice("cosign-key") {
 		k, err := sigbundle.LoadPublicKey(f)

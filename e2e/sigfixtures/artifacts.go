@@ -209,13 +209,25 @@ func CosignAttestation(k *Key, ref string, subject ocispec.Descriptor, predicate
 // envelope (ES256, self-signed certificate in x5c) whose payload names the
 // subject as targetArtifact.
 func NotationSignature(k *Key, subject ocispec.Descriptor) (Artifact, error) {
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cnab-airgap e2e notation signer"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}
-	cert, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.Private.PublicKey, k.Private)
+	cert, err := NotationCert(k)
 	if err != nil {
 		return Artifact{}, err
 	}
+	return NotationSignatureWithCert(k, cert, subject)
+}
+
+// NotationCert is a self-signed code-signing certificate for k (DER), as
+// `notation cert generate-test` makes: it is its own trust-store entry.
+func NotationCert(k *Key) ([]byte, error) {
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cnab-airgap e2e notation signer"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}
+	return x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.Private.PublicKey, k.Private)
+}
+
+// NotationSignatureWithCert is NotationSignature with the given signing
+// certificate (DER) in the envelope's x5c.
+func NotationSignatureWithCert(k *Key, cert []byte, subject ocispec.Descriptor) (Artifact, error) {
 	target := map[string]any{"targetArtifact": map[string]any{"mediaType": subject.MediaType, "digest": subject.Digest, "size": subject.Size}}
 	payload, _ := json.Marshal(target)
 	protected, _ := json.Marshal(map[string]any{"alg": "ES256", "cty": "application/vnd.cncf.notary.payload.v1+json",

@@ -41,6 +41,7 @@ type options struct {
 	allowExpired   bool
 	runInspections bool
 	cosignKeys     []cosignKey
+	notationRoots  []notationRoot // notation.go
 	require        bool
 }
 
@@ -223,8 +224,9 @@ func WithCosignKey(name string, key crypto.PublicKey) Option {
 
 // WithRequireSignatures makes a bundle without verified evidence an error
 // (ErrUnsigned). Verified evidence is Notary trust data that verified
-// against an anchor, or a cosign signature of the bundle index that
-// verified with a WithCosignKey key. The default accepts unsigned bundles.
+// against an anchor, or a signature of the bundle index that verified: a
+// cosign signature with a WithCosignKey key, or a notation signature
+// against the WithNotationCert trust store. The default accepts unsigned bundles.
 func WithRequireSignatures(b bool) Option {
 	return func(o *options) error { o.require = b; return nil }
 }

@@ -93,6 +93,7 @@ func Verify(ctx context.Context, st Store, c Carried, opts ...Option) (*Report, 
 		format  string
 	}
 	cosign := map[group][]int{}
+	notation := map[digest.Digest][]int{}
 	var trust []int
 	for _, a := range arts {
 		ar, err := v.artifact(ctx, a)
@@ -105,6 +106,8 @@ func Verify(ctx context.Context, st Store, c Carried, opts ...Option) (*Report, 
 		case "cosign", "cosign-attestation":
 			g := group{ar.Subject, ar.Format}
 			cosign[g] = append(cosign[g], i)
+		case "notation":
+			notation[ar.Subject] = append(notation[ar.Subject], i)
 		case "notary":
 			trust = append(trust, i)
 		}
@@ -127,6 +130,24 @@ func Verify(ctx context.Context, st Store, c Carried, opts ...Option) (*Report, 
 			}
 		}
 	}
+	// With a notation trust store, every subject's notation signatures
+	// need one that verifies.
+	if len(o.notationRoots) > 0 {
+		for _, sub := range slices.Sorted(maps.Keys(notation)) {
+			ok := false
+			var why []string
+			for _, i := range notation[sub] {
+				a := v.rep.Artifacts[i]
+				ok = ok || a.Verified
+				why = append(why, a.Digest.String()+": "+a.Note)
+			}
+			if !ok {
+				first := v.rep.Artifacts[notation[sub][0]]
+				return nil, &Error{Kind: "notation", Artifact: first.Digest, Subject: sub,
+					Err: wrapf(ErrSignature, "none of the notation signatures of %s verifies against the trust store (%s)", v.label(sub), strings.Join(why, "; "))}
+			}
+		}
+	}
 	for _, i := range trust {
 		if err := v.notary(ctx, &v.rep.Artifacts[i]); err != nil {
 			return nil, err
@@ -144,7 +165,7 @@ func Verify(ctx context.Context, st Store, c Carried, opts ...Option) (*Report, 
 	}
 	if o.require && !v.rep.Signed {
 		return nil, &Error{Kind: "bundle", Subject: c.Index.Digest, Err: wrapf(ErrUnsigned,
-			"signatures are required, and the bundle has neither Notary trust data that verified nor a cosign signature of its index that verified with a given key")}
+			"signatures are required, and the bundle has neither Notary trust data that verified nor a signature of its index that verified with a given key (--cosign-key) or trust store (--notation-cert)")}
 	}
 	return v.rep, nil
 }
@@ -315,10 +336,20 @@ func (v *verifier) artifact(ctx context.Context, a ocispec.Descriptor) (*Artifac
 			if err := checkNotationJWS(env, ar.Subject); err != nil {
 				return fail("notation", err)
 			}
-			ar.Note = "targetArtifact checked; the signer's certificate chain is not verified (notation trust policy)"
+			if len(v.o.notationRoots) == 0 {
+				ar.Note = "targetArtifact checked; the signer's certificate chain is not verified (no --notation-cert)"
+				break
+			}
+			if name, err := v.o.verifyNotationJWS(env); err != nil {
+				ar.Note = "not verified: " + err.Error()
+			} else {
+				ar.Verified = true
+				ar.Keys = append(ar.Keys, name)
+				ar.Note = "certificate chain and signature verified against the notation trust store"
+			}
 		default:
 			if ar.Format == "notation" && l.MediaType == MediaTypeCOSE {
-				ar.Note = "COSE envelope: subject field checked only"
+				ar.Note = "COSE envelope: subject field checked only (COSE signatures are not verified)"
 			}
 			if err := v.drain(ctx, l); err != nil {
 				return fail("referrer", fmt.Errorf("%w: layer: %w", ErrBinding, err))

@@ -202,7 +202,7 @@ func (e *exporter) collectImageNotary(ctx context.Context, res *Result, opts []s
 		return nil, err
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("Notary trust data of images: %w", err)
+		return nil, fmt.Errorf("notary trust data of images: %w", err)
 	}
 	for _, c := range found {
 		col.Merge(c)

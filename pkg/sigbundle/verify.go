@@ -433,7 +433,11 @@ func (v *verifier) notary(ctx context.Context, ar *ArtifactReport) error {
 	if object == TargetObjectBundleJSON {
 		it, err := v.o.verifyInTotoTarget(ctx, info, files.targets, v.c.BundleJSON, true)
 		if err != nil {
-			return fail(&Error{Kind: "in-toto", GUN: info.GUN, Role: info.TargetRole, File: "root.layout", Err: err})
+			file := "root.layout"
+			if it != nil && it.Form == InTotoForm301 {
+				file = "" // the message names the target at fault
+			}
+			return fail(&Error{Kind: "in-toto", GUN: info.GUN, Role: info.TargetRole, File: file, Err: err})
 		}
 		info.InToto = it
 		if it != nil && it.Form == InTotoForm301 && !it.Verified {

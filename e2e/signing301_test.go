@@ -221,6 +221,11 @@ func TestSigningInToto301AndImages(t *testing.T) {
 	src.Close()
 	notary.Close()
 
+	code, stdout, stderr = sigCLI(t, "inspect", archive)
+	if code != 0 || strings.Count(stdout, "trust ") != 1+len(imgs) || !strings.Contains(stdout, "(notary "+gun+":"+harness.DefaultSampleTag+")") ||
+		!strings.Contains(stdout, "(notary "+imgs[0].gun+":"+imgs[0].tag+")") {
+		t.Fatalf("inspect (exit %d) does not list the trust data per subject:\n%s\n%s", code, stdout, stderr)
+	}
 	code, stdout, stderr = sigCLI(t, append([]string{"verify", archive}, pins...)...)
 	if code != 0 || !strings.Contains(stdout, "cnab-301 form: steps build, 3 carried files checked against their signed hashes, verified true") ||
 		strings.Count(stdout, "notary      GUN ") != 1+len(imgs) {

@@ -288,6 +288,9 @@ func printSigningArtifacts(w io.Writer, b *importer.Bundle) {
 				how += " " + t
 				what = a.Annotations[sigbundle.AnnotationCosignKind]
 			}
+			if g := a.Annotations[sigbundle.AnnotationNotaryGUN]; g != "" {
+				how += " " + g + ":" + a.Annotations[sigbundle.AnnotationNotaryTarget]
+			}
 			fmt.Fprintf(w, "    %-11s %s %s (%s)\n", a.Annotations[layout.AnnotationRole], a.Digest, what, how)
 		}
 	}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/cnabio/cnab-go/bundle"
+	"github.com/cnabio/cnab-go/schema"
 	jsoncanonicalizer "github.com/cyberphone/json-canonicalization/go/src/webpki.org/jsoncanonicalizer"
 	"github.com/opencontainers/go-digest"
 )
@@ -65,7 +67,33 @@ type Bundle struct {
 	Warnings []string
 }
 
-// ParseBundle reads the fields cnab-airgap needs from bundle.json bytes.
+// maxSchemaErrors bounds the schema violations an error lists.
+const maxSchemaErrors = 10
+
+// ValidateSchema checks bundle.json offline against the CNAB bundle schema
+// (the one cnab-go embeds; nothing is fetched). The error wraps
+// ErrInvalidBundle and lists the violations, each with its JSON path.
+func ValidateSchema(raw []byte) error {
+	errs, err := schema.ValidateBundle(raw)
+	if err != nil {
+		return fmt.Errorf("%w: schema validation: %v", ErrInvalidBundle, err)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	var msgs []string
+	for i, e := range errs {
+		if i == maxSchemaErrors {
+			msgs = append(msgs, fmt.Sprintf("and %d more", len(errs)-i))
+			break
+		}
+		msgs = append(msgs, e.Error())
+	}
+	return fmt.Errorf("%w: it does not validate against the CNAB bundle schema: %s", ErrInvalidBundle, strings.Join(msgs, "; "))
+}
+
+// ParseBundle reads the fields cnab-airgap needs from bundle.json bytes,
+// after checking it against the CNAB bundle schema (ValidateSchema).
 func ParseBundle(raw []byte) (*Bundle, error) {
 	b, err := bundle.Unmarshal(raw)
 	if err != nil {
@@ -73,6 +101,9 @@ func ParseBundle(raw []byte) (*Bundle, error) {
 	}
 	if len(b.InvocationImages) == 0 {
 		return nil, fmt.Errorf("%w: no invocation images", ErrInvalidBundle)
+	}
+	if err := ValidateSchema(raw); err != nil {
+		return nil, err
 	}
 	out := &Bundle{Name: b.Name, Version: b.Version, Parsed: b}
 	if canon, err := jsoncanonicalizer.Transform(raw); err != nil || !bytes.Equal(canon, raw) {

@@ -50,6 +50,9 @@ type env struct {
 	stdout, stderr io.Writer
 	// format is the validated --output value, set before any command runs.
 	format string
+	// login is --username/--password-stdin once read (registryLogin in
+	// notaryauth.go): registries and the Notary server share it.
+	login *login
 }
 
 // globalFlags returns the flags every command accepts (before or after the
@@ -250,20 +253,14 @@ func client(c *cli.Context, e *env) (*registry.Client, error) {
 		CAFiles:   c.StringSlice("ca-file"),
 		Jobs:      c.Int("jobs"),
 		UserAgent: "cnab-airgap/" + version(),
+		Keychain:  keychain(),
 	}
-	if c.Bool("password-stdin") {
-		if c.String("username") == "" {
-			return nil, usagef("--password-stdin needs --username")
-		}
-		pw, err := io.ReadAll(io.LimitReader(e.stdin, 1<<16))
-		if err != nil {
-			return nil, err
-		}
-		password := strings.TrimRight(string(pw), "\r\n")
-		addSecret(c.String("username"), password) // never printed (redact)
-		o.Auth = basicAuth(c.String("username"), password)
-	} else if c.String("username") != "" {
-		return nil, usagef("--username needs --password-stdin (passwords are never taken as flags)")
+	l, err := registryLogin(c, e) // reads --password-stdin once per run
+	if err != nil {
+		return nil, err
+	}
+	if l != nil {
+		o.Auth = basicAuth(l.user, l.password)
 	}
 	return registry.New(o)
 }

@@ -48,7 +48,7 @@ func exportCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			signing, err := exportSigningOptions(c) // referrers, cosign tags, Notary (signing.go)
+			signing, err := exportSigningOptions(c, e) // referrers, cosign tags, Notary (signing.go)
 			if err != nil {
 				return err
 			}

@@ -30,7 +30,7 @@ import (
 func exportSigningFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "no-signatures", Usage: "do not collect OCI referrers and cosign tags (signatures, attestations, SBOMs)"},
-		&cli.StringFlag{Name: "notary-server", Usage: "collect the bundle tag's Notary v1 (CNAB-Security) trust data from this `URL` (TLS as for registries: --ca-file, --insecure)"},
+		&cli.StringFlag{Name: "notary-server", Usage: "collect the bundle tag's Notary v1 (CNAB-Security) trust data from this `URL` (TLS and credentials as for registries: --ca-file, --insecure, --username/--password-stdin or the docker config)"},
 		&cli.BoolFlag{Name: "notary-images", Usage: "with --notary-server, also collect the trust data of every tagged image (fails naming each image without it)"},
 		&cli.StringFlag{Name: "in-toto-dir", Usage: "`DIR` holding the in-toto layout, keys and links a CNAB 301 bundle target references (found by their signed sha256; carried)"},
 		&cli.StringSliceFlag{Name: "notary-pin", Usage: "check the online root against `GUN=ROOT_KEY_ID` too (default at export: trust on first use)"},
@@ -97,7 +97,7 @@ func pinOptions(c *cli.Context) ([]sigbundle.Option, error) {
 	return out, nil
 }
 
-func exportSigningOptions(c *cli.Context) ([]export.Option, error) {
+func exportSigningOptions(c *cli.Context, e *env) ([]export.Option, error) {
 	out := []export.Option{export.WithSignatures(!c.Bool("no-signatures"))}
 	pins, err := pinOptions(c)
 	if err != nil {
@@ -109,7 +109,11 @@ func exportSigningOptions(c *cli.Context) ([]export.Option, error) {
 		if err != nil {
 			return nil, err
 		}
-		so = append(so, sigbundle.WithNotaryTransport(rt))
+		creds, err := notaryCredentials(c, e) // as for registries (notaryauth.go)
+		if err != nil {
+			return nil, err
+		}
+		so = append(so, sigbundle.WithNotaryTransport(rt), creds)
 		out = append(out, export.WithNotaryServer(s), export.WithNotaryImages(c.Bool("notary-images")))
 		if d := c.String("in-toto-dir"); d != "" {
 			so = append(so, sigbundle.WithInTotoDir(d))
@@ -176,8 +180,12 @@ func importSigningOptions(c *cli.Context, e *env) ([]importer.Option, error) {
 		if err != nil {
 			return nil, err
 		}
+		creds, err := notaryCredentials(c, e) // as for registries (notaryauth.go)
+		if err != nil {
+			return nil, err
+		}
 		out = append(out, importer.WithNotaryResign(importer.NotaryResign{Server: server, TrustDir: dir,
-			Options: []sigbundle.Option{sigbundle.WithNotaryTransport(rt)}}))
+			Options: []sigbundle.Option{sigbundle.WithNotaryTransport(rt), creds}}))
 	} else if c.String("notary-server") != "" {
 		return nil, usagef("--notary-server at import is the destination of --notary-resign")
 	}

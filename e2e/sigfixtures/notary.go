@@ -43,8 +43,9 @@ type NotaryServer struct {
 // StartNotaryServer runs Debian's notary-server binary (package "notary")
 // on a free loopback port, with its config and log in dir, and waits until
 // it answers its health check. With withTLS it serves HTTPS with a
-// certificate for 127.0.0.1 issued by a CA generated here.
-func StartNotaryServer(ctx context.Context, dir string, withTLS bool) (*NotaryServer, error) {
+// certificate for 127.0.0.1 issued by a CA generated here. Each option
+// edits the server configuration before it is written (WithTokenAuth).
+func StartNotaryServer(ctx context.Context, dir string, withTLS bool, opts ...ServerOption) (*NotaryServer, error) {
 	bin, err := exec.LookPath("notary-server")
 	if err != nil {
 		return nil, fmt.Errorf("notary-server not found (apt-get install -y notary; .ci/run does): %w", err)
@@ -70,6 +71,9 @@ func StartNotaryServer(ctx context.Context, dir string, withTLS bool) (*NotarySe
 		"trust_service": map[string]any{"type": "local"},
 		"storage":       map[string]any{"backend": "memory"},
 		"logging":       map[string]any{"level": "info"},
+	}
+	for _, opt := range opts {
+		opt(cfg)
 	}
 	raw, _ := json.Marshal(cfg)
 	cfgPath := filepath.Join(dir, "notary-server.json")

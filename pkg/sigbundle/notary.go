@@ -128,7 +128,8 @@ func CollectNotary(ctx context.Context, req NotaryRequest, opts ...Option) (*Col
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	remote, err := store.NewNotaryServerStore(strings.TrimSuffix(req.Server, "/"), data.GUN(req.GUN), o.transport)
+	rt := o.notaryRoundTripper(req.Server, req.GUN, false) // notaryauth.go
+	remote, err := store.NewNotaryServerStore(strings.TrimSuffix(req.Server, "/"), data.GUN(req.GUN), rt)
 	if err != nil {
 		return nil, fmt.Errorf("notary server %s: %w", req.Server, err)
 	}
@@ -139,6 +140,9 @@ func CollectNotary(ctx context.Context, req NotaryRequest, opts ...Option) (*Col
 	}
 	repo, _, err := client.LoadTUFRepo(client.TUFLoadOptions{GUN: data.GUN(req.GUN), TrustPinning: pin, Cache: cache, RemoteStore: remote})
 	if err != nil {
+		if aerr := notaryAuthFailure(rt); aerr != nil {
+			return nil, aerr
+		}
 		var ne client.ErrRepositoryNotExist
 		if errors.As(err, &ne) {
 			return nil, fmt.Errorf("notary GUN %s at %s: %w: %v", req.GUN, req.Server, ErrNotFound, err)

@@ -104,7 +104,7 @@ func Resign(ctx context.Context, req ResignRequest, opts ...Option) (*ResignResu
 		}
 		return fmt.Errorf("notary re-sign of %s at %s: %s: %w", req.GUN, req.Server, step, err)
 	}
-	repo, err := client.NewFileCachedRepository(req.TrustDir, data.GUN(req.GUN), strings.TrimSuffix(req.Server, "/"), o.transport, retriever, trustpinning.TrustPinConfig{})
+	repo, err := client.NewFileCachedRepository(req.TrustDir, data.GUN(req.GUN), strings.TrimSuffix(req.Server, "/"), o.notaryRoundTripper(req.Server, req.GUN, true), retriever, trustpinning.TrustPinConfig{})
 	if err != nil {
 		return nil, fail("open", err)
 	}

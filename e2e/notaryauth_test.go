@@ -191,6 +191,36 @@ func TestNotaryTokenAuth(t *testing.T) {
 		t.Fatalf("%d refusals at the token service, want 2", ti.Refusals()-refusalsBefore)
 	}
 
+	// Re-signing inside, at a Notary server with token auth: the import
+	// publishes the target under the relocated GUN with push scope, with
+	// the same credentials.
+	dst := startRegistry(t)
+	rootID, err := pub.RootKeyID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resignEnv := cliEnv(t, "NOTARY_ROOT_PASSPHRASE=r-pass", "NOTARY_TARGETS_PASSPHRASE=t-pass", "NOTARY_SNAPSHOT_PASSPHRASE=s-pass")
+	r, code := runCLI(t, bin, resignEnv, pass+"\n", "--username", user, "--password-stdin", "--plain-http", dst.Host,
+		"--ca-file", ns.CAFile, "--ca-file", ti.CAFile, "import", filepath.Join(work, "stdin.tar"), "-t", dst.Host+"/inside",
+		"-m", filepath.Join(work, "m.json"), "--notary-pin", gun+"="+rootID,
+		"--notary-resign", "--notary-server", ns.URL, "--notary-trust-dir", filepath.Join(work, "inside-keys"))
+	outputs = append(outputs, r.stdout.String()+r.stderr.String())
+	relocated := dst.Host + "/inside/" + harness.DefaultSampleRepository
+	if code != 0 || !strings.Contains(r.stdout.String(), "re-signed   GUN "+relocated) {
+		t.Fatalf("import --notary-resign to a token-auth server: exit %d\n%s\n%s", code, r.stdout.String(), r.stderr.String())
+	}
+	lrt, err := sigbundle.NotaryTransport(ns.URL, relocated, false, sigbundle.WithNotaryTransport(both), sigbundle.WithNotaryCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := sigfixtures.Targets(ns.URL, relocated, lrt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ts) != 1 || ts[0].Name != harness.DefaultSampleTag || ts[0].Length != int64(len(pb.BundleJSON)) {
+		t.Fatalf("re-signed targets under %s: %+v", relocated, ts)
+	}
+
 	basic := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
 	for i, out := range outputs {
 		if strings.Contains(out, pass) || strings.Contains(out, basic) {

@@ -290,6 +290,10 @@ func TestCNABThickExportReadByCNABGo(t *testing.T) {
 		t.Fatalf("two cnab-thick exports differ: %s %s", a, b)
 	}
 	src.Close()
+	code, stdout, stderr := runCLIBinary(t, "inspect", out)
+	if code != 0 || !strings.Contains(stdout, "format      cnab-thick, gzip compressed\n") {
+		t.Fatalf("inspect of a thick bundle (exit %d):\n%s\n%s", code, stdout, stderr)
+	}
 
 	// cnab-go unpacks it and loads (and validates) bundle.json.
 	unpack := t.TempDir()

@@ -92,8 +92,12 @@ func TestSplitVolumes(t *testing.T) {
 	// inspect and verify take the first part or the parts file.
 	for _, arg := range []string{out + ".000", out + layout.PartsSuffix} {
 		for _, cmd := range []string{"inspect", "verify"} {
-			if code, _, errOut := cli(t, cmd, arg); code != 0 {
+			code, stdout, errOut := cli(t, cmd, arg)
+			if code != 0 {
 				t.Fatalf("%s %s: exit %d: %s", cmd, filepath.Base(arg), code, errOut)
+			}
+			if want := fmt.Sprintf("format      oci, split in %d parts\n", len(ps.Parts)); cmd == "inspect" && !strings.Contains(stdout, want) {
+				t.Fatalf("inspect %s does not say %q:\n%s", filepath.Base(arg), want, stdout)
 			}
 		}
 	}

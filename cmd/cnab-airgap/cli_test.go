@@ -116,6 +116,7 @@ type importJSON struct {
 
 type inspectJSON struct {
 	Bundle, Version, Reference, BundleDigest, IndexDigest string
+	Compression                                           string
 	Images                                                []struct {
 		Role, Name, Reference, Digest, MediaType string
 		Platforms                                []string
@@ -237,7 +238,8 @@ func TestCLIRoundTripJSON(t *testing.T) {
 	r = runCLI(t, "inspect", archive, "-O", "json")
 	var in inspectJSON
 	r.decode(t, "inspect", &in)
-	if in.UniqueBytes != b.UniqueBytes() || in.Blobs != len(b.Blobs) || in.Manifests != len(b.Nodes) || len(in.Images) != len(pb.Images) || in.IndexDigest != pb.Digest.String() {
+	if in.UniqueBytes != b.UniqueBytes() || in.Blobs != len(b.Blobs) || in.Manifests != len(b.Nodes) || len(in.Images) != len(pb.Images) || in.IndexDigest != pb.Digest.String() ||
+		in.Format != "oci" || in.Compression != "" || len(in.Parts) != 0 {
 		t.Fatalf("inspect: %+v", in)
 	}
 	for _, img := range in.Images {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -18,6 +19,9 @@ type inspectResult struct {
 	Reference    string         `json:"reference,omitempty"`
 	BundleDigest string         `json:"bundleDigest"`
 	IndexDigest  string         `json:"indexDigest"`
+	Format       string         `json:"format"`
+	Compression  string         `json:"compression,omitempty"`
+	Parts        int            `json:"parts,omitempty"`
 	Images       []inspectImage `json:"images"`
 	Blobs        int            `json:"blobs"`
 	Manifests    int            `json:"manifests"`
@@ -72,7 +76,11 @@ func inspectCommand(e *env) *cli.Command {
 			defer b.Close()
 			r := inspectResult{Bundle: b.Bundle.Name, Version: b.Bundle.Version, Reference: b.Reference,
 				BundleDigest: b.BundleDigest.String(), IndexDigest: b.Index.Digest.String(),
-				Blobs: len(b.Blobs), Manifests: len(b.Nodes), UniqueBytes: b.UniqueBytes(), Warnings: b.Warnings}
+				Blobs: len(b.Blobs), Manifests: len(b.Nodes), UniqueBytes: b.UniqueBytes(), Warnings: b.Warnings,
+				Format: string(b.Format), Compression: compressionName(b.Archive.Compressed)}
+			if p := b.Archive.Parts; p != nil {
+				r.Parts = len(p.Parts)
+			}
 			for _, img := range b.Images {
 				r.Images = append(r.Images, inspectImage{Role: img.Role, Name: img.Name, Reference: img.Ref, Digest: img.Desc.Digest.String(),
 					MediaType: img.Desc.MediaType, Platforms: img.Platforms, Bytes: img.Bytes, Resolved: img.Resolved})
@@ -100,6 +108,14 @@ func inspectCommand(e *env) *cli.Command {
 			}
 			fmt.Fprintf(w, "bundle.json %s\n", r.BundleDigest)
 			fmt.Fprintf(w, "index       %s\n", r.IndexDigest)
+			form := r.Format
+			if r.Compression != "" {
+				form += ", " + r.Compression + " compressed"
+			}
+			if r.Parts > 0 {
+				form += fmt.Sprintf(", split in %d parts", r.Parts)
+			}
+			fmt.Fprintf(w, "format      %s\n", form)
 			fmt.Fprintf(w, "images:\n")
 			for _, img := range r.Images {
 				fmt.Fprintf(w, "  %-10s %-12s %s\n", img.Role, img.Name, img.Reference)
@@ -123,4 +139,18 @@ func inspectCommand(e *env) *cli.Command {
 			return nil
 		},
 	}
+}
+
+// compressionName spells an archive's outer compression as export's
+// --compression does.
+func compressionName(c string) string {
+	switch strings.ToLower(c) {
+	case "":
+		return ""
+	case "gz", "gzip":
+		return "gzip"
+	case "zst", "zstd":
+		return "zstd"
+	}
+	return strings.ToLower(c)
 }

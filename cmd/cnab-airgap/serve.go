@@ -1,9 +1,11 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sort"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -46,12 +48,25 @@ func serveCommand(e *env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:5000", Usage: "listen on `HOST:PORT` (port 0 picks a free port)"},
 			&cli.StringFlag{Name: "mapping", Aliases: []string{"m"}, Usage: "write a relocation-mapping.json `FILE` pointing every image at the served address"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with the certificate (chain) in this PEM `FILE` (with --tls-key)"},
+			&cli.StringFlag{Name: "tls-key", Usage: "the private key of --tls-cert, a PEM `FILE`"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("serve takes one archive")
 			}
 			path := c.Args().First()
+			var tlsConfig *tls.Config
+			switch cert, key := c.String("tls-cert"), c.String("tls-key"); {
+			case cert != "" && key != "":
+				pair, err := tls.LoadX509KeyPair(cert, key)
+				if err != nil {
+					return fmt.Errorf("--tls-cert %s / --tls-key %s: %w", cert, key, err)
+				}
+				tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+			case cert != "" || key != "":
+				return usagef("--tls-cert and --tls-key go together")
+			}
 			bars := newProgress(e.stderr, c.Bool("quiet"))
 			s, err := serve.Open(c.Context, path, serve.WithLogger(logger(c, e)), serve.WithProgress(func(ev progress.Event) {
 				ev.Phase = "verify" // the blobs are read to be verified, not moved
@@ -67,8 +82,12 @@ func serveCommand(e *env) *cli.Command {
 				return err
 			}
 			host := ln.Addr().String()
+			scheme := "http"
+			if tlsConfig != nil {
+				ln, scheme = tls.NewListener(ln, tlsConfig), "https"
+			}
 			b := s.Bundle()
-			out := serveOutput{Archive: path, Address: host, URL: "http://" + host, Bundle: b.Bundle.Name, Version: b.Bundle.Version,
+			out := serveOutput{Archive: path, Address: host, URL: scheme + "://" + host, Bundle: b.Bundle.Name, Version: b.Bundle.Version,
 				Reference:       host + "/" + s.BundleRepository() + ":" + s.BundleTag(),
 				DigestReference: host + "/" + s.BundleRepository() + "@" + b.Index.Digest.String(),
 				Repositories:    s.Repositories(), Warnings: s.Warnings()}
@@ -107,7 +126,11 @@ func serveCommand(e *env) *cli.Command {
 
 func printServe(e *env, o serveOutput) {
 	w := e.stdout
-	fmt.Fprintf(w, "serving     %s %s from %s, read-only, at %s (plain HTTP)\n", o.Bundle, o.Version, o.Archive, o.URL)
+	how := "plain HTTP"
+	if strings.HasPrefix(o.URL, "https:") {
+		how = "TLS"
+	}
+	fmt.Fprintf(w, "serving     %s %s from %s, read-only, at %s (%s)\n", o.Bundle, o.Version, o.Archive, o.URL, how)
 	fmt.Fprintf(w, "bundle      %s\n", o.Reference)
 	fmt.Fprintf(w, "            %s\n", o.DigestReference)
 	imgs := append([]serveImage(nil), o.Images...)
@@ -121,5 +144,9 @@ func printServe(e *env, o serveOutput) {
 	for _, warn := range o.Warnings {
 		fmt.Fprintf(e.stderr, "warning: %s\n", warn)
 	}
-	fmt.Fprintf(w, "clients need plain HTTP for this address (e.g. skopeo --src-tls-verify=false, crane --insecure); stop with Ctrl-C\n")
+	if how == "TLS" {
+		fmt.Fprintf(w, "clients must trust the CA of the served certificate; stop with Ctrl-C\n")
+		return
+	}
+	fmt.Fprintf(w, "clients need plain HTTP for this address (e.g. skopeo --src-tls-verify=false, crane --insecure), or serve with --tls-cert and --tls-key; stop with Ctrl-C\n")
 }

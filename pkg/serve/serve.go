@@ -358,7 +358,7 @@ func (s *Server) Close() error {
 // Serve answers requests on ln until ctx is cancelled, then stops
 // accepting connections, waits for requests in flight (see
 // WithShutdownTimeout) and returns nil. Any other failure of the listener
-// is returned.
+// is returned. For HTTPS, pass a listener from tls.NewListener.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,

@@ -95,11 +95,11 @@ func (a *Archive) rootLimit(name string) int64 {
 // MaxTrailingBytes of zero padding. end is where the last entry's data
 // (padded) ends.
 func (a *Archive) checkTail(end int64) error {
-	st, err := a.f.Stat()
+	size, err := a.f.Size()
 	if err != nil {
 		return err
 	}
-	rest := st.Size() - end
+	rest := size - end
 	if rest < 2*blockSize {
 		return fmt.Errorf("%w: truncated: the end-of-archive marker is missing after offset %d", ErrInvalidArchive, end)
 	}
@@ -193,7 +193,7 @@ func (a *Archive) decompressIndexed(ctx context.Context, compression, tmp string
 		return err
 	}
 	a.f.Close()
-	a.f = out
+	a.f = fileSource{out}
 	return nil
 }
 
@@ -361,7 +361,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // sniffCompression tells the outer compression of an archive by its magic
 // bytes: "Gz", "Zstd", "" for none (a tar), or an error for a compression
 // that is recognised but not supported. f is left at offset 0.
-func sniffCompression(f *os.File) (string, error) {
+func sniffCompression(f source) (string, error) {
 	var magic [6]byte
 	n, err := f.ReadAt(magic[:], 0)
 	if err != nil && err != io.EOF {

@@ -77,7 +77,7 @@ type entry struct {
 // Archive is an opened archive: an index of its tar entries over the archive
 // file. Nothing is extracted; blobs are read at their offsets.
 type Archive struct {
-	f       *os.File
+	f       source // the file, or a split archive's parts (source.go)
 	path    string
 	tmpDir  string
 	limits  Limits
@@ -182,12 +182,12 @@ func (a *Archive) index() error {
 	}
 	// A tar whose data is cut short fails in Next above; a file that ends
 	// inside the last entry's data is caught here.
-	st, err := a.f.Stat()
+	size, err := a.f.Size()
 	if err != nil {
 		return err
 	}
 	for name, e := range a.entries {
-		if e.offset+e.size > st.Size() {
+		if e.offset+e.size > size {
 			return fmt.Errorf("%w: %q is truncated", ErrInvalidArchive, name)
 		}
 	}
@@ -344,7 +344,7 @@ func (a *Archive) Blob(d digest.Digest, size int64) (io.Reader, error) {
 	if size >= 0 && e.size != size {
 		return nil, fmt.Errorf("blob %s: %w: described as %d bytes, archive holds %d", d, verify.ErrSizeMismatch, size, e.size)
 	}
-	return verify.NewReader(&dropBehind{r: io.NewSectionReader(a.f, e.offset, e.size), f: a.f, base: e.offset}, d, e.size)
+	return verify.NewReader(&dropBehind{r: io.NewSectionReader(a.f, e.offset, e.size), src: a.f, base: e.offset}, d, e.size)
 }
 
 // dropChunk is how much of a blob is read before its pages are dropped.
@@ -356,7 +356,7 @@ const dropChunk = 8 << 20
 // VM, fault in fresh pages for the whole archive instead of reusing a few).
 type dropBehind struct {
 	r             *io.SectionReader
-	f             *os.File
+	src           source
 	base          int64 // offset of the section in the file
 	read, dropped int64
 }
@@ -365,7 +365,7 @@ func (d *dropBehind) Read(p []byte) (int, error) {
 	n, err := d.r.Read(p)
 	d.read += int64(n)
 	if d.read-d.dropped >= dropChunk || (err == io.EOF && d.read > d.dropped) {
-		dropCache(d.f, d.base+d.dropped, d.read-d.dropped)
+		d.src.dropCache(d.base+d.dropped, d.read-d.dropped)
 		d.dropped = d.read
 	}
 	return n, err

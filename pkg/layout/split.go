@@ -331,15 +331,104 @@ func isPartsFile(path string) bool {
 // too. Nothing else is read before every part has been verified, so a
 // missing, reordered or corrupt volume is reported before any use.
 func JoinParts(ctx context.Context, partsFile, tmpDir string, maxBytes int64) (*os.File, *Parts, error) {
-	ps, err := ReadParts(partsFile)
+	ps, dir, err := checkParts(partsFile, maxBytes)
 	if err != nil {
 		return nil, nil, err
 	}
+	out, err := anonymousFile(tmpDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	whole := sha256.New()
+	for i, p := range ps.Parts {
+		h := sha256.New()
+		if err := copyPart(ctx, filepath.Join(dir, p.Name), io.MultiWriter(out, h, whole)); err != nil {
+			out.Close()
+			return nil, nil, fmt.Errorf("%w %s: part %d (%s): %w", ErrParts, ps.Archive, i, p.Name, err)
+		}
+		if err := partDigest(ps, i, digest.NewDigest(digest.SHA256, h)); err != nil {
+			out.Close()
+			return nil, nil, err
+		}
+	}
+	if err := wholeDigest(ps, digest.NewDigest(digest.SHA256, whole)); err != nil {
+		out.Close()
+		return nil, nil, err
+	}
+	if _, err := out.Seek(0, io.SeekStart); err != nil {
+		out.Close()
+		return nil, nil, err
+	}
+	return out, ps, nil
+}
+
+// maxInPlaceParts is how many volumes a split archive may have to be read
+// in place, each kept open; one with more is joined into a temporary copy
+// (JoinParts), which needs as much free space again.
+var maxInPlaceParts = 512 // a variable for tests
+
+// openParts checks every volume of a split archive as JoinParts does, then
+// reads them in place, without a copy: each part is opened once, hashed
+// through that handle, and the same handles serve every later read (blobs
+// are verified again as they are read).
+func openParts(ctx context.Context, partsFile, tmpDir string, maxBytes int64) (source, *Parts, error) {
+	ps, dir, err := checkParts(partsFile, maxBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(ps.Parts) > maxInPlaceParts {
+		f, ps, err := JoinParts(ctx, partsFile, tmpDir, maxBytes)
+		if err != nil {
+			return nil, nil, err
+		}
+		return fileSource{f}, ps, nil
+	}
+	src := &partsSource{starts: make([]int64, 0, len(ps.Parts)+1)}
+	fail := func(err error) (source, *Parts, error) {
+		src.Close()
+		return nil, nil, err
+	}
+	whole := sha256.New()
+	var off int64
+	for i, p := range ps.Parts {
+		f, err := os.Open(filepath.Join(dir, p.Name))
+		if err != nil {
+			return fail(fmt.Errorf("%w %s: part %d (%s): %w", ErrParts, ps.Archive, i, p.Name, err))
+		}
+		src.parts = append(src.parts, f)
+		src.starts = append(src.starts, off)
+		h := sha256.New()
+		n, err := copyCtx(ctx, io.MultiWriter(h, whole), io.NewSectionReader(f, 0, p.Size+1))
+		if err == nil && n != p.Size {
+			err = fmt.Errorf("%d bytes, the parts file says %d", n, p.Size)
+		}
+		if err != nil {
+			return fail(fmt.Errorf("%w %s: part %d (%s): %w", ErrParts, ps.Archive, i, p.Name, err))
+		}
+		dropCache(f, 0, p.Size) // read again only where blobs are
+		if err := partDigest(ps, i, digest.NewDigest(digest.SHA256, h)); err != nil {
+			return fail(err)
+		}
+		off += p.Size
+	}
+	src.starts = append(src.starts, off)
+	if err := wholeDigest(ps, digest.NewDigest(digest.SHA256, whole)); err != nil {
+		return fail(err)
+	}
+	return src, ps, nil
+}
+
+// checkParts reads a parts file and checks that every part is there with
+// its size before a byte is read. It returns the parts and their directory.
+func checkParts(partsFile string, maxBytes int64) (*Parts, string, error) {
+	ps, err := ReadParts(partsFile)
+	if err != nil {
+		return nil, "", err
+	}
 	if maxBytes > 0 && ps.Size > maxBytes {
-		return nil, nil, fmt.Errorf("%w: %s: %w: the archive is %d bytes, limit %d", ErrParts, partsFile, ErrTooLarge, ps.Size, maxBytes)
+		return nil, "", fmt.Errorf("%w: %s: %w: the archive is %d bytes, limit %d", ErrParts, partsFile, ErrTooLarge, ps.Size, maxBytes)
 	}
 	dir := filepath.Dir(partsFile)
-	// Check that every part is there with its size before copying a byte.
 	var errs []error
 	for i, p := range ps.Parts {
 		st, err := os.Stat(filepath.Join(dir, p.Name))
@@ -353,39 +442,32 @@ func JoinParts(ctx context.Context, partsFile, tmpDir string, maxBytes int64) (*
 		}
 	}
 	if len(errs) > 0 {
-		return nil, nil, fmt.Errorf("%w %s: %w", ErrParts, ps.Archive, errors.Join(errs...))
+		return nil, "", fmt.Errorf("%w %s: %w", ErrParts, ps.Archive, errors.Join(errs...))
 	}
-	out, err := anonymousFile(tmpDir)
-	if err != nil {
-		return nil, nil, err
+	return ps, dir, nil
+}
+
+// partDigest compares part i's digest with the parts file, naming a part
+// that holds another part's content.
+func partDigest(ps *Parts, i int, got digest.Digest) error {
+	p := ps.Parts[i]
+	if got == p.Digest {
+		return nil
 	}
-	whole := sha256.New()
-	for i, p := range ps.Parts {
-		h := sha256.New()
-		if err := copyPart(ctx, filepath.Join(dir, p.Name), io.MultiWriter(out, h, whole)); err != nil {
-			out.Close()
-			return nil, nil, fmt.Errorf("%w %s: part %d (%s): %w", ErrParts, ps.Archive, i, p.Name, err)
-		}
-		if got := digest.NewDigest(digest.SHA256, h); got != p.Digest {
-			out.Close()
-			what := "is corrupt"
-			for j, q := range ps.Parts {
-				if j != i && q.Digest == got {
-					what = fmt.Sprintf("holds the content of part %d (%s): the parts are out of order", j, q.Name)
-				}
-			}
-			return nil, nil, fmt.Errorf("%w %s: part %d (%s) %s: sha256 %s, the parts file says %s", ErrParts, ps.Archive, i, p.Name, what, got, p.Digest)
+	what := "is corrupt"
+	for j, q := range ps.Parts {
+		if j != i && q.Digest == got {
+			what = fmt.Sprintf("holds the content of part %d (%s): the parts are out of order", j, q.Name)
 		}
 	}
-	if got := digest.NewDigest(digest.SHA256, whole); got != ps.Digest {
-		out.Close()
-		return nil, nil, fmt.Errorf("%w %s: the joined parts hash to %s, the parts file says %s", ErrParts, ps.Archive, got, ps.Digest)
+	return fmt.Errorf("%w %s: part %d (%s) %s: sha256 %s, the parts file says %s", ErrParts, ps.Archive, i, p.Name, what, got, p.Digest)
+}
+
+func wholeDigest(ps *Parts, got digest.Digest) error {
+	if got != ps.Digest {
+		return fmt.Errorf("%w %s: the joined parts hash to %s, the parts file says %s", ErrParts, ps.Archive, got, ps.Digest)
 	}
-	if _, err := out.Seek(0, io.SeekStart); err != nil {
-		out.Close()
-		return nil, nil, err
-	}
-	return out, ps, nil
+	return nil
 }
 
 func copyPart(ctx context.Context, path string, w io.Writer) error {
@@ -409,21 +491,25 @@ func anonymousFile(tmpDir string) (*os.File, error) {
 	return f, nil
 }
 
-// openArchiveFile opens the file an archive is read from: path itself, or,
-// for a split archive (its parts file or first part), the verified
-// concatenation of its parts (see JoinParts).
-func (a *Archive) openArchiveFile(ctx context.Context, path string, o OpenOptions) (*os.File, error) {
+// openArchiveFile opens what an archive is read from: path itself, or, for
+// a split archive (its parts file or first part), its verified parts read
+// in place (see openParts).
+func (a *Archive) openArchiveFile(ctx context.Context, path string, o OpenOptions) (source, error) {
 	pf, err := PartsFileFor(path)
 	if err != nil {
 		return nil, err
 	}
 	if pf == "" {
-		return os.Open(path)
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		return fileSource{f}, nil
 	}
-	f, ps, err := JoinParts(ctx, pf, o.TempDir, a.limits.MaxArchiveBytes)
+	src, ps, err := openParts(ctx, pf, o.TempDir, a.limits.MaxArchiveBytes)
 	if err != nil {
 		return nil, err
 	}
 	a.Parts = ps
-	return f, nil
+	return src, nil
 }

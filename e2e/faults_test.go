@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -327,4 +328,68 @@ func TestImportReportsEveryFailureAndTagsNothing(t *testing.T) {
 		t.Errorf("the re-run put %d manifests, want 4 (db, worker, the bundle index, its tag)", n)
 	}
 
+}
+
+// Downloads that break mid-body (the connection reset after part of a
+// blob) are resumed from the next byte with Range requests: the export
+// completes and carries exactly the blobs a clean export carries.
+func TestExportResumesBrokenDownloads(t *testing.T) {
+	ctx := context.Background()
+	src := startRegistry(t)
+	pb := sample(t, src, harness.SampleOptions{})
+	dir := t.TempDir()
+	clean := filepath.Join(dir, "clean.tar")
+	if _, err := export.Export(ctx, export.Request{Reference: pb.Ref, Output: clean}, export.WithClient(clientFor(t, src))); err != nil {
+		t.Fatal(err)
+	}
+	px, err := harness.StartFaultProxy(ctx, src,
+		harness.Fault{Name: "cut download", Method: http.MethodGet, Route: harness.FaultBlob, CutResponse: true, Every: 2, PerKey: 2, Max: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	c, err := registry.New(registry.Options{PlainHTTP: []string{px.Host}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(dir, "broken.tar")
+	ref := strings.Replace(pb.Ref, src.Host, px.Host, 1)
+	if _, err := export.Export(ctx, export.Request{Reference: ref, Output: broken}, export.WithClient(c)); err != nil {
+		t.Fatalf("export through broken downloads: %v\ninjected: %v", err, px.Injected())
+	}
+	if px.Injected()["cut download"] == 0 {
+		t.Fatal("no download was broken")
+	}
+	resumed := 0
+	for _, ev := range px.Events() {
+		if ev.Range != "" {
+			resumed++
+		}
+	}
+	if resumed == 0 {
+		t.Fatalf("no Range request after %d broken downloads", px.Injected()["cut download"])
+	}
+	t.Logf("%d downloads broken, %d resumed with Range", px.Injected()["cut download"], resumed)
+	a, err := importer.Load(ctx, clean, layout.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := importer.Load(ctx, broken, layout.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if !maps.Equal(a.Blobs, b.Blobs) || b.Index.Digest != a.Index.Digest {
+		t.Fatal("the export through broken downloads carries other content")
+	}
+	for d, size := range b.Blobs { // every blob verifies
+		rd, err := b.Archive.Blob(d, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, rd); err != nil {
+			t.Fatalf("blob %s: %v", d, err)
+		}
+	}
 }

@@ -55,6 +55,10 @@ type Fault struct {
 	// it), so the registry sees a broken upload.
 	Reset      bool
 	ResetAfter int64
+	// CutResponse forwards the request and resets the connection after
+	// the response headers and the first ResetAfter bytes of its body
+	// (default: half of it): a download broken mid-body.
+	CutResponse bool
 	// Every injects the fault into every Every-th matching request only.
 	// Default 1.
 	Every int
@@ -75,6 +79,8 @@ type FaultEvent struct {
 	Key string
 	// Fault is the Name of the fault injected, "" if forwarded.
 	Fault string
+	// Range is the request's Range header, if any.
+	Range string
 }
 
 // FaultProxy is a reverse proxy in front of a Registry that injects
@@ -118,8 +124,8 @@ func StartFaultProxy(ctx context.Context, target *Registry, faults ...Fault) (*F
 		if f.Max <= 0 {
 			f.Max = 10
 		}
-		if f.Status == 0 && !f.Reset {
-			return nil, fmt.Errorf("harness: fault %q injects nothing (set Status or Reset)", f.Name)
+		if f.Status == 0 && !f.Reset && !f.CutResponse {
+			return nil, fmt.Errorf("harness: fault %q injects nothing (set Status, Reset or CutResponse)", f.Name)
 		}
 	}
 	u, err := url.Parse(target.URL())
@@ -204,7 +210,7 @@ func faultKey(r *http.Request) string {
 
 // pick chooses the fault to inject into r, if any, and records the request.
 func (p *FaultProxy) pick(r *http.Request) (*Fault, FaultEvent) {
-	ev := FaultEvent{Time: time.Now(), Method: r.Method, Path: r.URL.Path, Key: faultKey(r)}
+	ev := FaultEvent{Time: time.Now(), Method: r.Method, Path: r.URL.Path, Key: faultKey(r), Range: r.Header.Get("Range")}
 	route := faultRoute(r.URL.Path)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -246,6 +252,8 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.proxy.ServeHTTP(w, r)
 	case f.Reset:
 		p.reset(w, r, f)
+	case f.CutResponse:
+		p.cutResponse(w, r, f)
 	default:
 		if r.Body != nil {
 			io.Copy(io.Discard, io.LimitReader(r.Body, 256<<20))
@@ -284,6 +292,40 @@ func (c *cutBody) Read(b []byte) (int, error) {
 }
 
 func (c *cutBody) Close() error { return nil }
+
+// cutResponse forwards r, sends the response's headers and the first
+// ResetAfter bytes of its body, then resets the client's connection.
+func (p *FaultProxy) cutResponse(w http.ResponseWriter, r *http.Request, f *Fault) {
+	out := r.Clone(r.Context())
+	out.URL.Scheme, out.URL.Host = "http", p.target.Host
+	if p.target.TLS {
+		out.URL.Scheme = "https"
+	}
+	out.RequestURI = ""
+	resp, err := p.target.Transport().RoundTrip(out)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	defer resp.Body.Close()
+	n := f.ResetAfter
+	if n <= 0 {
+		n = max(resp.ContentLength/2, 1)
+	}
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, io.LimitReader(resp.Body, n))
+	http.NewResponseController(w).Flush()
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetLinger(0) // RST, not FIN
+	}
+	conn.Close()
+}
 
 // reset forwards part of the request body (if any) to the registry, then
 // resets the client's connection.

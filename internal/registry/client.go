@@ -277,18 +277,26 @@ func (c *Client) scopedTransport(ctx context.Context, repo name.Repository, key 
 }
 
 // FetchBlob opens the raw content of blob d in repo. The body is not
-// verified here: the caller streams it through a verifying reader.
+// verified here: the caller streams it through a verifying reader. A
+// connection that breaks mid-body is resumed from the next byte with a
+// Range request, under the client's retry policy.
 func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, d digest.Digest, size int64) (io.ReadCloser, error) {
 	rt, err := c.repoTransport(ctx, repo, transport.PullScope)
 	if err != nil {
 		return nil, err
 	}
 	u := fmt.Sprintf("%s://%s/v2/%s/blobs/%s", repo.Scheme(), repo.RegistryStr(), repo.RepositoryStr(), d)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
+	open := func(ctx context.Context, from int64) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, err
+		}
+		if from > 0 {
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-", from))
+		}
+		return (&http.Client{Transport: rt}).Do(req)
 	}
-	resp, err := (&http.Client{Transport: rt}).Do(req)
+	resp, err := open(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +308,7 @@ func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, d digest.D
 		resp.Body.Close()
 		return nil, fmt.Errorf("blob %s: registry announces %d bytes, descriptor says %d", d, resp.ContentLength, size)
 	}
-	return resp.Body, nil
+	return &resumingBody{ctx: ctx, d: d, size: size, open: open, budget: c.retry.Budget(), body: resp.Body}, nil
 }
 
 // FetchURL opens a foreign layer from one of its descriptor's URLs (http or

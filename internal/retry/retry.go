@@ -204,6 +204,36 @@ func (p Policy) Do(ctx context.Context, op func(ctx context.Context, attempt int
 	}
 }
 
+// Budget is what an operation that continues where it broke off (a
+// download resumed from its last byte) may still spend under a policy:
+// each break is one more attempt, and the waits are those of Do.
+type Budget struct {
+	p        Policy
+	start    time.Time
+	attempts int
+}
+
+// Budget starts a budget for one operation.
+func (p Policy) Budget() *Budget {
+	return &Budget{p: p.WithDefaults(), start: time.Now(), attempts: 1}
+}
+
+// Next is called after the operation broke with err. It waits as Do would
+// and returns nil when the operation may continue; otherwise it returns
+// err (permanent, or the context's end) or an *Error when the attempts or
+// time are used up.
+func (b *Budget) Next(ctx context.Context, err error) error {
+	if !Temporary(err) || ctx.Err() != nil {
+		return err
+	}
+	wait := b.p.backoff(b.attempts)
+	if b.attempts >= b.p.MaxAttempts || time.Since(b.start)+wait > b.p.MaxElapsed {
+		return &Error{Attempts: b.attempts, Elapsed: time.Since(b.start), Err: err}
+	}
+	b.attempts++
+	return sleep(ctx, wait)
+}
+
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -296,13 +296,7 @@ func (c *cutBody) Close() error { return nil }
 // cutResponse forwards r, sends the response's headers and the first
 // ResetAfter bytes of its body, then resets the client's connection.
 func (p *FaultProxy) cutResponse(w http.ResponseWriter, r *http.Request, f *Fault) {
-	out := r.Clone(r.Context())
-	out.URL.Scheme, out.URL.Host = "http", p.target.Host
-	if p.target.TLS {
-		out.URL.Scheme = "https"
-	}
-	out.RequestURI = ""
-	resp, err := p.target.Transport().RoundTrip(out)
+	resp, err := p.target.Transport().RoundTrip(p.forward(r))
 	if err != nil {
 		panic(http.ErrAbortHandler)
 	}
@@ -317,6 +311,22 @@ func (p *FaultProxy) cutResponse(w http.ResponseWriter, r *http.Request, f *Faul
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, io.LimitReader(resp.Body, n))
 	http.NewResponseController(w).Flush()
+	resetConn(w)
+}
+
+// forward returns r addressed to the registry.
+func (p *FaultProxy) forward(r *http.Request) *http.Request {
+	out := r.Clone(r.Context())
+	out.URL.Scheme, out.URL.Host = "http", p.target.Host
+	if p.target.TLS {
+		out.URL.Scheme = "https"
+	}
+	out.RequestURI = ""
+	return out
+}
+
+// resetConn closes the client's connection with a TCP reset.
+func resetConn(w http.ResponseWriter) {
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		panic(http.ErrAbortHandler)
@@ -335,23 +345,11 @@ func (p *FaultProxy) reset(w http.ResponseWriter, r *http.Request, f *Fault) {
 		if n <= 0 {
 			n = max(r.ContentLength/2, 1)
 		}
-		out := r.Clone(r.Context())
-		out.URL.Scheme, out.URL.Host = "http", p.target.Host
-		if p.target.TLS {
-			out.URL.Scheme = "https"
-		}
-		out.RequestURI = ""
+		out := p.forward(r)
 		out.Body = &cutBody{r: r.Body, left: n}
 		if resp, err := p.target.Transport().RoundTrip(out); err == nil {
 			resp.Body.Close()
 		}
 	}
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		panic(http.ErrAbortHandler)
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetLinger(0) // RST, not FIN
-	}
-	conn.Close()
+	resetConn(w)
 }

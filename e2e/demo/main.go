@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"net"
@@ -13,13 +14,18 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
+	"github.com/cnab-airgap/cnab-airgap/e2e/sigfixtures"
 	"github.com/cnab-airgap/cnab-airgap/internal/registry"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 	"github.com/cnab-airgap/cnab-airgap/pkg/serve"
+	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
 
 // outDir is where the demo writes (gitignored).
@@ -72,6 +78,12 @@ func run(ctx context.Context) error {
 	}
 	fmt.Printf("    %s (index %s)\n", pb.Ref, pb.Digest)
 
+	keyFile := filepath.Join(outDir, "cosign.pub")
+	step("signing at the source: a cosign signature of the bundle index and an SBOM of web (OCI referrer), key %s", keyFile)
+	if err := signSource(ctx, src, pb, keyFile); err != nil {
+		return err
+	}
+
 	step("export (connected side): bundle, every image, every platform, into %s", archive)
 	srcClient, err := registry.New(registry.Options{PlainHTTP: []string{src.Host}})
 	if err != nil {
@@ -82,6 +94,10 @@ func run(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("    %d blobs, %s unique, archive %s (%s)\n", ex.Blobs, human(ex.BlobBytes), human(ex.ArchiveBytes), ex.ArchiveDigest)
+	if ex.Signatures == nil || ex.Signatures.Artifacts != 2 {
+		return fmt.Errorf("the export carries %+v signing artifacts, want the signature and the SBOM", ex.Signatures)
+	}
+	fmt.Printf("    and %d signing artifacts: %v\n", ex.Signatures.Artifacts, ex.Signatures.ByRole)
 
 	step("the air gap: the connected registry goes away")
 	src.Close()
@@ -93,22 +109,36 @@ func run(ctx context.Context) error {
 	}
 	verr := b.VerifyBlobs(ctx, nil)
 	nBlobs, nManifests := len(b.Blobs), len(b.Nodes)
+	var rep *sigbundle.Report
+	if verr == nil {
+		var key crypto.PublicKey
+		if key, verr = sigbundle.LoadPublicKey(keyFile); verr == nil {
+			rep, verr = b.VerifySignatures(ctx, sigbundle.WithCosignKey("cosign.pub", key), sigbundle.WithRequireSignatures(true))
+		}
+	}
 	b.Close()
 	if verr != nil {
 		return verr
 	}
-	fmt.Printf("    ok: %d manifests, %d blobs\n", nManifests, nBlobs)
+	fmt.Printf("    ok: %d manifests, %d blobs; %d signing artifacts bound to their subjects, bundle signed: %v (verified with %s)\n",
+		nManifests, nBlobs, len(rep.Artifacts), rep.Signed, keyFile)
 
 	step("import (air-gapped side) into %s/airgap, writing %s", dst.Host, mappingFile)
 	dstClient, err := registry.New(registry.Options{PlainHTTP: []string{dst.Host}})
 	if err != nil {
 		return err
 	}
-	im, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap", MappingPath: mappingFile}, importer.WithClient(dstClient))
+	pub, err := sigbundle.LoadPublicKey(keyFile)
+	if err != nil {
+		return err
+	}
+	im, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap", MappingPath: mappingFile}, importer.WithClient(dstClient),
+		importer.WithSigningOptions(sigbundle.WithCosignKey("cosign.pub", pub), sigbundle.WithRequireSignatures(true)))
 	if err != nil {
 		return err
 	}
 	fmt.Printf("    %s, %d blobs uploaded (%s), %d manifests pushed\n", im.BundleReference, im.BlobsUploaded, human(im.BytesUploaded), im.ManifestsPushed)
+	fmt.Printf("    signing artifacts after their subjects: %d referrer pushed by digest, %d cosign tag recreated\n", im.Signatures.Pushed, im.Signatures.Tags)
 
 	step("audit the relocation: every mapped reference resolves to its contentDigest, every blob present")
 	mapping, err := relocate.ReadMapping(mappingFile)
@@ -160,11 +190,56 @@ func run(ctx context.Context) error {
 	for _, img := range im.Images {
 		fmt.Printf("    %-10s %-6s %s\n      -> %s\n", img.Role, img.Name, img.Reference, img.Relocated)
 	}
+	fmt.Printf("  signatures   %d carried and re-attached at the target; the bundle signature verified offline with %s\n", ex.Signatures.Artifacts, keyFile)
 	fmt.Printf("  bytes        %s of content (each blob once), %s uploaded\n", human(ex.BlobBytes), human(im.BytesUploaded))
 	fmt.Printf("  archive      %s, %s, %s\n", archive, human(ex.ArchiveBytes), ex.ArchiveDigest)
 	fmt.Printf("  mapping      %s\n", mappingFile)
 	fmt.Printf("  took         %s\n", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// signSource signs the bundle index with a fresh cosign key (tag scheme,
+// as `cosign sign` does) and attaches an SBOM to the web image as an OCI
+// 1.1 referrer; the public key is written to keyFile.
+func signSource(ctx context.Context, src *harness.Registry, pb *harness.PushedBundle, keyFile string) error {
+	key, err := sigfixtures.NewKey()
+	if err != nil {
+		return err
+	}
+	if err := key.WritePublic(keyFile); err != nil {
+		return err
+	}
+	repo := func(path string) (sigfixtures.Repo, error) {
+		r, err := src.Repository(path)
+		return sigfixtures.Repo{Name: r, Options: src.RemoteOptions()}, err
+	}
+	bundleRepo, err := repo(harness.DefaultSampleRepository)
+	if err != nil {
+		return err
+	}
+	idx := ocispec.Descriptor{MediaType: pb.IndexMediaType, Digest: pb.Digest, Size: int64(len(pb.IndexJSON))}
+	sig, err := sigfixtures.CosignSignature(key, pb.Ref, idx, true)
+	if err != nil {
+		return err
+	}
+	if _, err := sigfixtures.Push(ctx, bundleRepo, sig); err != nil {
+		return err
+	}
+	web, ok := pb.Image("web")
+	if !ok {
+		return errors.New("the sample bundle has no web image")
+	}
+	webRepo, err := repo("library/web")
+	if err != nil {
+		return err
+	}
+	got, err := remote.Get(webRepo.Name.Digest(web.ContentDigest.String()), webRepo.Options...)
+	if err != nil {
+		return err
+	}
+	wd := ocispec.Descriptor{MediaType: string(got.MediaType), Digest: web.ContentDigest, Size: got.Size}
+	_, err = sigfixtures.Push(ctx, webRepo, sigfixtures.SBOM(wd, "web"))
+	return err
 }
 
 // pullServed serves the archive on 127.0.0.1 and pulls the bundle from it

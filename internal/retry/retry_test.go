@@ -247,14 +247,15 @@ func TestTransportLeavesUploadDataToTheUploadLevel(t *testing.T) {
 }
 
 func TestTransportStopsWhenCancelled(t *testing.T) {
+	// The server asks for a 2 s wait; the context ends after 200 ms.
 	_, srv := serve(t, status(503, "Retry-After", "2"))
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v2/", nil)
 	start := time.Now()
 	_, err := client(fast).Do(req)
-	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {
-		t.Fatalf("want the deadline within a second, got %v after %s", err, time.Since(start))
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 1500*time.Millisecond {
+		t.Fatalf("want the deadline, not the 2 s wait, got %v after %s", err, time.Since(start))
 	}
 }
 
@@ -264,7 +265,8 @@ func TestTransportBoundedInTime(t *testing.T) {
 	start := time.Now()
 	_, err := client(p).Get(srv.URL + "/v2/")
 	var re *Error
-	if !errors.As(err, &re) || time.Since(start) > p.MaxElapsed+200*time.Millisecond || s.count() >= 10 {
+	// 100 attempts would take far longer; the margin is for a loaded machine.
+	if !errors.As(err, &re) || time.Since(start) > p.MaxElapsed+2*time.Second || s.count() >= 10 {
 		t.Fatalf("got %v after %s and %d requests", err, time.Since(start), s.count())
 	}
 }

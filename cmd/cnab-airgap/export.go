@@ -25,7 +25,7 @@ func exportCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "base", Usage: "delta export: leave out the blobs the base `ARCHIVE` carries (already imported on the other side)"},
 			&cli.StringFlag{Name: "base-inventory", Usage: "delta export: leave out the blobs listed in this inventory `FILE` (see cnab-airgap inventory)"},
 			&cli.StringFlag{Name: "split-size", Usage: "cut the archive into volumes of `SIZE` (4GiB, 700MB, ...): NAME.000, NAME.001, ... and NAME.parts.json"},
-		}, exportSigningFlags()...), // signing.go
+		}, append(exportSigningFlags(), exportArchiveSigFlags()...)...), // signing.go, archivesig.go
 		Action: func(c *cli.Context) error {
 			req := export.Request{Output: c.String("archive"), BundleFile: c.String("bundle-file"), Stdout: e.stdout}
 			switch {
@@ -52,6 +52,11 @@ func exportCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			signer, err := exportArchiveSigner(c) // --sign-key (archivesig.go)
+			if err != nil {
+				return err
+			}
+			signing = append(signing, signer...)
 			cl, err := client(c, e)
 			if err != nil {
 				return err
@@ -110,6 +115,9 @@ func printExport(e *env, r *export.Result) error {
 	fmt.Fprintf(w, "blobs       %d, %s unique, %s fetched, %s resumed\n", r.Blobs, humanBytes(r.BlobBytes), humanBytes(r.FetchedBytes), humanBytes(r.ResumedBytes))
 	if r.ChecksumFile != "" {
 		fmt.Fprintf(w, "checksum    %s\n", r.ChecksumFile)
+	}
+	if r.SignatureFile != "" {
+		fmt.Fprintf(w, "signature   %s (check: cnab-airgap verify --archive-key KEY.pub, or cosign verify-blob)\n", r.SignatureFile)
 	}
 	fmt.Fprintf(w, "took        %s\n", r.Duration.Round(1e6))
 	return nil

@@ -20,7 +20,7 @@ func importCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "naming", Value: string(relocate.NamingBundleRepo), Usage: "target names: bundle-repo, preserve or flatten"},
 			&cli.IntFlag{Name: "max-path-segments", Usage: "refuse names with more path segments than this (0: no limit)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "show the plan and what would be uploaded; push nothing"},
-		}, importSigningFlags()...), // signing.go
+		}, append(importSigningFlags(), archiveKeyFlags()...)...), // signing.go, archivesig.go
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("import takes one archive")
@@ -36,6 +36,13 @@ func importCommand(e *env) *cli.Command {
 			signing, err := importSigningOptions(c, e) // verification, re-publication, re-signing (signing.go)
 			if err != nil {
 				return err
+			}
+			ak, err := archiveKey(c) // --archive-key (archivesig.go)
+			if err != nil {
+				return err
+			}
+			if ak != nil {
+				signing = append(signing, importer.WithArchiveKey(*ak))
 			}
 			cl, err := client(c, e)
 			if err != nil {
@@ -71,6 +78,9 @@ func printImport(e *env, r *importer.Result) error {
 	w := e.stdout
 	fmt.Fprintf(w, "bundle      %s %s\n", r.Bundle, r.Version)
 	fmt.Fprintf(w, "bundle.json %s\n", r.BundleDigest)
+	if a := r.ArchiveSignature; a != nil {
+		fmt.Fprintf(w, "archive     signature %s verified over %s\n", a.File, a.Digest)
+	}
 	fmt.Fprintf(w, "pushed to   %s@%s\n", r.BundleReference, shortDigest(r.IndexDigest))
 	for _, img := range r.Images {
 		fmt.Fprintf(w, "  %s\n    -> %s\n", img.Reference, img.Relocated)

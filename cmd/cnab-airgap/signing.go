@@ -334,7 +334,7 @@ func printImportSignatures(w io.Writer, s *importer.SignatureResult) {
 
 // verifyCommandFlags are verify's own flags.
 func verifyCommandFlags() []cli.Flag {
-	return append(verifySigningFlags(),
+	return append(append(verifySigningFlags(), archiveKeyFlags()...),
 		&cli.StringFlag{Name: "reference", Usage: "verify the signing evidence of the bundle `REGISTRY/REPO:TAG` where it was imported, instead of an archive"})
 }
 

@@ -26,6 +26,8 @@ type verifyResult struct {
 	Warnings     []string `json:"warnings,omitempty"`
 	// Signatures is the offline verification of the signing evidence (signing.go).
 	Signatures *sigbundle.Report `json:"signatures,omitempty"`
+	// ArchiveSignature is the archive signature checked (--archive-key).
+	ArchiveSignature *importer.ArchiveSignature `json:"archiveSignature,omitempty"`
 	// Relocation is the audit of an import at --target (relocation.go).
 	Relocation *relocate.AuditReport `json:"relocation,omitempty"`
 }
@@ -47,11 +49,21 @@ func verifyCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			ak, err := archiveKey(c) // --archive-key (archivesig.go)
+			if err != nil {
+				return err
+			}
 			b, err := importer.Load(c.Context, c.Args().First(), layout.OpenOptions{})
 			if err != nil {
 				return err
 			}
 			defer b.Close()
+			var as *importer.ArchiveSignature
+			if ak != nil {
+				if as, err = b.VerifyArchiveSignature(c.Context, *ak); err != nil {
+					return err
+				}
+			}
 			bars := newProgress(e.stderr, c.Bool("quiet"))
 			var total int64
 			for _, s := range b.Blobs {
@@ -74,7 +86,7 @@ func verifyCommand(e *env) *cli.Command {
 			}
 			r := verifyResult{Signatures: sig, Archive: c.Args().First(), Bundle: b.Bundle.Name, Version: b.Bundle.Version, BundleDigest: b.BundleDigest.String(),
 				IndexDigest: b.Index.Digest.String(), Images: len(b.Images), Manifests: len(b.Nodes), Blobs: len(b.Blobs), Bytes: total, OK: true, Warnings: b.Warnings}
-			r.Relocation, r.OK = rel, relErr == nil
+			r.Relocation, r.OK, r.ArchiveSignature = rel, relErr == nil, as
 			if asJSON {
 				if err := writeJSON(e.stdout, r); err != nil {
 					return err
@@ -90,6 +102,9 @@ func verifyCommand(e *env) *cli.Command {
 			}
 			if !c.Bool("quiet") {
 				fmt.Fprintf(e.stdout, "ok: %s %s: %d images, %d manifests, %d blobs (%s) verified\n", r.Bundle, r.Version, r.Images, r.Manifests, r.Blobs, humanBytes(r.Bytes))
+				if a := r.ArchiveSignature; a != nil {
+					fmt.Fprintf(e.stdout, "archive     signature %s verified over %s\n", a.File, a.Digest)
+				}
 				printSigningReport(e.stdout, r.Signatures)
 				printAudit(e.stdout, r.Relocation)
 			}

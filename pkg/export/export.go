@@ -24,6 +24,7 @@ import (
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
+	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
 
 // Request says what to export and where.
@@ -59,20 +60,22 @@ type Image struct {
 
 // Result describes a finished (or, with dry run, planned) export.
 type Result struct {
-	Bundle        string        `json:"bundle"`
-	Version       string        `json:"version"`
-	Reference     string        `json:"reference,omitempty"`
-	BundleDigest  string        `json:"bundleDigest"`
-	IndexDigest   string        `json:"indexDigest"`
-	Images        []Image       `json:"images"`
-	Blobs         int           `json:"blobs"`
-	BlobBytes     int64         `json:"blobBytes"`
-	FetchedBytes  int64         `json:"fetchedBytes"`
-	ResumedBytes  int64         `json:"resumedBytes"`
-	Archive       string        `json:"archive,omitempty"`
-	ArchiveBytes  int64         `json:"archiveBytes"`
-	ArchiveDigest string        `json:"archiveDigest,omitempty"`
-	ChecksumFile  string        `json:"checksumFile,omitempty"`
+	Bundle        string  `json:"bundle"`
+	Version       string  `json:"version"`
+	Reference     string  `json:"reference,omitempty"`
+	BundleDigest  string  `json:"bundleDigest"`
+	IndexDigest   string  `json:"indexDigest"`
+	Images        []Image `json:"images"`
+	Blobs         int     `json:"blobs"`
+	BlobBytes     int64   `json:"blobBytes"`
+	FetchedBytes  int64   `json:"fetchedBytes"`
+	ResumedBytes  int64   `json:"resumedBytes"`
+	Archive       string  `json:"archive,omitempty"`
+	ArchiveBytes  int64   `json:"archiveBytes"`
+	ArchiveDigest string  `json:"archiveDigest,omitempty"`
+	ChecksumFile  string  `json:"checksumFile,omitempty"`
+	// SignatureFile is the archive signature (WithArchiveSigner).
+	SignatureFile string        `json:"signatureFile,omitempty"`
 	Compression   string        `json:"compression"`
 	DryRun        bool          `json:"dryRun,omitempty"`
 	Duration      time.Duration `json:"duration"`
@@ -151,6 +154,9 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	}
 	if req.Output == "" && !o.dryRun {
 		return nil, errors.New("export: no output path")
+	}
+	if req.Output == "-" && o.signing.archive != nil {
+		return nil, errors.New("export: an archive written to standard output cannot be signed beside it; write it to a file")
 	}
 	e := &exporter{o: o, blobs: map[digest.Digest]*blobSource{}}
 	o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateStarted})
@@ -260,6 +266,16 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		line := fmt.Sprintf("%s  %s\n", digest.Digest(res.ArchiveDigest).Encoded(), filepath.Base(req.Output))
 		if err := relocate.WriteFileAtomic(res.ChecksumFile, []byte(line), 0o644); err != nil {
 			return nil, err
+		}
+		if s := o.signing.archive; s != nil {
+			sig, err := sigbundle.SignArchive(s, digest.Digest(res.ArchiveDigest))
+			if err != nil {
+				return nil, err
+			}
+			res.SignatureFile = req.Output + sigbundle.SignatureSuffix
+			if err := relocate.WriteFileAtomic(res.SignatureFile, sig, 0o644); err != nil {
+				return nil, err
+			}
 		}
 		if st, err := os.Stat(req.Output); err == nil {
 			res.ArchiveBytes = st.Size()

@@ -2,6 +2,7 @@ package export
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"slices"
@@ -24,6 +25,7 @@ type signingOptions struct {
 	notary       string
 	notaryImages bool
 	opts         []sigbundle.Option
+	archive      crypto.Signer // WithArchiveSigner
 }
 
 // WithSignatures turns the collection of OCI referrers and cosign tags of
@@ -50,6 +52,21 @@ func WithNotaryServer(url string) Option {
 // reported. The default is off.
 func WithNotaryImages(b bool) Option {
 	return func(o *options) error { o.signing.notaryImages = b; return nil }
+}
+
+// WithArchiveSigner signs the archive file as `cosign sign-blob --key`
+// does and writes the signature beside it, ARCHIVE.sig (sigbundle.
+// SignArchive; ECDSA or RSA keys). `cosign verify-blob`, and cnab-airgap
+// verify and import with the public key, check it. It needs an archive
+// file (not standard output). The default is none.
+func WithArchiveSigner(s crypto.Signer) Option {
+	return func(o *options) error {
+		if s == nil {
+			return errors.New("export: nil archive signer")
+		}
+		o.signing.archive = s
+		return nil
+	}
 }
 
 // WithSigningOptions passes options to pkg/sigbundle: the Notary transport

@@ -39,6 +39,8 @@ type options struct {
 	dryRun   bool
 	open     layout.OpenOptions
 	signing  signingOptions // verification and re-publication of signing artifacts (signatures.go)
+	// archiveKey checks the archive's own signature first (archivesig.go).
+	archiveKey *ArchiveKey
 }
 
 // WithClient sets the registry client. Default: TLS verified, docker config credentials.
@@ -134,24 +136,26 @@ type Image struct {
 
 // Result describes an import.
 type Result struct {
-	Bundle           string           `json:"bundle"`
-	Version          string           `json:"version"`
-	BundleDigest     string           `json:"bundleDigest"`
-	IndexDigest      string           `json:"indexDigest"`
-	BundleReference  string           `json:"bundleReference"`
-	Images           []Image          `json:"images"`
-	Mapping          relocate.Mapping `json:"mapping"`
-	MappingFile      string           `json:"mappingFile,omitempty"`
-	BlobsUploaded    int64            `json:"blobsUploaded"`
-	BytesUploaded    int64            `json:"bytesUploaded"`
-	BlobsSkipped     int64            `json:"blobsSkipped"`
-	BytesSkipped     int64            `json:"bytesSkipped"`
-	BlobsMounted     int64            `json:"blobsMounted"`
-	ManifestsPushed  int64            `json:"manifestsPushed"`
-	ManifestsSkipped int64            `json:"manifestsSkipped"`
-	DryRun           bool             `json:"dryRun,omitempty"`
-	Duration         time.Duration    `json:"duration"`
-	Warnings         []string         `json:"warnings,omitempty"`
+	Bundle          string           `json:"bundle"`
+	Version         string           `json:"version"`
+	BundleDigest    string           `json:"bundleDigest"`
+	IndexDigest     string           `json:"indexDigest"`
+	BundleReference string           `json:"bundleReference"`
+	Images          []Image          `json:"images"`
+	Mapping         relocate.Mapping `json:"mapping"`
+	MappingFile     string           `json:"mappingFile,omitempty"`
+	// ArchiveSignature is the archive signature checked (WithArchiveKey).
+	ArchiveSignature *ArchiveSignature `json:"archiveSignature,omitempty"`
+	BlobsUploaded    int64             `json:"blobsUploaded"`
+	BytesUploaded    int64             `json:"bytesUploaded"`
+	BlobsSkipped     int64             `json:"blobsSkipped"`
+	BytesSkipped     int64             `json:"bytesSkipped"`
+	BlobsMounted     int64             `json:"blobsMounted"`
+	ManifestsPushed  int64             `json:"manifestsPushed"`
+	ManifestsSkipped int64             `json:"manifestsSkipped"`
+	DryRun           bool              `json:"dryRun,omitempty"`
+	Duration         time.Duration     `json:"duration"`
+	Warnings         []string          `json:"warnings,omitempty"`
 	// Signatures reports the verification and re-publication of signing
 	// artifacts (signatures.go).
 	Signatures *SignatureResult `json:"signatures,omitempty"`
@@ -176,10 +180,17 @@ func Import(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		return nil, err
 	}
 	defer b.Close()
+	var as *ArchiveSignature
+	if o.archiveKey != nil {
+		if as, err = b.VerifyArchiveSignature(ctx, *o.archiveKey); err != nil {
+			return nil, fmt.Errorf("import of bundle %s into %s: %w", b.Bundle.Name, target, err)
+		}
+	}
 	res, err := importBundle(ctx, o, b, target, req.MappingPath)
 	if err != nil {
 		return nil, fmt.Errorf("import of bundle %s into %s: %w", b.Bundle.Name, target, err)
 	}
+	res.ArchiveSignature = as
 	res.Duration = time.Since(start)
 	return res, nil
 }

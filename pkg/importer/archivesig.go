@@ -1,0 +1,106 @@
+package importer
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
+)
+
+// ArchiveKey asks Import to check the archive's own signature (export
+// --sign-key, or `cosign sign-blob`) before anything else.
+type ArchiveKey struct {
+	// Key is the signer's public key (ECDSA or RSA).
+	Key crypto.PublicKey
+	// Signature is the signature file; "" means the archive's path plus
+	// ".sig" (for a split archive: the unsplit archive's name plus ".sig",
+	// beside its parts file).
+	Signature string
+}
+
+// WithArchiveKey checks the archive file's signature with k before the
+// import reads anything else; a missing or wrong signature stops it. The
+// default checks none.
+func WithArchiveKey(k ArchiveKey) Option {
+	return func(o *options) error {
+		if k.Key == nil {
+			return errors.New("import: archive key without a key")
+		}
+		o.archiveKey = &k
+		return nil
+	}
+}
+
+// ArchiveSignature is the result of an archive signature check.
+type ArchiveSignature struct {
+	// File is the signature file checked; Digest the archive's sha256.
+	File   string        `json:"file"`
+	Digest digest.Digest `json:"digest"`
+}
+
+// VerifyArchiveSignature checks the signature of the archive file b was
+// loaded from: over its sha256 as `cosign sign-blob` signs it (for a split
+// archive, the digest of the joined parts, checked when it was opened).
+// The error wraps sigbundle.ErrSignature when the signature is missing or
+// does not verify.
+func (b *Bundle) VerifyArchiveSignature(ctx context.Context, k ArchiveKey) (*ArchiveSignature, error) {
+	a := b.Archive
+	var d digest.Digest
+	sigFile := k.Signature
+	if ps := a.Parts; ps != nil {
+		d = ps.Digest
+		if sigFile == "" {
+			sigFile = filepath.Join(filepath.Dir(a.Path()), ps.Archive+sigbundle.SignatureSuffix)
+		}
+	} else {
+		if sigFile == "" {
+			sigFile = a.Path() + sigbundle.SignatureSuffix
+		}
+		f, err := os.Open(a.Path())
+		if err != nil {
+			return nil, err
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, ctxReader{ctx, f})
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("hashing %s: %w", a.Path(), err)
+		}
+		d = digest.NewDigest(digest.SHA256, h)
+	}
+	raw, err := os.ReadFile(sigFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("archive %s: %w: no signature file %s", a.Path(), sigbundle.ErrSignature, sigFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > 64<<10 {
+		return nil, fmt.Errorf("archive %s: %w: %s is not a signature file (%d bytes)", a.Path(), sigbundle.ErrSignature, sigFile, len(raw))
+	}
+	if err := sigbundle.VerifyArchive(k.Key, d, raw); err != nil {
+		return nil, fmt.Errorf("archive %s (%s): %w", a.Path(), sigFile, err)
+	}
+	return &ArchiveSignature{File: sigFile, Digest: d}, nil
+}
+
+// ctxReader stops a long read when ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -28,7 +28,8 @@ type notationRoot struct {
 // notation trust store (x509/ca in notation's terms). With at least one,
 // every subject that has notation JWS signatures needs one whose
 // certificate chain (the envelope's x5c) leads to a trust-store
-// certificate, valid at the signing time, for code signing, and whose
+// certificate, valid now (with WithAllowExpired: at the signing time the
+// signature claims), for code signing, and whose
 // signature over the payload verifies with the leaf key. There is no
 // default: without certificates only the binding (targetArtifact) is
 // checked.
@@ -117,13 +118,15 @@ func (o *options) verifyNotationJWS(raw []byte) (string, error) {
 			return "", fmt.Errorf("critical header parameter %q is not understood", c)
 		}
 	}
+	// The signing time is the signer's own claim under notary.x509, so (as
+	// notation's strict level without a timestamp countersignature) the
+	// chain must be valid now; --allow-expired accepts a chain valid at the
+	// claimed time. notary.x509.signingAuthority needs a signing-authority
+	// trust store, which this verifier does not have.
 	if p.SigningScheme != "notary.x509" {
-		return "", fmt.Errorf("signing scheme %q is not supported (notary.x509 is; notary.x509.signingAuthority needs a timestamp authority)", p.SigningScheme)
+		return "", fmt.Errorf("signing scheme %q is not supported (notary.x509 is; notary.x509.signingAuthority needs a signing-authority trust store)", p.SigningScheme)
 	}
-	signed, err := time.Parse(time.RFC3339, p.SigningTime)
-	if err != nil {
-		return "", fmt.Errorf("signing time %q: %v", p.SigningTime, err)
-	}
+	at, atWhat := o.now(), "now"
 	if p.Expiry != "" {
 		exp, err := time.Parse(time.RFC3339, p.Expiry)
 		if err != nil {
@@ -160,10 +163,18 @@ func (o *options) verifyNotationJWS(raw []byte) (string, error) {
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
-	verified, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: signed,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}})
+	opts := x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}
+	verified, err := leaf.Verify(opts)
+	var inv x509.CertificateInvalidError
+	if err != nil && errors.As(err, &inv) && inv.Reason == x509.Expired && o.allowExpired {
+		// The claimed signing time, accepted with --allow-expired.
+		if t, perr := time.Parse(time.RFC3339, p.SigningTime); perr == nil {
+			opts.CurrentTime, atWhat = t, "at the claimed signing time "+p.SigningTime+" (--allow-expired)"
+			verified, err = leaf.Verify(opts)
+		}
+	}
 	if err != nil {
-		return "", fmt.Errorf("certificate %q at signing time %s: %w", leaf.Subject.CommonName, p.SigningTime, err)
+		return "", fmt.Errorf("certificate %q %s: %w", leaf.Subject.CommonName, atWhat, err)
 	}
 	anchor := verified[0][len(verified[0])-1]
 	for _, r := range o.notationRoots {

@@ -32,7 +32,7 @@ func newTestCA(t *testing.T, dir, cn string) *testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour),
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-24 * time.Hour),
 		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
 	if err != nil {
@@ -118,6 +118,15 @@ func TestNotationJWS(t *testing.T) {
 		}
 	}
 
+	// A certificate that expired an hour ago, and a signature claiming a
+	// time inside its validity: refused (the claim is the signer's own),
+	// accepted with --allow-expired.
+	expired := ca.leaf(t, ek, x509.ExtKeyUsageCodeSigning, now.Add(-3*time.Hour), now.Add(-time.Hour))
+	claimed := map[string]any{"io.cncf.notary.signingTime": now.Add(-2 * time.Hour).UTC().Format(time.RFC3339)}
+	lenient, _ := makeOptions(WithNotationCert(ca.file), WithAllowExpired(true))
+	if name, err := lenient.verifyNotationJWS(jws(t, "ES256", ek, [][]byte{expired}, claimed, payload)); err != nil || name != "ca.pem" {
+		t.Fatalf("expired certificate with --allow-expired: %q %v", name, err)
+	}
 	env := jws(t, "ES256", ek, [][]byte{good}, nil, payload)
 	var tampered map[string]any
 	json.Unmarshal(env, &tampered)
@@ -137,6 +146,7 @@ func TestNotationJWS(t *testing.T) {
 		{"expired signature", trusted, jws(t, "ES256", ek, [][]byte{good}, map[string]any{"io.cncf.notary.expiry": now.Add(-time.Minute).UTC().Format(time.RFC3339)}, payload), "the signature expired"},
 		{"unknown critical parameter", trusted, jws(t, "ES256", ek, [][]byte{good}, map[string]any{"crit": []string{"io.cncf.notary.signingScheme", "x-new"}}, payload), "not understood"},
 		{"signing authority scheme", trusted, jws(t, "ES256", ek, [][]byte{good}, map[string]any{"io.cncf.notary.signingScheme": "notary.x509.signingAuthority"}, payload), "not supported"},
+		{"certificate expired, signing time claimed inside it", trusted, jws(t, "ES256", ek, [][]byte{expired}, claimed, payload), "expired"},
 		{"no chain", trusted, jws(t, "ES256", ek, nil, nil, payload), "no certificate chain"},
 		{"algorithm and key disagree", trusted, jws(t, "PS256", ek, [][]byte{good}, nil, payload), "with an ECDSA key"},
 	}

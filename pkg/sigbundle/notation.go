@@ -98,24 +98,26 @@ var knownCrit = []string{"io.cncf.notary.signingScheme", "io.cncf.notary.expiry"
 
 // verifyNotationJWS verifies a notation JWS envelope (already bound to its
 // subject by checkNotationJWS) against the trust store. It returns the name
-// of the trust-store file that anchors it, or an error saying why not.
-func (o *options) verifyNotationJWS(raw []byte) (string, error) {
+// of the trust-store file that anchors it and when the chain was judged
+// valid ("now", or the claimed signing time with WithAllowExpired), or an
+// error saying why not.
+func (o *options) verifyNotationJWS(raw []byte) (anchorFile, when string, err error) {
 	var env jwsEnvelope
 	if err := json.Unmarshal(raw, &env); err != nil {
-		return "", fmt.Errorf("envelope is not JSON: %v", err)
+		return "", "", fmt.Errorf("envelope is not JSON: %v", err)
 	}
 	b64 := base64.RawURLEncoding
 	ph, err := b64.DecodeString(strings.TrimRight(env.Protected, "="))
 	if err != nil {
-		return "", fmt.Errorf("protected header is not base64url: %v", err)
+		return "", "", fmt.Errorf("protected header is not base64url: %v", err)
 	}
 	var p notationProtected
 	if err := json.Unmarshal(ph, &p); err != nil {
-		return "", fmt.Errorf("protected header: %v", err)
+		return "", "", fmt.Errorf("protected header: %v", err)
 	}
 	for _, c := range p.Crit {
 		if !slices.Contains(knownCrit, c) {
-			return "", fmt.Errorf("critical header parameter %q is not understood", c)
+			return "", "", fmt.Errorf("critical header parameter %q is not understood", c)
 		}
 	}
 	// The signing time is the signer's own claim under notary.x509, so (as
@@ -124,36 +126,36 @@ func (o *options) verifyNotationJWS(raw []byte) (string, error) {
 	// claimed time. notary.x509.signingAuthority needs a signing-authority
 	// trust store, which this verifier does not have.
 	if p.SigningScheme != "notary.x509" {
-		return "", fmt.Errorf("signing scheme %q is not supported (notary.x509 is; notary.x509.signingAuthority needs a signing-authority trust store)", p.SigningScheme)
+		return "", "", fmt.Errorf("signing scheme %q is not supported (notary.x509 is; notary.x509.signingAuthority needs a signing-authority trust store)", p.SigningScheme)
 	}
 	at, atWhat := o.now(), "now"
 	if p.Expiry != "" {
 		exp, err := time.Parse(time.RFC3339, p.Expiry)
 		if err != nil {
-			return "", fmt.Errorf("expiry %q: %v", p.Expiry, err)
+			return "", "", fmt.Errorf("expiry %q: %v", p.Expiry, err)
 		}
 		if !exp.After(o.now()) && !o.allowExpired {
-			return "", fmt.Errorf("the signature expired %s (--allow-expired accepts it)", exp.UTC().Format(time.RFC3339))
+			return "", "", fmt.Errorf("the signature expired %s (--allow-expired accepts it)", exp.UTC().Format(time.RFC3339))
 		}
 	}
 	if len(env.Header.X5C) == 0 {
-		return "", errors.New("the envelope carries no certificate chain (x5c)")
+		return "", "", errors.New("the envelope carries no certificate chain (x5c)")
 	}
 	var chain []*x509.Certificate
 	for i, der := range env.Header.X5C {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return "", fmt.Errorf("x5c certificate %d: %v", i, err)
+			return "", "", fmt.Errorf("x5c certificate %d: %v", i, err)
 		}
 		chain = append(chain, c)
 	}
 	leaf := chain[0]
 	sig, err := b64.DecodeString(strings.TrimRight(env.Signature, "="))
 	if err != nil {
-		return "", fmt.Errorf("signature is not base64url: %v", err)
+		return "", "", fmt.Errorf("signature is not base64url: %v", err)
 	}
 	if err := verifyJWS(p.Alg, leaf.PublicKey, []byte(env.Protected+"."+env.Payload), sig); err != nil {
-		return "", fmt.Errorf("signature by %q: %w", leaf.Subject.CommonName, err)
+		return "", "", fmt.Errorf("signature by %q: %w", leaf.Subject.CommonName, err)
 	}
 	roots := x509.NewCertPool()
 	for _, r := range o.notationRoots {
@@ -164,25 +166,25 @@ func (o *options) verifyNotationJWS(raw []byte) (string, error) {
 		inter.AddCert(c)
 	}
 	opts := x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}
-	verified, err := leaf.Verify(opts)
+	verified, verr := leaf.Verify(opts)
 	var inv x509.CertificateInvalidError
-	if err != nil && errors.As(err, &inv) && inv.Reason == x509.Expired && o.allowExpired {
+	if verr != nil && errors.As(verr, &inv) && inv.Reason == x509.Expired && o.allowExpired {
 		// The claimed signing time, accepted with --allow-expired.
 		if t, perr := time.Parse(time.RFC3339, p.SigningTime); perr == nil {
 			opts.CurrentTime, atWhat = t, "at the claimed signing time "+p.SigningTime+" (--allow-expired)"
-			verified, err = leaf.Verify(opts)
+			verified, verr = leaf.Verify(opts)
 		}
 	}
-	if err != nil {
-		return "", fmt.Errorf("certificate %q %s: %w", leaf.Subject.CommonName, atWhat, err)
+	if verr != nil {
+		return "", "", fmt.Errorf("certificate %q %s: %w", leaf.Subject.CommonName, atWhat, verr)
 	}
 	anchor := verified[0][len(verified[0])-1]
 	for _, r := range o.notationRoots {
 		if r.cert.Equal(anchor) {
-			return r.name, nil
+			return r.name, atWhat, nil
 		}
 	}
-	return "", errors.New("the chain's anchor is not in the trust store")
+	return "", "", errors.New("the chain's anchor is not in the trust store")
 }
 
 // verifyJWS checks a JWS signature (RFC 7518 algorithms notation uses).

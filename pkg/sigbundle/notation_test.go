@@ -112,8 +112,8 @@ func TestNotationJWS(t *testing.T) {
 		{"expiry in the future", jws(t, "ES256", ek, [][]byte{good}, map[string]any{"io.cncf.notary.expiry": now.Add(time.Hour).UTC().Format(time.RFC3339),
 			"crit": []string{"io.cncf.notary.signingScheme", "io.cncf.notary.expiry"}}, payload)},
 	} {
-		name, err := trusted.verifyNotationJWS(tc.env)
-		if err != nil || name != "ca.pem" {
+		name, when, err := trusted.verifyNotationJWS(tc.env)
+		if err != nil || name != "ca.pem" || when != "now" {
 			t.Fatalf("%s: %q %v", tc.name, name, err)
 		}
 	}
@@ -124,8 +124,9 @@ func TestNotationJWS(t *testing.T) {
 	expired := ca.leaf(t, ek, x509.ExtKeyUsageCodeSigning, now.Add(-3*time.Hour), now.Add(-time.Hour))
 	claimed := map[string]any{"io.cncf.notary.signingTime": now.Add(-2 * time.Hour).UTC().Format(time.RFC3339)}
 	lenient, _ := makeOptions(WithNotationCert(ca.file), WithAllowExpired(true))
-	if name, err := lenient.verifyNotationJWS(jws(t, "ES256", ek, [][]byte{expired}, claimed, payload)); err != nil || name != "ca.pem" {
-		t.Fatalf("expired certificate with --allow-expired: %q %v", name, err)
+	if name, when, err := lenient.verifyNotationJWS(jws(t, "ES256", ek, [][]byte{expired}, claimed, payload)); err != nil || name != "ca.pem" ||
+		!strings.Contains(when, "claimed signing time") {
+		t.Fatalf("expired certificate with --allow-expired: %q %q %v", name, when, err)
 	}
 	env := jws(t, "ES256", ek, [][]byte{good}, nil, payload)
 	var tampered map[string]any
@@ -152,7 +153,7 @@ func TestNotationJWS(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := tc.o.verifyNotationJWS(tc.env)
+			_, _, err := tc.o.verifyNotationJWS(tc.env)
 			if err == nil || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("got %v, want %q", err, tc.msg)
 			}

@@ -340,12 +340,12 @@ func (v *verifier) artifact(ctx context.Context, a ocispec.Descriptor) (*Artifac
 				ar.Note = "targetArtifact checked; the signer's certificate chain is not verified (no --notation-cert)"
 				break
 			}
-			if name, err := v.o.verifyNotationJWS(env); err != nil {
+			if name, when, err := v.o.verifyNotationJWS(env); err != nil {
 				ar.Note = "not verified: " + err.Error()
 			} else {
 				ar.Verified = true
 				ar.Keys = append(ar.Keys, name)
-				ar.Note = "certificate chain and signature verified against the notation trust store"
+				ar.Note = "certificate chain (valid " + when + ") and signature verified against the notation trust store"
 			}
 		default:
 			if ar.Format == "notation" && l.MediaType == MediaTypeCOSE {

@@ -84,6 +84,10 @@ func TestArchiveSignature(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "signature "+split+".sig verified") {
 		t.Fatalf("verify --archive-key of volumes: exit %d\n%s\n%s", code, stdout, stderr)
 	}
+	// serve checks it before it listens.
+	if code, _, stderr := runCLIBinary(t, "serve", archive, "--addr", "127.0.0.1:0", "--archive-key", otherPub); code != 3 || !strings.Contains(stderr, "does not verify") {
+		t.Fatalf("serve with another key: exit %d\n%s", code, stderr)
+	}
 	dst := startRegistry(t)
 	code, stdout, stderr = runCLIBinary(t, "--plain-http", dst.Host, "import", archive, "-t", dst.Host+"/airgap", "-m", filepath.Join(dir, "m.json"), "--archive-key", pubFile)
 	if code != 0 || !strings.Contains(stdout, "signature "+archive+".sig verified") {

@@ -45,12 +45,12 @@ func serveCommand(e *env) *cli.Command {
 		Description: "Every blob is verified before the first request is answered; whole-blob reads are verified again\n" +
 			"as they stream. The bundle is served under the repository and tag it was exported from, each image\n" +
 			"under its original repository path and tag. Stop with Ctrl-C (SIGINT) or SIGTERM.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:5000", Usage: "listen on `HOST:PORT` (port 0 picks a free port)"},
 			&cli.StringFlag{Name: "mapping", Aliases: []string{"m"}, Usage: "write a relocation-mapping.json `FILE` pointing every image at the served address"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with the certificate (chain) in this PEM `FILE` (with --tls-key)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "the private key of --tls-cert, a PEM `FILE`"},
-		},
+		}, archiveKeyFlags()...), // archivesig.go
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("serve takes one archive")
@@ -67,6 +67,10 @@ func serveCommand(e *env) *cli.Command {
 			case cert != "" || key != "":
 				return usagef("--tls-cert and --tls-key go together")
 			}
+			ak, err := archiveKey(c) // --archive-key (archivesig.go)
+			if err != nil {
+				return err
+			}
 			bars := newProgress(e.stderr, c.Bool("quiet"))
 			s, err := serve.Open(c.Context, path, serve.WithLogger(logger(c, e)), serve.WithProgress(func(ev progress.Event) {
 				ev.Phase = "verify" // the blobs are read to be verified, not moved
@@ -77,6 +81,11 @@ func serveCommand(e *env) *cli.Command {
 				return err
 			}
 			defer s.Close()
+			if ak != nil {
+				if _, err := s.Bundle().VerifyArchiveSignature(c.Context, *ak); err != nil {
+					return err
+				}
+			}
 			ln, err := net.Listen("tcp", c.String("addr"))
 			if err != nil {
 				return err

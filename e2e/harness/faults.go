@@ -79,8 +79,9 @@ type FaultEvent struct {
 	Key string
 	// Fault is the Name of the fault injected, "" if forwarded.
 	Fault string
-	// Range is the request's Range header, if any.
-	Range string
+	// Range and ContentRange are the request's Range and Content-Range
+	// headers, if any.
+	Range, ContentRange string
 }
 
 // FaultProxy is a reverse proxy in front of a Registry that injects
@@ -210,7 +211,7 @@ func faultKey(r *http.Request) string {
 
 // pick chooses the fault to inject into r, if any, and records the request.
 func (p *FaultProxy) pick(r *http.Request) (*Fault, FaultEvent) {
-	ev := FaultEvent{Time: time.Now(), Method: r.Method, Path: r.URL.Path, Key: faultKey(r), Range: r.Header.Get("Range")}
+	ev := FaultEvent{Time: time.Now(), Method: r.Method, Path: r.URL.Path, Key: faultKey(r), Range: r.Header.Get("Range"), ContentRange: r.Header.Get("Content-Range")}
 	route := faultRoute(r.URL.Path)
 	p.mu.Lock()
 	defer p.mu.Unlock()

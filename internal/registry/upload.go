@@ -49,8 +49,11 @@ const (
 // whole body with its digest, the monolithic upload every registry must
 // support. Compared with a streamed PATCH followed by an empty PUT this
 // saves a request and the registry's intermediate upload state per blob,
-// which is most of the per-blob cost for small blobs. Transient failures
-// are retried under the client's retry policy, re-opening the content.
+// which is most of the per-blob cost for small blobs. Blobs of
+// ResumableUploadSize or more are streamed with PATCH instead, so that a
+// connection that breaks mid-body continues from the offset the registry
+// reports (uploadResumable). Transient failures are retried under the
+// client's retry policy, re-opening the content.
 func (c *Client) UploadBlob(ctx context.Context, u Upload) (UploadResult, error) {
 	var res UploadResult
 	var bodyFailure error
@@ -130,6 +133,9 @@ func (c *Client) uploadOnce(ctx context.Context, u Upload) (UploadResult, bool, 
 	loc, err := resp.Location()
 	if err != nil {
 		return 0, false, fmt.Errorf("blob %s: upload session without a usable Location: %w", u.Digest, err)
+	}
+	if u.Size >= ResumableUploadSize {
+		return c.uploadResumable(ctx, hc, u, loc)
 	}
 	q := loc.Query()
 	q.Set("digest", u.Digest.String())

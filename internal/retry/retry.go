@@ -133,6 +133,11 @@ func RetryableStatus(code int) bool {
 	return false
 }
 
+// ErrAgain marks a failure that the operation that saw it knows may pass
+// when it starts over (an upload whose resumed session turned out not to
+// hold what it said). Temporary reports errors wrapping it as temporary.
+var ErrAgain = errors.New("worth starting over")
+
 // Temporary reports whether err may pass if the request or operation is
 // tried again: a retryable registry status (see RetryableStatus), a reset,
 // refused, aborted or broken connection, a connection closed before the
@@ -149,6 +154,9 @@ func Temporary(err error) bool {
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
+	}
+	if errors.Is(err, ErrAgain) {
+		return true
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {
@@ -223,7 +231,17 @@ func (p Policy) Budget() *Budget {
 // err (permanent, or the context's end) or an *Error when the attempts or
 // time are used up.
 func (b *Budget) Next(ctx context.Context, err error) error {
-	if !Temporary(err) || ctx.Err() != nil {
+	if !Temporary(err) {
+		return err
+	}
+	return b.Again(ctx, err)
+}
+
+// Again is Next for a failure the caller knows to be passing although
+// Temporary would not say so (an upload offset the registry has moved
+// past meanwhile, say).
+func (b *Budget) Again(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
 		return err
 	}
 	wait := b.p.backoff(b.attempts)

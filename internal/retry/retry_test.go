@@ -421,3 +421,33 @@ func TestTransportConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A Budget allows MaxAttempts-1 continuations, waiting between them;
+// Next refuses permanent errors, Again takes them; ErrAgain makes an error
+// temporary.
+func TestBudget(t *testing.T) {
+	ctx := context.Background()
+	b := Policy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}.Budget()
+	permanent := errors.New("permanent")
+	if err := b.Next(ctx, permanent); err != permanent {
+		t.Fatalf("a permanent error was continued: %v", err)
+	}
+	if !Temporary(fmt.Errorf("x: %w", ErrAgain)) {
+		t.Fatal("ErrAgain is not temporary")
+	}
+	if err := b.Again(ctx, permanent); err != nil {
+		t.Fatalf("first continuation: %v", err)
+	}
+	if err := b.Next(ctx, io.ErrUnexpectedEOF); err != nil {
+		t.Fatalf("second continuation: %v", err)
+	}
+	var re *Error
+	if err := b.Next(ctx, io.ErrUnexpectedEOF); !errors.As(err, &re) || re.Attempts != 3 {
+		t.Fatalf("a third continuation was allowed: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := (Policy{}).Budget().Again(cctx, permanent); err != permanent {
+		t.Fatalf("continued after cancellation: %v", err)
+	}
+}

@@ -14,3 +14,17 @@ func TestRangeEnd(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRanges parses arbitrary Range and Content-Range answers: no panic,
+// and whatever is accepted is a sane position.
+func FuzzRanges(f *testing.F) {
+	for _, s := range []string{"0-524287", "0-0", "bytes=0-9", "bytes 10-99/100", "bytes 5-", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		if n, err := rangeEnd(h); err == nil && n < -1 {
+			t.Fatalf("rangeEnd(%q) = %d", h, n)
+		}
+		contentRangeStart(h) // must not panic
+	})
+}

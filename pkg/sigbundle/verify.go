@@ -92,8 +92,7 @@ func Verify(ctx context.Context, st Store, c Carried, opts ...Option) (*Report, 
 		subject digest.Digest
 		format  string
 	}
-	cosign := map[group][]int{}
-	notation := map[digest.Digest][]int{}
+	signed := map[group][]int{} // cosign signatures and attestations, notation signatures
 	var trust []int
 	for _, a := range arts {
 		ar, err := v.artifact(ctx, a)
@@ -103,50 +102,40 @@ func Verify(ctx context.Context, st Store, c Carried, opts ...Option) (*Report, 
 		v.rep.Artifacts = append(v.rep.Artifacts, *ar)
 		i := len(v.rep.Artifacts) - 1
 		switch ar.Format {
-		case "cosign", "cosign-attestation":
+		case "cosign", "cosign-attestation", "notation":
 			g := group{ar.Subject, ar.Format}
-			cosign[g] = append(cosign[g], i)
-		case "notation":
-			notation[ar.Subject] = append(notation[ar.Subject], i)
+			signed[g] = append(signed[g], i)
 		case "notary":
 			trust = append(trust, i)
 		}
 	}
-	// With keys, every subject's cosign signatures (and attestations)
-	// need one that verifies.
-	if len(o.cosignKeys) > 0 {
-		groups := slices.SortedFunc(maps.Keys(cosign), func(a, b group) int { return strings.Compare(string(a.subject)+a.format, string(b.subject)+b.format) })
-		for _, g := range groups {
-			ok := false
-			var ds []string
-			for _, i := range cosign[g] {
-				ok = ok || v.rep.Artifacts[i].Verified
-				ds = append(ds, v.rep.Artifacts[i].Digest.String())
-			}
-			if !ok {
-				first := v.rep.Artifacts[cosign[g][0]]
-				return nil, &Error{Kind: "cosign", Artifact: first.Digest, Subject: g.subject, Key: v.keyNames(),
-					Err: wrapf(ErrSignature, "none of the %s artifacts of %s (%s) verifies with the given keys", g.format, v.label(g.subject), strings.Join(ds, ", "))}
-			}
+	// With cosign keys (for cosign signatures and attestations) or a
+	// notation trust store (for notation signatures), every subject's
+	// artifacts of that format need one that verifies.
+	checked := map[string]bool{"cosign": len(o.cosignKeys) > 0, "cosign-attestation": len(o.cosignKeys) > 0, "notation": len(o.notationRoots) > 0}
+	groups := slices.SortedFunc(maps.Keys(signed), func(a, b group) int { return strings.Compare(string(a.subject)+a.format, string(b.subject)+b.format) })
+	for _, g := range groups {
+		if !checked[g.format] {
+			continue
 		}
-	}
-	// With a notation trust store, every subject's notation signatures
-	// need one that verifies.
-	if len(o.notationRoots) > 0 {
-		for _, sub := range slices.Sorted(maps.Keys(notation)) {
-			ok := false
-			var why []string
-			for _, i := range notation[sub] {
-				a := v.rep.Artifacts[i]
-				ok = ok || a.Verified
-				why = append(why, a.Digest.String()+": "+a.Note)
-			}
-			if !ok {
-				first := v.rep.Artifacts[notation[sub][0]]
-				return nil, &Error{Kind: "notation", Artifact: first.Digest, Subject: sub,
-					Err: wrapf(ErrSignature, "none of the notation signatures of %s verifies against the trust store (%s)", v.label(sub), strings.Join(why, "; "))}
-			}
+		ok := false
+		var ds, why []string
+		for _, i := range signed[g] {
+			a := v.rep.Artifacts[i]
+			ok = ok || a.Verified
+			ds = append(ds, a.Digest.String())
+			why = append(why, a.Digest.String()+": "+a.Note)
 		}
+		if ok {
+			continue
+		}
+		first := v.rep.Artifacts[signed[g][0]]
+		if g.format == "notation" {
+			return nil, &Error{Kind: "notation", Artifact: first.Digest, Subject: g.subject,
+				Err: wrapf(ErrSignature, "none of the notation signatures of %s verifies against the trust store (%s)", v.label(g.subject), strings.Join(why, "; "))}
+		}
+		return nil, &Error{Kind: "cosign", Artifact: first.Digest, Subject: g.subject, Key: v.keyNames(),
+			Err: wrapf(ErrSignature, "none of the %s artifacts of %s (%s) verifies with the given keys", g.format, v.label(g.subject), strings.Join(ds, ", "))}
 	}
 	for _, i := range trust {
 		if err := v.notary(ctx, &v.rep.Artifacts[i]); err != nil {

@@ -192,21 +192,13 @@ func Temporary(err error) bool {
 // retries are exhausted the last error is returned inside an *Error; a
 // permanent error is returned as it is.
 func (p Policy) Do(ctx context.Context, op func(ctx context.Context, attempt int) error) error {
-	p = p.WithDefaults()
-	start := time.Now()
+	b := p.Budget()
 	for attempt := 1; ; attempt++ {
 		err := op(ctx, attempt)
-		if err == nil || !Temporary(err) {
-			return err
+		if err == nil {
+			return nil
 		}
-		if ctx.Err() != nil {
-			return err
-		}
-		wait := p.backoff(attempt)
-		if attempt >= p.MaxAttempts || time.Since(start)+wait > p.MaxElapsed {
-			return &Error{Attempts: attempt, Elapsed: time.Since(start), Err: err}
-		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := b.Next(ctx, err); err != nil {
 			return err
 		}
 	}

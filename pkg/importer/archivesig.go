@@ -3,10 +3,8 @@ package importer
 import (
 	"context"
 	"crypto"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -53,28 +51,16 @@ type ArchiveSignature struct {
 // does not verify.
 func (b *Bundle) VerifyArchiveSignature(ctx context.Context, k ArchiveKey) (*ArchiveSignature, error) {
 	a := b.Archive
-	var d digest.Digest
 	sigFile := k.Signature
-	if ps := a.Parts; ps != nil {
-		d = ps.Digest
-		if sigFile == "" {
+	if sigFile == "" {
+		sigFile = a.Path() + sigbundle.SignatureSuffix
+		if ps := a.Parts; ps != nil {
 			sigFile = filepath.Join(filepath.Dir(a.Path()), ps.Archive+sigbundle.SignatureSuffix)
 		}
-	} else {
-		if sigFile == "" {
-			sigFile = a.Path() + sigbundle.SignatureSuffix
-		}
-		f, err := os.Open(a.Path())
-		if err != nil {
-			return nil, err
-		}
-		h := sha256.New()
-		_, err = io.Copy(h, ctxReader{ctx, f})
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("hashing %s: %w", a.Path(), err)
-		}
-		d = digest.NewDigest(digest.SHA256, h)
+	}
+	d, err := a.FileDigest(ctx)
+	if err != nil {
+		return nil, err
 	}
 	raw, err := os.ReadFile(sigFile)
 	if errors.Is(err, os.ErrNotExist) {
@@ -90,17 +76,4 @@ func (b *Bundle) VerifyArchiveSignature(ctx context.Context, k ArchiveKey) (*Arc
 		return nil, fmt.Errorf("archive %s (%s): %w", a.Path(), sigFile, err)
 	}
 	return &ArchiveSignature{File: sigFile, Digest: d}, nil
-}
-
-// ctxReader stops a long read when ctx ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -425,6 +426,27 @@ func (a *Archive) Blobs() map[digest.Digest]int64 {
 
 // Path returns the path the archive was opened from.
 func (a *Archive) Path() string { return a.path }
+
+// FileDigest returns the sha256 of the archive file as it was given: the
+// file's bytes hashed again now (compressed ones as they are), or, for a
+// split archive, the digest of its joined parts, checked when it was
+// opened.
+func (a *Archive) FileDigest(ctx context.Context) (digest.Digest, error) {
+	if a.Parts != nil {
+		return a.Parts.Digest, nil
+	}
+	f, err := os.Open(a.path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := copyCtx(ctx, h, f); err != nil {
+		return "", fmt.Errorf("hashing %s: %w", a.path, err)
+	}
+	dropCache(f, 0, 0) // 0: to the end of the file
+	return digest.NewDigest(digest.SHA256, h), nil
+}
 
 // Close releases the archive file and removes any temporary files.
 func (a *Archive) Close() error {

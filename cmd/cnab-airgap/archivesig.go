@@ -41,8 +41,8 @@ func exportArchiveSigner(c *cli.Context) ([]export.Option, error) {
 	if err != nil {
 		return nil, usagef("--sign-key: %v", err)
 	}
-	if _, err := sigbundle.SignArchive(s, "sha256:0000000000000000000000000000000000000000000000000000000000000000"); err != nil {
-		return nil, usagef("--sign-key: %v", err) // an unsupported key type, before any byte moves
+	if err := sigbundle.CheckArchiveSigner(s); err != nil {
+		return nil, usagef("--sign-key: %v", err) // before any byte moves
 	}
 	return []export.Option{export.WithArchiveSigner(s)}, nil
 }

@@ -64,6 +64,9 @@ func WithArchiveSigner(s crypto.Signer) Option {
 		if s == nil {
 			return errors.New("export: nil archive signer")
 		}
+		if err := sigbundle.CheckArchiveSigner(s); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
 		o.signing.archive = s
 		return nil
 	}

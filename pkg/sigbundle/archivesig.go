@@ -38,17 +38,24 @@ func SignArchive(s crypto.Signer, d digest.Digest) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var sig []byte
-	switch s.Public().(type) {
-	case *ecdsa.PublicKey, *rsa.PublicKey:
-		sig, err = s.Sign(rand.Reader, sum, crypto.SHA256)
-	default:
-		return nil, fmt.Errorf("archive signature: %T keys are not supported (use ECDSA or RSA, as cosign generate-key-pair makes)", s.Public())
+	if err := CheckArchiveSigner(s); err != nil {
+		return nil, err
 	}
+	sig, err := s.Sign(rand.Reader, sum, crypto.SHA256)
 	if err != nil {
 		return nil, fmt.Errorf("archive signature: %w", err)
 	}
 	return []byte(base64.StdEncoding.EncodeToString(sig)), nil
+}
+
+// CheckArchiveSigner reports whether s can sign an archive: ECDSA and RSA
+// keys can; Ed25519 keys sign messages, not digests.
+func CheckArchiveSigner(s crypto.Signer) error {
+	switch s.Public().(type) {
+	case *ecdsa.PublicKey, *rsa.PublicKey:
+		return nil
+	}
+	return fmt.Errorf("archive signature: %T keys are not supported (use ECDSA or RSA, as cosign generate-key-pair makes)", s.Public())
 }
 
 // VerifyArchive checks a signature file's content against the archive

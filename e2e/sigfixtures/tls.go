@@ -16,6 +16,11 @@ import (
 	"time"
 )
 
+// WriteTLS writes ca.crt, server.crt and server.key (for 127.0.0.1 and
+// localhost) into dir and returns a transport trusting the CA: the TLS
+// material of any test server.
+func WriteTLS(dir string) (http.RoundTripper, error) { return writeTLS(dir) }
+
 // writeTLS writes ca.crt, server.crt and server.key (for 127.0.0.1 and
 // localhost) into dir and returns a transport trusting the CA.
 func writeTLS(dir string) (http.RoundTripper, error) {

@@ -118,7 +118,7 @@ func (e *exporter) collectSignatures(ctx context.Context, src *bundleSource, ind
 			return fmt.Errorf("export: Notary trust data is signed for a tag, and %s has none", res.Reference)
 		}
 		found, err := sigbundle.CollectNotary(ctx, sigbundle.NotaryRequest{
-			Server: so.notary, GUN: gunOf(src.repo), Target: src.tag,
+			Server: so.notary, GUN: sigbundle.GUN(src.repo), Target: src.tag,
 			Signed:     ocispec.Descriptor{Digest: digest.FromBytes(src.bundleJSON), Size: int64(len(src.bundleJSON))},
 			Object:     sigbundle.TargetObjectBundleJSON,
 			Subject:    ocispec.Descriptor{MediaType: src.indexMT, Digest: src.indexDigest, Size: int64(len(src.indexRaw))},
@@ -183,7 +183,7 @@ func (e *exporter) collectImageNotary(ctx context.Context, res *Result, opts []s
 			col.Warnings = append(col.Warnings, fmt.Sprintf("%s has no tag, and Notary v1 signs tags: no image trust data collected for it", who))
 			continue
 		}
-		key := gunOf(ref.Context()) + ":" + tag + "@" + img.Digest
+		key := sigbundle.GUN(ref.Context()) + ":" + tag + "@" + img.Digest
 		if seen[key] {
 			continue
 		}
@@ -204,7 +204,7 @@ func (e *exporter) collectImageNotary(ctx context.Context, res *Result, opts []s
 	for i, j := range jobs {
 		g.Go(func() error {
 			c, err := sigbundle.CollectNotary(gctx, sigbundle.NotaryRequest{
-				Server: e.o.signing.notary, GUN: gunOf(j.ref.Context()), Target: j.tag,
+				Server: e.o.signing.notary, GUN: sigbundle.GUN(j.ref.Context()), Target: j.tag,
 				Signed: j.desc, Object: sigbundle.TargetObjectManifest, Subject: j.desc, Repository: j.ref.Context(),
 			}, opts...)
 			if err != nil {
@@ -241,14 +241,6 @@ func tagOf(ref string) string {
 	return base[i+1:]
 }
 
-// gunOf returns the Notary GUN of a repository: registry host and path,
-// with Docker Hub spelled docker.io as Docker Content Trust does.
-func gunOf(repo name.Repository) string {
-	if repo.RegistryStr() == name.DefaultRegistry {
-		return "docker.io/" + repo.RepositoryStr()
-	}
-	return repo.Name()
-}
 
 // subjects lists every manifest and index of the bundle's graph with the
 // repositories that may hold its signing artifacts: those it is read from,

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
 
 func TestTagOfAndGUN(t *testing.T) {
@@ -31,8 +33,8 @@ func TestTagOfAndGUN(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := gunOf(r); got != want {
-			t.Errorf("gunOf(%q) = %q, want %q", ref, got, want)
+		if got := sigbundle.GUN(r); got != want {
+			t.Errorf("GUN(%q) = %q, want %q", ref, got, want)
 		}
 	}
 }

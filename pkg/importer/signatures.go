@@ -374,11 +374,7 @@ func (im *importer) resign(ctx context.Context) error {
 			repo = im.p.bundleTag.Context()
 			t.Target = im.p.bundleTag.TagStr()
 		}
-		gun := repo.Name()
-		if repo.RegistryStr() == name.DefaultRegistry {
-			gun = "docker.io/" + repo.RepositoryStr()
-		}
-		out, err := sigbundle.Resign(ctx, sigbundle.ResignRequest{Server: r.Server, GUN: gun, TrustDir: r.TrustDir, Target: &t, Passphrase: r.Passphrase}, r.Options...)
+		out, err := sigbundle.Resign(ctx, sigbundle.ResignRequest{Server: r.Server, GUN: sigbundle.GUN(repo), TrustDir: r.TrustDir, Target: &t, Passphrase: r.Passphrase}, r.Options...)
 		if err != nil {
 			return err
 		}

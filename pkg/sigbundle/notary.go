@@ -30,6 +30,16 @@ import (
 // emptyJSON is the OCI empty descriptor's content, "{}".
 var emptyJSON = []byte("{}")
 
+// GUN returns the Notary Globally Unique Name of a repository: registry
+// host and path, with Docker Hub spelled docker.io as Docker Content Trust
+// does.
+func GUN(repo name.Repository) string {
+	if repo.RegistryStr() == name.DefaultRegistry {
+		return "docker.io/" + repo.RepositoryStr()
+	}
+	return repo.Name()
+}
+
 // NotaryRequest says which Notary v1 trust data to collect.
 type NotaryRequest struct {
 	// Server is the Notary server's base URL (https://notary.example.com).

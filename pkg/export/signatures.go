@@ -241,7 +241,6 @@ func tagOf(ref string) string {
 	return base[i+1:]
 }
 
-
 // subjects lists every manifest and index of the bundle's graph with the
 // repositories that may hold its signing artifacts: those it is read from,
 // then the repository of each image string whose closure holds it.

@@ -484,9 +484,16 @@ func TestSigning(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer b.Close()
-		rep, err := b.VerifySignatures(ctx, sigbundle.WithNotaryPin(s.gun, s.rootID), cosignKey(t, s.keyFile), sigbundle.WithRequireSignatures(true))
-		if err != nil || !rep.Signed {
-			t.Fatalf("the re-exported archive does not verify: %v", err)
+		// Re-exported from the mirror, the archive names the bundle
+		// airgap/bundles/...: the trust data signs the publisher's GUN, so
+		// only the operator's --allow-rename accepts the mirror's prefix.
+		_, err = b.VerifySignatures(ctx, sigbundle.WithNotaryPin(s.gun, s.rootID), cosignKey(t, s.keyFile), sigbundle.WithRequireSignatures(true))
+		if !errors.Is(err, sigbundle.ErrNameMismatch) || !strings.Contains(err.Error(), "--allow-rename") {
+			t.Fatalf("trust data of %s accepted for the mirror's name without --allow-rename: %v", s.gun, err)
+		}
+		rep, err := b.VerifySignatures(ctx, sigbundle.WithNotaryPin(s.gun, s.rootID), cosignKey(t, s.keyFile), sigbundle.WithRequireSignatures(true), sigbundle.WithAllowRename(true))
+		if err != nil || !rep.Signed || len(rep.Notary) != 1 || !rep.Notary[0].Renamed {
+			t.Fatalf("the re-exported archive does not verify with --allow-rename: %v", err)
 		}
 	})
 

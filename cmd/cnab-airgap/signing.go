@@ -47,7 +47,9 @@ func verifySigningFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "in-toto-run-inspections", Usage: "allow in-toto layouts with inspections: they run the commands the layout names"},
 		&cli.StringSliceFlag{Name: "cosign-key", Usage: "verify cosign signatures and attestations with this public key `FILE` (repeatable)"},
 		&cli.StringSliceFlag{Name: "notation-cert", Usage: "verify notation signatures against the CA or signing certificates in this PEM `FILE` (the notation trust store; repeatable)"},
-		&cli.BoolFlag{Name: "require-signatures", Usage: "fail unless the bundle has Notary trust data or a signature of its index (cosign or notation) that verified"},
+		&cli.BoolFlag{Name: "require-signatures", Usage: "fail unless the bundle has Notary trust data or a signature of its index (cosign or notation) that verified for the name it is published under"},
+		&cli.BoolFlag{Name: "allow-rename", Usage: "count signatures whose claimed name (cosign docker-reference) contradicts the bundle's repository path or tag (reported); Notary trust data is never accepted for another name"},
+		&cli.StringFlag{Name: "trust-state", Usage: "refuse Notary trust data older than the versions remembered in this `FILE` (import also records the versions it accepts there)"},
 	}
 }
 
@@ -147,6 +149,13 @@ func verifyOptions(c *cli.Context, e *env) ([]sigbundle.Option, error) {
 		}
 		out = append(out, sigbundle.WithCosignKey(filepath.Base(f), k))
 	}
+	if p := c.String("trust-state"); p != "" {
+		st, err := sigbundle.ReadTrustState(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sigbundle.WithTrustState(st))
+	}
 	if c.Bool("notary-tofu") && !c.Bool("quiet") {
 		fmt.Fprintln(e.stderr, "warning: --notary-tofu trusts the Notary root the archive carries: this proves the bundle is what that root's keys signed, not who holds them; pin the root key ID (--notary-pin) to prove the publisher")
 	}
@@ -155,14 +164,15 @@ func verifyOptions(c *cli.Context, e *env) ([]sigbundle.Option, error) {
 		sigbundle.WithAllowExpired(c.Bool("allow-expired")),
 		sigbundle.WithInTotoInspections(c.Bool("in-toto-run-inspections")),
 		sigbundle.WithRequireSignatures(c.Bool("require-signatures")),
+		sigbundle.WithAllowRename(c.Bool("allow-rename")),
 		sigbundle.WithJobs(c.Int("jobs")),
 	), nil
 }
 
 func importSigningOptions(c *cli.Context, e *env) ([]importer.Option, error) {
 	if c.Bool("no-signatures") {
-		if c.Bool("require-signatures") || c.Bool("notary-resign") {
-			return nil, usagef("--no-signatures cannot be combined with --require-signatures or --notary-resign")
+		if err := noSignaturesConflicts(c, "notary-resign"); err != nil {
+			return nil, err
 		}
 		return []importer.Option{importer.WithSignatures(false)}, nil
 	}
@@ -171,6 +181,9 @@ func importSigningOptions(c *cli.Context, e *env) ([]importer.Option, error) {
 		return nil, err
 	}
 	out := []importer.Option{importer.WithSigningOptions(so...)}
+	if p := c.String("trust-state"); p != "" {
+		out = append(out, importer.WithTrustState(p))
+	}
 	if c.Bool("notary-resign") {
 		server, dir := c.String("notary-server"), c.String("notary-trust-dir")
 		if server == "" || dir == "" {
@@ -263,6 +276,19 @@ func printSigningReport(w io.Writer, rep *sigbundle.Report) {
 		}
 	}
 	fmt.Fprintf(w, "signing     %d artifacts bound to their subjects, %d verified with keys, bundle signed: %v\n", bound, verified, rep.Signed)
+	// The names signers claimed, where they claimed one (names.go).
+	for _, a := range rep.Artifacts {
+		if a.ClaimedName == "" || !a.Verified {
+			continue
+		}
+		how := map[string]string{sigbundle.NameMatches: "matches", sigbundle.NameContradicts: "CONTRADICTS the published name",
+			sigbundle.NameRenamed: "renamed (--allow-rename)", "": "not compared"}[a.NameMatch]
+		label := a.SubjectLabel
+		if label == "" {
+			label = a.Subject.String()
+		}
+		fmt.Fprintf(w, "            %s %s of %s claims %s: %s\n", a.Format, shortDigest(a.Digest.String()), label, a.ClaimedName, how)
+	}
 }
 
 // printSigningArtifacts lists an archive's signing artifacts per subject.
@@ -427,4 +453,16 @@ func cosignTag(x ocispec.Descriptor) string {
 // subjectLabel names the subject of an index.json entry.
 func subjectLabel(labels map[digest.Digest]string, x ocispec.Descriptor) string {
 	return labels[digest.Digest(x.Annotations[layout.AnnotationSubject])]
+}
+
+// noSignaturesConflicts refuses --no-signatures together with a flag that
+// asks for signing evidence to be checked: a trust anchor that would
+// silently check nothing.
+func noSignaturesConflicts(c *cli.Context, extra ...string) error {
+	for _, f := range append([]string{"require-signatures", "notary-pin", "notary-ca", "notary-tofu", "cosign-key", "notation-cert", "trust-state", "allow-rename"}, extra...) {
+		if c.IsSet(f) {
+			return usagef("--no-signatures cannot be combined with --%s: nothing would be verified", f)
+		}
+	}
+	return nil
 }

@@ -45,6 +45,11 @@ func verifyCommand(e *env) *cli.Command {
 			if c.NArg() != 1 {
 				return usagef("verify takes one archive")
 			}
+			if c.Bool("no-signatures") {
+				if err := noSignaturesConflicts(c); err != nil {
+					return err
+				}
+			}
 			asJSON, err := outputJSON(c)
 			if err != nil {
 				return err

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -26,6 +27,23 @@ type signingOptions struct {
 	off    bool
 	opts   []sigbundle.Option
 	resign *NotaryResign
+	// trustState is the file that remembers accepted Notary versions.
+	trustState string
+}
+
+// WithTrustState keeps offline rollback protection in the file at path
+// (sigbundle.TrustState): Notary trust data older than what an earlier
+// import accepted for the same GUN is refused before anything is pushed,
+// and after a successful import the file remembers the versions accepted.
+// A file that does not exist yet starts empty. The default keeps no state.
+func WithTrustState(path string) Option {
+	return func(o *options) error {
+		if path == "" {
+			return errors.New("import: empty trust state path")
+		}
+		o.signing.trustState = path
+		return nil
+	}
 }
 
 // NotaryResign asks Import to publish the verified Notary target under the
@@ -83,6 +101,9 @@ type SignatureResult struct {
 	TagsMerged int64 `json:"tagsMerged,omitempty"`
 	// Resigned lists Notary targets re-signed at the destination.
 	Resigned []*sigbundle.ResignResult `json:"resigned,omitempty"`
+	// TrustState is the trust state file updated with the Notary versions
+	// accepted (WithTrustState).
+	TrustState string `json:"trustState,omitempty"`
 }
 
 // archiveStore serves the archive's blobs, verified as they are read.
@@ -146,8 +167,33 @@ func (b *Bundle) Labels() map[digest.Digest]string {
 // VerifySignatures checks the archive's signing evidence offline with
 // sigbundle.Verify. Nothing is written anywhere.
 func (b *Bundle) VerifySignatures(ctx context.Context, opts ...sigbundle.Option) (*sigbundle.Report, error) {
-	c := sigbundle.Carried{BundleJSON: b.BundleJSON, Index: b.Index, Manifests: b.Labels(), Artifacts: b.SigningArtifacts()}
+	c := sigbundle.Carried{BundleJSON: b.BundleJSON, Index: b.Index, Manifests: b.Labels(), Artifacts: b.SigningArtifacts(), Names: b.Names()}
 	return sigbundle.Verify(ctx, archiveStore{b.Archive}, c, opts...)
+}
+
+// Names are the publisher's names of the bundle's content, the ones Import
+// pushes it under (the registry and prefix aside): the bundle index and
+// config manifest under the bundle's reference with the tag that is
+// pushed, and every manifest of an image under that image's reference from
+// bundle.json. Signing evidence is bound to them (sigbundle.Names): trust
+// data for another repository or tag is refused, whatever index.json says.
+func (b *Bundle) Names() *sigbundle.Names {
+	n := &sigbundle.Names{}
+	if b.Reference != "" {
+		ref := b.Reference
+		if r, err := name.ParseReference(ref); err == nil && strings.Contains(ref, "/") {
+			// The tag pushed, spelled out even where the reference had none.
+			ref = r.Context().Name() + ":" + b.Tag
+		}
+		n.Add(b.Index.Digest, ref)
+		n.Add(b.ConfigManifest, ref)
+	}
+	for _, e := range b.Images {
+		for _, d := range e.Manifests {
+			n.Add(d, e.Ref)
+		}
+	}
+	return n
 }
 
 // signingPlan is where each artifact goes at the target, parents first.
@@ -178,7 +224,15 @@ func verifySignatures(ctx context.Context, o *options, b *Bundle, p *pushPlan, r
 		return sp, nil
 	}
 	o.progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateStarted, Count: len(arts)})
-	rep, err := b.VerifySignatures(ctx, o.signing.opts...)
+	opts := o.signing.opts
+	if o.signing.trustState != "" {
+		st, err := sigbundle.ReadTrustState(o.signing.trustState)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(slices.Clone(opts), sigbundle.WithTrustState(st))
+	}
+	rep, err := b.VerifySignatures(ctx, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -380,5 +434,19 @@ func (im *importer) resign(ctx context.Context) error {
 		}
 		im.sig.res.Resigned = append(im.sig.res.Resigned, out)
 	}
+	return nil
+}
+
+// recordTrust raises the trust state file to the Notary versions this
+// import accepted, once everything is pushed and verified at the target.
+func (im *importer) recordTrust() error {
+	path := im.o.signing.trustState
+	if path == "" || im.sig == nil || im.sig.res.Report == nil {
+		return nil
+	}
+	if err := sigbundle.RecordTrustState(path, im.sig.res.Report.Notary, time.Now()); err != nil {
+		return fmt.Errorf("the bundle was pushed, but the trust state was not updated: %w", err)
+	}
+	im.sig.res.TrustState = path
 	return nil
 }

@@ -27,19 +27,21 @@ type simpleSigning struct {
 	} `json:"critical"`
 }
 
-// checkSimpleSigning checks that a cosign payload names subject. Like
-// cosign's own claim check, only the digest counts: docker-reference is
-// informational, so a relocated image keeps its signature.
-func checkSimpleSigning(payload []byte, subject digest.Digest) error {
+// checkSimpleSigning checks that a cosign payload names subject and
+// returns the docker-reference it claims. Like cosign's own claim check,
+// only the digest binds the signature to its subject (a relocated image
+// keeps its signature); the claimed name is compared with the names the
+// subject is published under by Verify (names.go).
+func checkSimpleSigning(payload []byte, subject digest.Digest) (string, error) {
 	var p simpleSigning
 	if err := json.Unmarshal(payload, &p); err != nil {
-		return wrapf(ErrBinding, "cosign payload is not JSON: %v", err)
+		return "", wrapf(ErrBinding, "cosign payload is not JSON: %v", err)
 	}
 	got := p.Critical.Image.DockerManifestDigest
 	if got != subject.String() {
-		return wrapf(ErrBinding, "cosign payload signs docker-manifest-digest %q, not %s", got, subject)
+		return "", wrapf(ErrBinding, "cosign payload signs docker-manifest-digest %q, not %s", got, subject)
 	}
-	return nil
+	return p.Critical.Identity.DockerReference, nil
 }
 
 // dsseEnvelope is a DSSE envelope (cosign attestations).

@@ -41,6 +41,15 @@ var (
 	// ErrUnsigned: signatures were required and the bundle has none that
 	// verified.
 	ErrUnsigned = fmt.Errorf("bundle is not signed%.0w", ErrVerification)
+	// ErrNameMismatch: verified evidence vouches for another name than the
+	// one the content is published under (a Notary GUN or target that is
+	// not the bundle's repository and tag; a cosign docker-reference whose
+	// path or tag contradicts it, when that decides whether the bundle is
+	// signed).
+	ErrNameMismatch = fmt.Errorf("signed for another name%.0w", ErrVerification)
+	// ErrRollback: trust data is older than trust data accepted before for
+	// the same GUN (WithTrustState).
+	ErrRollback = fmt.Errorf("trust data rollback%.0w", ErrVerification)
 	// ErrNotFound: the Notary server has no trust data for the GUN or no
 	// such target.
 	ErrNotFound = errors.New("no trust data")

@@ -95,6 +95,9 @@ type NotaryInfo struct {
 	// attached to (the bundle index, or the image manifest it signs).
 	Object  string        `json:"object,omitempty"`
 	Subject digest.Digest `json:"subject,omitempty"`
+	// Renamed is true when the GUN's repository path and the target were
+	// accepted under another registry or prefix (WithAllowRename).
+	Renamed bool `json:"renamed,omitempty"`
 
 	hashes data.Hashes
 	custom []byte

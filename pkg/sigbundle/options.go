@@ -43,6 +43,8 @@ type options struct {
 	cosignKeys     []cosignKey
 	notationRoots  []notationRoot // notation.go
 	require        bool
+	allowRename    bool        // names.go
+	trustState     *TrustState // truststate.go
 }
 
 func makeOptions(opts ...Option) (*options, error) {
@@ -229,6 +231,22 @@ func WithCosignKey(name string, key crypto.PublicKey) Option {
 // against the WithNotationCert trust store. The default accepts unsigned bundles.
 func WithRequireSignatures(b bool) Option {
 	return func(o *options) error { o.require = b; return nil }
+}
+
+// WithAllowRename accepts signatures whose claimed name (a cosign
+// docker-reference) contradicts the name the bundle is published under, as
+// the operator's deliberate rename: they count for WithRequireSignatures,
+// and the report marks them NameRenamed. Notary trust data is never
+// accepted for another GUN or target. The default refuses to call such a
+// bundle signed.
+func WithAllowRename(b bool) Option {
+	return func(o *options) error { o.allowRename = b; return nil }
+}
+
+// WithTrustState refuses Notary trust data older than what s remembers
+// (ErrRollback): see TrustState. The default remembers nothing.
+func WithTrustState(s *TrustState) Option {
+	return func(o *options) error { o.trustState = s; return nil }
 }
 
 // LoadPublicKey reads a PEM public key (PKIX "PUBLIC KEY", as cosign

@@ -108,10 +108,10 @@ func sign(t *testing.T, k *ecdsa.PrivateKey, msg []byte) string {
 func TestCosignBindingAndSignature(t *testing.T) {
 	subject := digest.FromString("image")
 	payload := []byte(`{"critical":{"identity":{"docker-reference":"old.example/app"},"image":{"docker-manifest-digest":"` + subject.String() + `"},"type":"cosign container image signature"},"optional":null}`)
-	if err := checkSimpleSigning(payload, subject); err != nil {
-		t.Fatal(err)
+	if claim, err := checkSimpleSigning(payload, subject); err != nil || claim != "old.example/app" {
+		t.Fatal(claim, err)
 	}
-	if err := checkSimpleSigning(payload, digest.FromString("other")); !errors.Is(err, ErrBinding) {
+	if _, err := checkSimpleSigning(payload, digest.FromString("other")); !errors.Is(err, ErrBinding) {
 		t.Fatalf("another subject: %v", err)
 	}
 	k, other := newKey(t), newKey(t)

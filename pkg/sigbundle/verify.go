@@ -35,6 +35,11 @@ type Carried struct {
 	Manifests map[digest.Digest]string
 	// Artifacts are the signing artifacts' index.json entries.
 	Artifacts []ocispec.Descriptor
+	// Names are the names the content is published under (names.go): when
+	// set, Notary trust data must be for one of its subject's names, and a
+	// cosign signature whose claimed name contradicts them does not make
+	// the bundle signed. Nil binds evidence to digests only.
+	Names *Names
 }
 
 // ArtifactReport is the outcome for one artifact.
@@ -57,6 +62,17 @@ type ArtifactReport struct {
 	// notary, or subject (the subject field only).
 	Format string `json:"format"`
 	Note   string `json:"note,omitempty"`
+	// ClaimedName is the name the signer claimed (a cosign payload's
+	// docker-reference; notation signatures claim none), and NameMatch
+	// how it compares with the names the subject is published under:
+	// NameMatches, NameContradicts or NameRenamed ("" when nothing was
+	// claimed or no names were given).
+	ClaimedName string `json:"claimedName,omitempty"`
+	NameMatch   string `json:"nameMatch,omitempty"`
+
+	// forName: a signature that verified and whose claim does not
+	// contradict the subject's names (or WithAllowRename).
+	forName bool
 }
 
 // Report is the result of Verify.
@@ -142,9 +158,25 @@ func Verify(ctx context.Context, st Store, c Carried, opts ...Option) (*Report, 
 			return nil, err
 		}
 	}
+	var renamed []ArtifactReport // verified, but for another name
 	for _, a := range v.rep.Artifacts {
-		if a.Subject == c.Index.Digest && a.Role == layout.RoleSignature && a.Verified {
+		if a.Subject != c.Index.Digest || a.Role != layout.RoleSignature || !a.Verified {
+			continue
+		}
+		if a.forName {
 			v.rep.Signed = true
+		} else {
+			renamed = append(renamed, a)
+		}
+	}
+	for _, a := range v.rep.Artifacts {
+		if a.Verified && a.NameMatch == NameContradicts {
+			v.rep.Warnings = append(v.rep.Warnings, fmt.Sprintf("%s signature %s of %s claims %s, which contradicts %s: it does not count as a signature of this name (--allow-rename accepts the rename)",
+				a.Format, a.Digest, v.label(a.Subject), a.ClaimedName, strings.Join(c.Names.Subjects[a.Subject], ", ")))
+		}
+		if a.NameMatch == NameRenamed {
+			v.rep.Warnings = append(v.rep.Warnings, fmt.Sprintf("%s signature %s of %s claims %s, not %s: accepted as a rename (--allow-rename)",
+				a.Format, a.Digest, v.label(a.Subject), a.ClaimedName, strings.Join(c.Names.Subjects[a.Subject], ", ")))
 		}
 	}
 	for _, n := range v.rep.Notary {
@@ -152,11 +184,90 @@ func Verify(ctx context.Context, st Store, c Carried, opts ...Option) (*Report, 
 			v.rep.Signed = true
 		}
 	}
+	if err := v.anchorsUsed(); err != nil {
+		return nil, err
+	}
 	if o.require && !v.rep.Signed {
+		if len(renamed) > 0 {
+			a := renamed[0]
+			return nil, &Error{Kind: a.Format, Artifact: a.Digest, Subject: c.Index.Digest, Err: wrapf(ErrNameMismatch,
+				"signatures are required; the bundle index's signature verified but claims %s, while the bundle is published as %s (pass --allow-rename if the rename is intended)",
+				a.ClaimedName, strings.Join(c.Names.Subjects[c.Index.Digest], ", "))}
+		}
 		return nil, &Error{Kind: "bundle", Subject: c.Index.Digest, Err: wrapf(ErrUnsigned,
 			"signatures are required, and the bundle has neither Notary trust data that verified nor a signature of its index that verified with a given key (--cosign-key) or trust store (--notation-cert)")}
 	}
 	return v.rep, nil
+}
+
+// anchorsUsed refuses trust anchors given for evidence the archive does not
+// carry: a Notary pin for a GUN without trust data, a cosign key that
+// verified nothing, a notation trust store that verified nothing. An
+// operator who pins a publisher expects that publisher's evidence; without
+// it the content would pass as merely unsigned.
+func (v *verifier) anchorsUsed() error {
+	gunsSeen := map[string]bool{}
+	var carried []string
+	for _, n := range v.rep.Notary {
+		gunsSeen[n.GUN] = true
+		carried = append(carried, n.GUN)
+	}
+	for _, g := range slices.Sorted(maps.Keys(v.o.pins)) {
+		if gunsSeen[g] {
+			continue
+		}
+		what := "no Notary trust data at all"
+		if len(carried) > 0 {
+			what = "trust data for " + strings.Join(carried, ", ") + " only"
+		}
+		return &Error{Kind: "notary", GUN: g, Err: wrapf(ErrTrustAnchor, "a pin was given for this GUN, but the archive carries %s", what)}
+	}
+	used := map[string]bool{}
+	cosignArts, notationVerified := 0, false
+	for _, a := range v.rep.Artifacts {
+		switch a.Format {
+		case "cosign", "cosign-attestation":
+			cosignArts++
+			for _, k := range a.Keys {
+				used[k] = true
+			}
+		case "notation":
+			notationVerified = notationVerified || a.Verified
+		}
+	}
+	for _, k := range v.o.cosignKeys {
+		if !used[k.name] {
+			return &Error{Kind: "cosign", Key: k.name, Err: wrapf(ErrTrustAnchor, "the key verified none of the %d cosign signatures and attestations the archive carries", cosignArts)}
+		}
+	}
+	if len(v.o.notationRoots) > 0 && !notationVerified {
+		return &Error{Kind: "notation", Err: wrapf(ErrTrustAnchor, "a notation trust store was given, but no notation signature the archive carries verifies against it")}
+	}
+	return nil
+}
+
+// claim records a signer's claimed name for one signature of ar and
+// whether that signature, verified or not, is for the subject's name.
+func (v *verifier) claim(ar *ArtifactReport, claim string, verified bool) {
+	match := ""
+	if claim != "" && v.c.Names != nil {
+		var seen []string
+		match, seen = v.c.Names.matchClaim(ar.Subject, claim)
+		if match == NameContradicts && len(seen) == 0 {
+			match = "" // the subject has no name to contradict
+		}
+		if match == NameContradicts && v.o.allowRename {
+			match = NameRenamed
+		}
+	}
+	// The report shows the claim of a verified signature first.
+	if ar.ClaimedName == "" || (verified && !ar.forName) {
+		ar.ClaimedName, ar.NameMatch = claim, match
+	}
+	if verified && match != NameContradicts {
+		ar.forName = true
+		ar.ClaimedName, ar.NameMatch = claim, match
+	}
 }
 
 type verifier struct {
@@ -302,10 +413,11 @@ func (v *verifier) artifact(ctx context.Context, a ocispec.Descriptor) (*Artifac
 			if err != nil {
 				return fail("cosign", fmt.Errorf("%w: payload: %w", ErrBinding, err))
 			}
-			if err := checkSimpleSigning(payload, ar.Subject); err != nil {
+			claim, err := checkSimpleSigning(payload, ar.Subject)
+			if err != nil {
 				return fail("cosign", err)
 			}
-			v.tryKeys(ar, payload, []string{l.Annotations[AnnotationCosignSignature]})
+			v.claim(ar, claim, v.tryKeys(ar, payload, []string{l.Annotations[AnnotationCosignSignature]}))
 		case l.MediaType == MediaTypeDSSE || strings.HasPrefix(l.MediaType, MediaTypeDSSE):
 			ar.Format = "cosign-attestation"
 			env, err := v.read(ctx, l)
@@ -316,7 +428,9 @@ func (v *verifier) artifact(ctx context.Context, a ocispec.Descriptor) (*Artifac
 			if err != nil {
 				return fail("cosign", err)
 			}
-			v.tryKeys(ar, msg, sigs)
+			if v.tryKeys(ar, msg, sigs) {
+				ar.forName = true // an attestation claims no name
+			}
 		case ar.Format == "notation" && l.MediaType == MediaTypeJWS:
 			env, err := v.read(ctx, l)
 			if err != nil {
@@ -333,6 +447,7 @@ func (v *verifier) artifact(ctx context.Context, a ocispec.Descriptor) (*Artifac
 				ar.Note = "not verified: " + err.Error()
 			} else {
 				ar.Verified = true
+				ar.forName = true // a notation payload claims no name
 				ar.Keys = append(ar.Keys, name)
 				ar.Note = "certificate chain (valid " + when + ") and signature verified against the notation trust store"
 			}
@@ -349,11 +464,14 @@ func (v *verifier) artifact(ctx context.Context, a ocispec.Descriptor) (*Artifac
 	return ar, nil
 }
 
-// tryKeys records which keys verify any of sigs over msg.
-func (v *verifier) tryKeys(ar *ArtifactReport, msg []byte, sigs []string) {
+// tryKeys records which keys verify any of sigs over msg, and reports
+// whether one did.
+func (v *verifier) tryKeys(ar *ArtifactReport, msg []byte, sigs []string) bool {
+	ok := false
 	for _, k := range v.o.cosignKeys {
 		for _, s := range sigs {
 			if s != "" && verifyWith(k.key, msg, s) {
+				ok = true
 				ar.Verified = true
 				if !slices.Contains(ar.Keys, k.name) {
 					ar.Keys = append(ar.Keys, k.name)
@@ -361,6 +479,7 @@ func (v *verifier) tryKeys(ar *ArtifactReport, msg []byte, sigs []string) {
 			}
 		}
 	}
+	return ok
 }
 
 // notary verifies one trust-data artifact.
@@ -419,6 +538,22 @@ func (v *verifier) notary(ctx context.Context, ar *ArtifactReport) error {
 		return fail(&Error{Kind: "notary", GUN: info.GUN, Role: info.TargetRole, Err: err})
 	}
 	info.Object, info.Subject = object, ar.Subject
+	// The name: trust data vouches for its GUN and target only (names.go).
+	if v.c.Names != nil {
+		renamed, err := v.c.Names.bindNotary(ar.Subject, info.GUN, info.Target, v.o.allowRename)
+		if err != nil {
+			return fail(&Error{Kind: "notary", GUN: info.GUN, Role: info.TargetRole, Err: err})
+		}
+		if renamed {
+			info.Renamed = true
+			v.rep.Warnings = append(v.rep.Warnings, fmt.Sprintf("notary GUN %s target %s: accepted for %s under another registry or prefix (--allow-rename)",
+				info.GUN, info.Target, strings.Join(v.c.Names.Subjects[ar.Subject], ", ")))
+		}
+	}
+	// Offline rollback protection (truststate.go).
+	if err := v.o.trustState.Check(info); err != nil {
+		return fail(err)
+	}
 	if object == TargetObjectBundleJSON {
 		it, err := v.o.verifyInTotoTarget(ctx, info, files.targets, v.c.BundleJSON, true)
 		if err != nil {

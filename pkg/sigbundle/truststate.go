@@ -1,0 +1,181 @@
+package sigbundle
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// TrustState is what an offline importer remembers of the Notary trust
+// data it accepted: per GUN, the highest version of each TUF role. Offline
+// there is no timestamp server to prove freshness, so this is the rollback
+// protection that is left: trust data older than what was accepted before
+// (an old, validly signed release replayed in a new archive) is refused
+// with ErrRollback. The file is small JSON, written atomically.
+type TrustState struct {
+	// Version is the file format version (1).
+	Version int `json:"version"`
+	// GUNs maps each GUN to what was accepted for it.
+	GUNs map[string]*GUNState `json:"guns"`
+}
+
+// GUNState is the highest accepted version of each role of one GUN.
+type GUNState struct {
+	Roles map[string]int `json:"roles"`
+	// Target is the last target accepted, and Updated when (informational).
+	Target  string    `json:"target,omitempty"`
+	Updated time.Time `json:"updated,omitzero"`
+}
+
+// maxTrustStateBytes caps the state file read into memory.
+const maxTrustStateBytes = 16 << 20
+
+// ErrTrustStateFile: the trust state file cannot be read or is not one.
+var ErrTrustStateFile = errors.New("trust state file")
+
+// ReadTrustState reads a trust state file. A file that does not exist yet
+// is an empty state (the first import creates it).
+func ReadTrustState(path string) (*TrustState, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return &TrustState{Version: 1, GUNs: map[string]*GUNState{}}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
+	}
+	defer f.Close()
+	return decodeTrustState(path, f)
+}
+
+func decodeTrustState(path string, r io.Reader) (*TrustState, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, maxTrustStateBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
+	}
+	if len(raw) > maxTrustStateBytes {
+		return nil, fmt.Errorf("%w %s: larger than %d bytes", ErrTrustStateFile, path, maxTrustStateBytes)
+	}
+	s := &TrustState{}
+	if len(bytes.TrimSpace(raw)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(s); err != nil {
+			return nil, fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
+		}
+		if s.Version != 1 {
+			return nil, fmt.Errorf("%w %s: version %d is not supported (1 is)", ErrTrustStateFile, path, s.Version)
+		}
+	}
+	s.Version = 1
+	if s.GUNs == nil {
+		s.GUNs = map[string]*GUNState{}
+	}
+	for g, st := range s.GUNs {
+		if st == nil || st.Roles == nil {
+			s.GUNs[g] = &GUNState{Roles: map[string]int{}}
+		}
+	}
+	return s, nil
+}
+
+// Check refuses trust data older than the state remembers: any role of
+// info's GUN whose version is lower than the highest accepted before.
+func (s *TrustState) Check(info *NotaryInfo) error {
+	if s == nil {
+		return nil
+	}
+	st := s.GUNs[info.GUN]
+	if st == nil {
+		return nil
+	}
+	var older []string
+	for _, r := range info.Roles {
+		if seen, ok := st.Roles[r.Name]; ok && r.Version < seen {
+			older = append(older, fmt.Sprintf("%s version %d < %d", r.Name, r.Version, seen))
+		}
+	}
+	if len(older) == 0 {
+		return nil
+	}
+	last := ""
+	if st.Target != "" {
+		last = fmt.Sprintf(" (target %s was accepted", st.Target)
+		if !st.Updated.IsZero() {
+			last += " on " + st.Updated.UTC().Format(time.RFC3339)
+		}
+		last += ")"
+	}
+	return &Error{Kind: "notary", GUN: info.GUN, Err: wrapf(ErrRollback,
+		"the carried trust data for target %s is older than trust data accepted before%s: %s", info.Target, last, strings.Join(older, ", "))}
+}
+
+// Record raises the state to the versions in infos.
+func (s *TrustState) Record(infos []*NotaryInfo, now time.Time) {
+	for _, info := range infos {
+		st := s.GUNs[info.GUN]
+		if st == nil {
+			st = &GUNState{Roles: map[string]int{}}
+			s.GUNs[info.GUN] = st
+		}
+		for _, r := range info.Roles {
+			st.Roles[r.Name] = max(st.Roles[r.Name], r.Version)
+		}
+		st.Target = info.Target
+		st.Updated = now.UTC().Truncate(time.Second)
+	}
+}
+
+// RecordTrustState adds the versions of infos to the trust state file at
+// path: under an exclusive lock (two imports at once do not lose each
+// other's update), read again, raised, written to a temporary file in the
+// same directory and renamed over it.
+func RecordTrustState(path string, infos []*NotaryInfo, now time.Time) error {
+	if len(infos) == 0 {
+		return nil
+	}
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("%w %s: lock: %w", ErrTrustStateFile, path, err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // released on close anyway
+	s, err := ReadTrustState(path)
+	if err != nil {
+		return err
+	}
+	s.Record(infos, now)
+	raw, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(raw, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
+	}
+	return nil
+}

@@ -298,6 +298,10 @@ func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Ta
 		res.DryRun = true
 		return res, dryRun(ctx, o, b, p, res)
 	}
+	// Every byte is checked before the first one is uploaded (prehash.go).
+	if err := b.HashBlobs(ctx, o.jobs, o.progress); err != nil {
+		return nil, err
+	}
 	im := &importer{o: o, b: b, p: p, res: res, sig: sig}
 	if err := im.pushBlobs(ctx); err != nil {
 		return nil, err
@@ -315,6 +319,9 @@ func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Ta
 		return nil, err
 	}
 	if err := im.resign(ctx); err != nil { // --notary-resign (signatures.go)
+		return nil, err
+	}
+	if err := im.recordTrust(); err != nil { // --trust-state (signatures.go)
 		return nil, err
 	}
 	if mappingPath != "" {

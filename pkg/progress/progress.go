@@ -10,7 +10,10 @@ type Phase string
 
 // Phases, in the order an export or import goes through them.
 const (
-	PhasePlan       Phase = "plan"
+	PhasePlan Phase = "plan"
+	// PhaseVerify: every blob of the archive is hashed before anything
+	// moves (import), or as the whole check (verify).
+	PhaseVerify     Phase = "verify"
 	PhaseBlobs      Phase = "blobs"
 	PhaseManifests  Phase = "manifests"
 	PhaseSignatures Phase = "signatures"

@@ -30,8 +30,9 @@ var ResumableUploadSize int64 = 64 << 20
 // attempt). The content is re-opened and read from its start each time, so
 // its verification still covers every byte. A session the registry has
 // lost fails the attempt, and UploadBlob's retry starts over.
-func (c *Client) uploadResumable(ctx context.Context, hc *http.Client, u Upload, loc *url.URL) (UploadResult, bool, error) {
+func (c *Client) uploadResumable(ctx context.Context, hc *http.Client, u Upload, sess *uploadSession) (UploadResult, bool, error) {
 	budget := c.retry.Budget()
+	loc := sess.loc
 	var off int64
 	resumed := false // after a break: every PATCH then says where it starts
 	for {
@@ -41,6 +42,7 @@ func (c *Client) uploadResumable(ctx context.Context, hc *http.Client, u Upload,
 		}
 		if err == nil && sent == u.Size {
 			loc = next
+			sess.loc = loc
 			break
 		}
 		if err == nil {
@@ -69,6 +71,7 @@ func (c *Client) uploadResumable(ctx context.Context, hc *http.Client, u Upload,
 			got = 1 // "0-0" again, and offset 0 refused: it holds one byte
 		}
 		loc, off, resumed = status, got, true
+		sess.loc = loc
 	}
 	q := loc.Query()
 	q.Set("digest", u.Digest.String())

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -78,7 +79,7 @@ func (c *Client) UploadBlob(ctx context.Context, u Upload) (UploadResult, error)
 // registry, failed.
 var errUploadContent = errors.New("upload content failed")
 
-func (c *Client) uploadOnce(ctx context.Context, u Upload) (UploadResult, bool, error) {
+func (c *Client) uploadOnce(ctx context.Context, u Upload) (res UploadResult, bodyErr bool, err error) {
 	scopes := []string{u.Repo.Scope(transport.PushScope)}
 	key := u.Repo.Name() + "|push"
 	mount := u.MountFrom != nil && u.MountFrom.RegistryStr() == u.Repo.RegistryStr() && u.MountFrom.Name() != u.Repo.Name()
@@ -134,8 +135,17 @@ func (c *Client) uploadOnce(ctx context.Context, u Upload) (UploadResult, bool, 
 	if err != nil {
 		return 0, false, fmt.Errorf("blob %s: upload session without a usable Location: %w", u.Digest, err)
 	}
+	// From here on a session exists at the registry: one that does not end
+	// in a committed blob is cancelled, so that no partial data stays
+	// behind (a failed verification, a refused PUT, a cancelled import).
+	sess := &uploadSession{loc: loc}
+	defer func() {
+		if err != nil {
+			c.cancelUpload(ctx, hc, sess.loc)
+		}
+	}()
 	if u.Size >= ResumableUploadSize {
-		return c.uploadResumable(ctx, hc, u, loc)
+		return c.uploadResumable(ctx, hc, u, sess)
 	}
 	q := loc.Query()
 	q.Set("digest", u.Digest.String())
@@ -208,3 +218,26 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 }
 
 func (b *trackedBody) Close() error { return b.rc.Close() }
+
+// uploadSession is an open upload session: its latest location.
+type uploadSession struct{ loc *url.URL }
+
+// cancelUpload deletes an upload session that will not be completed
+// (DELETE on its location, as the distribution spec provides), even when
+// ctx was cancelled, within a few seconds. It is best effort: a registry
+// that refuses keeps the session until its own expiry (distribution
+// purges abandoned uploads after a week by default).
+func (c *Client) cancelUpload(ctx context.Context, hc *http.Client, loc *url.URL) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, loc.String(), nil)
+	if err != nil {
+		return
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096)) //nolint:errcheck // drained for reuse only
+	resp.Body.Close()
+}

@@ -256,7 +256,7 @@ func mustImage(t *testing.T, pb *harness.PushedBundle, n string) harness.BundleI
 func TestImportStopsOnCorruptBlobBeforeAnyTag(t *testing.T) {
 	ctx := context.Background()
 	src := startRegistry(t)
-	dst := startRegistry(t)
+	dst, writes := untouchedTarget(t)
 	pb := sample(t, src, harness.SampleOptions{})
 	dir := t.TempDir()
 	archive := filepath.Join(dir, "bundle.tar")
@@ -285,6 +285,11 @@ func TestImportStopsOnCorruptBlobBeforeAnyTag(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), big.String()) {
 		t.Fatalf("error does not name the blob %s: %v", big, err)
+	}
+	// Every blob is hashed before the first byte is uploaded: the target
+	// saw no upload session, no blob and no manifest.
+	if n := writes.n.Load(); n != 0 {
+		t.Fatalf("%d requests changed the target before the corrupt blob was found", n)
 	}
 	repos, err := dst.Repositories(ctx)
 	if err != nil {

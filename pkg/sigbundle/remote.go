@@ -88,7 +88,11 @@ func CollectRemote(ctx context.Context, c *registry.Client, ref string, opts ...
 	if !layout.IsIndex(idx.MediaType) {
 		return nil, fmt.Errorf("bundle %s: a %s, not a bundle index", ref, idx.MediaType)
 	}
-	carried := Carried{Index: idx, Manifests: map[digest.Digest]string{}}
+	// The names: the reference checked, where the operator relocated the
+	// bundle (its registry and prefix are theirs, the rest the publisher's).
+	names := &Names{Relocated: true}
+	names.Add(idx.Digest, r.String())
+	carried := Carried{Index: idx, Manifests: map[digest.Digest]string{}, Names: names}
 	col := &collector{o: o, c: c}
 	var walk func(d ocispec.Descriptor, raw []byte, label string, depth int) error
 	walk = func(d ocispec.Descriptor, raw []byte, label string, depth int) error {
@@ -144,10 +148,12 @@ func CollectRemote(ctx context.Context, c *registry.Client, ref string, opts ...
 			return nil, fmt.Errorf("bundle %s: bundle.json: %w", ref, err)
 		}
 		carried.BundleJSON = b
+		names.Add(ch.Digest, r.String())
 	}
 	if carried.BundleJSON == nil {
 		return nil, fmt.Errorf("bundle %s: the index has no config manifest", ref)
 	}
+	addImageNames(names, carried.BundleJSON, carried.Manifests)
 	var subjects []Subject
 	for d := range carried.Manifests {
 		subjects = append(subjects, Subject{Digest: d, Repos: []name.Repository{repo}})
@@ -188,3 +194,29 @@ func childLabel(parent string, d ocispec.Descriptor) string {
 
 // ChildLabel is childLabel for callers that build Carried themselves.
 func ChildLabel(parent string, d ocispec.Descriptor) string { return childLabel(parent, d) }
+
+// addImageNames names each image manifest of a bundle by the image string
+// bundle.json gives it (found by contentDigest), for images whose manifest
+// the bundle index carries.
+func addImageNames(n *Names, bundleJSON []byte, carried map[digest.Digest]string) {
+	type image struct {
+		Image         string        `json:"image"`
+		ContentDigest digest.Digest `json:"contentDigest"`
+	}
+	var b struct {
+		InvocationImages []image          `json:"invocationImages"`
+		Images           map[string]image `json:"images"`
+	}
+	if json.Unmarshal(bundleJSON, &b) != nil {
+		return
+	}
+	all := b.InvocationImages
+	for _, im := range b.Images {
+		all = append(all, im)
+	}
+	for _, im := range all {
+		if _, ok := carried[im.ContentDigest]; ok {
+			n.Add(im.ContentDigest, im.Image)
+		}
+	}
+}

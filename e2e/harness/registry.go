@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"net"
 	"net/http"
@@ -510,4 +511,32 @@ func lookupRegistry(host string) *Registry {
 		return v.(*Registry)
 	}
 	return nil
+}
+
+// UploadSessions counts the blob upload sessions the registry holds open
+// (with the filesystem driver: the directories under each repository's
+// _uploads that have a startedat file, which is what makes distribution
+// know a session). An import that fails must leave none behind. (A request
+// that was still writing when its session was cancelled can leave a
+// hash-state file behind, in a directory that is no session: the registry's
+// upload purging removes those.)
+func (r *Registry) UploadSessions() (int, error) {
+	root := filepath.Join(r.Dir, "storage")
+	n := 0
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() && filepath.Base(filepath.Dir(p)) == "_uploads" {
+			if _, err := os.Stat(filepath.Join(p, "startedat")); err == nil {
+				n++
+			}
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	return n, err
 }

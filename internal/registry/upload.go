@@ -147,9 +147,10 @@ func (c *Client) uploadOnce(ctx context.Context, u Upload) (res UploadResult, bo
 	if u.Size >= ResumableUploadSize {
 		return c.uploadResumable(ctx, hc, u, sess)
 	}
-	q := loc.Query()
+	put := *loc // the session's own location stays as it is, for cancelUpload
+	q := put.Query()
 	q.Set("digest", u.Digest.String())
-	loc.RawQuery = q.Encode()
+	put.RawQuery = q.Encode()
 
 	// PUT: the whole content, with its digest.
 	body, err := u.Open()
@@ -168,7 +169,7 @@ func (c *Client) uploadOnce(ctx context.Context, u Upload) (res UploadResult, bo
 		body = http.NoBody
 	}
 	tb := &trackedBody{rc: body}
-	req, err = http.NewRequestWithContext(ctx, http.MethodPut, loc.String(), tb)
+	req, err = http.NewRequestWithContext(ctx, http.MethodPut, put.String(), tb)
 	if err != nil {
 		body.Close()
 		return 0, false, err
@@ -223,21 +224,42 @@ func (b *trackedBody) Close() error { return b.rc.Close() }
 type uploadSession struct{ loc *url.URL }
 
 // cancelUpload deletes an upload session that will not be completed
-// (DELETE on its location, as the distribution spec provides), even when
-// ctx was cancelled, within a few seconds. It is best effort: a registry
-// that refuses keeps the session until its own expiry (distribution
+// (DELETE on its current location, as the distribution spec provides),
+// even when ctx was cancelled, within a few seconds. distribution ties a
+// location to the bytes the session held when it was issued: after data
+// reached the session (a PUT whose content failed its verification at the
+// end, a broken connection) the location is stale, and even a fresh one
+// is refused (416) while the registry is still writing what arrived. So
+// each try first asks for the current location (GET), and a refusal is
+// tried again after a short pause. It is best effort: a registry that
+// keeps refusing keeps the session until its own expiry (distribution
 // purges abandoned uploads after a week by default).
 func (c *Client) cancelUpload(ctx context.Context, hc *http.Client, loc *url.URL) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, loc.String(), nil)
-	if err != nil {
-		return
+	pause := 20 * time.Millisecond
+	for try := 0; try < 6; try++ {
+		if next, _, err := uploadStatus(ctx, hc, loc); err == nil {
+			loc = next
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodDelete, loc.String(), nil)
+		if err != nil {
+			return
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096)) //nolint:errcheck // drained for reuse only
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
+			return // cancelled, unknown (gone already), or refused for good
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		pause *= 2
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096)) //nolint:errcheck // drained for reuse only
-	resp.Body.Close()
 }

@@ -87,6 +87,10 @@ func TestUploadBlob(t *testing.T) {
 				if err != nil || ok {
 					t.Fatalf("after a refused upload the blob exists: %v %v", ok, err)
 				}
+				// The session the refused content was sent into was cancelled.
+				if n, err := reg.UploadSessions(); err != nil || n != 0 {
+					t.Fatalf("after a refused upload %d upload sessions are left (%v)", n, err)
+				}
 			} else if err != nil || got != tc.want {
 				t.Fatalf("got %v %v, want %v", got, err, tc.want)
 			}

@@ -5,7 +5,7 @@ PKGS     := ./...
 FUZZTIME ?= 20s
 FUZZMINTIME ?= 5s
 
-.PHONY: all build test unit e2e demo bench fuzz vet fmt lint docs clean
+.PHONY: all build tools test unit e2e demo bench fuzz vet fmt lint docs clean
 
 all: build
 
@@ -17,15 +17,26 @@ LDFLAGS  := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/cnab-airgap
 
+# The real tools the e2e tests run (skopeo, notary-server, openssl): taken
+# from PATH when acceptable, else the distribution's packages when root,
+# else built with Go into TOOLS_DIR/bin (see scripts/tools.sh). That
+# directory comes first on PATH for every recipe, so the tests find it.
+TOOLS_DIR ?= $(CURDIR)/.cache/tools
+export CNAB_AIRGAP_TOOLS_DIR := $(TOOLS_DIR)
+export PATH := $(TOOLS_DIR)/bin:$(PATH)
+
+tools:
+	@bash scripts/tools.sh
+
 # Unit tests, fuzz seed corpora and the e2e suite (real registries in-process).
-test:
+test: tools
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
 unit:
 	$(GO) test -count=1 -short ./pkg/... ./internal/... ./cmd/...
 
-e2e:
+e2e: tools
 	$(GO) test -count=1 -timeout 20m ./e2e/...
 
 # The whole story on an embedded default: two in-process registries, a
@@ -33,7 +44,7 @@ e2e:
 demo:
 	$(GO) run ./e2e/demo
 
-bench:
+bench: tools
 	$(GO) run ./bench
 
 # Each fuzz target for FUZZTIME; a new input is minimized for at most

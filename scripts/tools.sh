@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Provisions the real tools the end-to-end tests run: skopeo, notary-server
+# and openssl. `make test`, `make e2e` and `make bench` run it first; the
+# tests never skip for a missing tool, so this either provides every tool or
+# fails saying which one is missing and how to get it.
+#
+# For each tool, in this order:
+#   1. the one on PATH (the cache's bin directory first), when acceptable:
+#      skopeo >= 1.9; notary-server from the distribution's package or built
+#      here (an upstream v0.7.0 build rejects delegation publishes, see below);
+#      any openssl;
+#   2. as root with apt-get (Debian, Ubuntu): the distribution's packages
+#      skopeo, notary and openssl (one `apt-get update`, then one install);
+#   3. otherwise skopeo and notary-server are built from pinned module
+#      versions with the Go toolchain (pure Go, CGO_ENABLED=0) into
+#      $CNAB_AIRGAP_TOOLS_DIR/bin (default: .cache/tools/bin in the repository),
+#      which the Makefile puts first on PATH. openssl comes only from packages.
+#
+# notary-server v0.7.0 (the last release) built with Go >= 1.17 reads the
+# delegation role "targets/releases" of a publish as "releases" and refuses it
+# (notaryproject/notary#1630; fixed upstream after v0.7.0, never released).
+# Debian's package carries a fix; the build here applies the same one-line
+# change (read the multipart file name from Content-Disposition instead of
+# Part.FileName, which Go now reduces to its base name) and checks it applied.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+tools_dir=${CNAB_AIRGAP_TOOLS_DIR:-$repo/.cache/tools}
+bin_dir=$tools_dir/bin
+case ":$PATH:" in
+*":$bin_dir:"*) ;;
+*) export PATH="$bin_dir:$PATH" ;;
+esac
+
+# Pinned sources: module version and its go.sum hash (checked here as well as
+# by the checksum database, so GOSUMDB=off does not loosen the pin).
+skopeo_mod=github.com/containers/skopeo
+skopeo_ver=v1.14.4
+skopeo_sum=h1:HH37avS0ZfvYR844BCpu0TkA8A1ILeEFpwK01xoyUV4=
+skopeo_tags="containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper containers_image_storage_stub"
+skopeo_min=1.9
+notary_mod=github.com/theupdateframework/notary
+notary_ver=v0.7.0
+notary_sum=h1:QyagRZ7wlSpjT5N2qQAh/pN+DVqgekv4DzbAiAiEL3c=
+# Stamped into our notary-server build (`notary-server -version` shows it).
+notary_stamp=0.7.0+cnab-airgap-delegations
+
+say() { echo "tools: $*" >&2; }
+
+version_ge() { # version_ge HAVE WANT
+	[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]
+}
+
+# dpkg_owns PACKAGE FILE: FILE belongs to the installed distribution package.
+dpkg_owns() {
+	local real list
+	real=$(readlink -f "$2")
+	for list in /var/lib/dpkg/info/"$1".list /var/lib/dpkg/info/"$1":*.list; do
+		[ -f "$list" ] || continue
+		grep -qxF -e "$real" -e "$2" "$list" && return 0
+	done
+	return 1
+}
+
+skopeo_ok() {
+	local p v
+	p=$(command -v skopeo) || return 1
+	v=$("$p" --version 2>/dev/null | sed -n 's/^skopeo version \([0-9][0-9.]*\).*/\1/p')
+	if [ -z "$v" ] || ! version_ge "$v" "$skopeo_min"; then
+		say "skopeo at $p is version '${v:-unknown}', the tests need >= $skopeo_min"
+		return 1
+	fi
+}
+
+notary_ok() {
+	local p
+	p=$(command -v notary-server) || return 1
+	if "$p" -version 2>/dev/null | grep -qF "Version: $notary_stamp,"; then
+		return 0
+	fi
+	if dpkg_owns notary "$p"; then
+		return 0
+	fi
+	say "notary-server at $p is neither the distribution's package nor built by this script;"
+	say "  an upstream v0.7.0 build rejects delegation publishes (notaryproject/notary#1630), so it is not used"
+	return 1
+}
+
+openssl_ok() { command -v openssl >/dev/null 2>&1; }
+
+missing() {
+	need=()
+	skopeo_ok || need+=(skopeo)
+	notary_ok || need+=(notary-server)
+	openssl_ok || need+=(openssl)
+}
+
+missing
+[ ${#need[@]} -eq 0 ] && exit 0
+
+# As root with apt-get: the distribution's packages.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+	pkgs=()
+	for t in "${need[@]}"; do
+		case $t in
+		notary-server) pkgs+=(notary) ;;
+		*) pkgs+=("$t") ;;
+		esac
+	done
+	say "installing the distribution's packages: ${pkgs[*]} (apt-get, as root)"
+	mkdir -p "$tools_dir"
+	log=$tools_dir/apt.log
+	if DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$log" 2>&1 &&
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >>"$log" 2>&1; then
+		:
+	else
+		say "apt-get failed (log: $log):"
+		tail -n 20 "$log" >&2
+		say "building what Go can build instead"
+	fi
+	hash -r
+	missing
+	[ ${#need[@]} -eq 0 ] && exit 0
+fi
+
+# go_build NAME MODULE VERSION SUM PACKAGE [PATCH-FUNCTION]: downloads the
+# module at VERSION, checks its hash, builds PACKAGE (pure Go) into bin_dir.
+go_build() {
+	local name=$1 mod=$2 ver=$3 sum=$4 pkg=$5 patch=${6:-} ldflags=${7:-} tags=${8:-}
+	local work info dir got log
+	command -v go >/dev/null 2>&1 || {
+		say "go is not on PATH; it is needed to build $name"
+		return 1
+	}
+	mkdir -p "$bin_dir"
+	log=$tools_dir/build-$name.log
+	work=$(mktemp -d "$tools_dir/.build-$name.XXXXXX")
+	say "building $name from $mod@$ver into $bin_dir (once; a few minutes; log: $log)"
+	if ! info=$(cd "$work" && GOWORK=off GOFLAGS= go mod download -json "$mod@$ver" 2>"$log"); then
+		say "cannot download $mod@$ver (is the Go module proxy reachable?):"
+		tail -n 5 "$log" >&2
+		rm -rf "$work"
+		return 1
+	fi
+	dir=$(printf '%s\n' "$info" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+	got=$(printf '%s\n' "$info" | sed -n 's/^[[:space:]]*"Sum": "\(.*\)",\{0,1\}$/\1/p')
+	if [ "$got" != "$sum" ]; then
+		say "$mod@$ver has hash '$got', pinned $sum: refusing to build it"
+		rm -rf "$work"
+		return 1
+	fi
+	cp -R "$dir" "$work/src"
+	chmod -R u+w "$work/src"
+	if [ -n "$patch" ] && ! (cd "$work/src" && "$patch"); then
+		say "patching $mod@$ver failed"
+		rm -rf "$work"
+		return 1
+	fi
+	if ! (cd "$work/src" && GOWORK=off GOFLAGS= CGO_ENABLED=0 go build -mod=mod -trimpath \
+		-tags "$tags" -ldflags "$ldflags" -o "$work/$name" "$pkg") >>"$log" 2>&1; then
+		say "building $name failed:"
+		grep -v '^go: downloading' "$log" | tail -n 20 >&2
+		rm -rf "$work"
+		return 1
+	fi
+	mv -f "$work/$name" "$bin_dir/$name"
+	rm -rf "$work"
+	hash -r
+}
+
+# The delegation fix in notary-server's publish handler (see the top).
+patch_notary() {
+	local f=server/handlers/default.go
+	sed -i \
+		-e 's|^\t"io"$|\t"io"\n\t"mime"|' \
+		-e 's|^\t\trole := data.RoleName(strings.TrimSuffix(part.FileName(), ".json"))$|\t\t_, cd, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))\n\t\trole := data.RoleName(strings.TrimSuffix(cd["filename"], ".json"))|' \
+		"$f"
+	grep -qF 'role := data.RoleName(strings.TrimSuffix(cd["filename"], ".json"))' "$f" &&
+		grep -qxF "$(printf '\t"mime"')" "$f" &&
+		! grep -qF 'part.FileName()' "$f"
+}
+
+failed=()
+for t in "${need[@]}"; do
+	case $t in
+	skopeo)
+		go_build skopeo "$skopeo_mod" "$skopeo_ver" "$skopeo_sum" ./cmd/skopeo "" "" "$skopeo_tags" &&
+			skopeo_ok || failed+=(skopeo)
+		;;
+	notary-server)
+		go_build notary-server "$notary_mod" "$notary_ver" "$notary_sum" ./cmd/notary-server patch_notary \
+			"-X $notary_mod/version.NotaryVersion=$notary_stamp" &&
+			notary_ok || failed+=(notary-server)
+		;;
+	openssl)
+		failed+=(openssl)
+		;;
+	esac
+done
+
+if [ ${#failed[@]} -gt 0 ]; then
+	for t in "${failed[@]}"; do
+		case $t in
+		openssl)
+			say "openssl is missing and is not built here: install the distribution's package"
+			say "  (Debian/Ubuntu: apt-get install openssl; Fedora: dnf install openssl), or run make test as root on Debian/Ubuntu"
+			;;
+		skopeo)
+			say "skopeo is missing: run make test as root on Debian/Ubuntu (apt-get install skopeo), or install skopeo >= $skopeo_min"
+			;;
+		notary-server)
+			say "notary-server is missing: run make test as root on Debian/Ubuntu (apt-get install notary);"
+			say "  an upstream 'go install .../cmd/notary-server@v0.7.0' build does not do: it rejects delegation publishes"
+			;;
+		esac
+	done
+	say "the end-to-end tests need all of them; nothing was skipped, make test stops here"
+	exit 1
+fi
+say "tools ready; $bin_dir is first on PATH for the tests (the Makefile puts it there)"

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
-	"net"
 	"sort"
 	"strings"
 
@@ -42,14 +41,21 @@ func serveCommand(e *env) *cli.Command {
 		Name:      "serve",
 		Usage:     "serve an archive read-only as an OCI registry, for air gaps without a registry",
 		ArgsUsage: "ARCHIVE",
-		Description: "Every blob is verified before the first request is answered; whole-blob reads are verified again\n" +
-			"as they stream. The bundle is served under the repository and tag it was exported from, each image\n" +
-			"under its original repository path and tag. Stop with Ctrl-C (SIGINT) or SIGTERM.",
+		Description: "The address is bound first (a busy address fails at once), then every blob is verified before\n" +
+			"the first request is answered; whole-blob reads are verified again as they stream. The bundle is\n" +
+			"served under the repository and tag it was exported from, each image under its original repository\n" +
+			"path and tag. Connections are bounded: at most --max-connections are served at once (more wait in\n" +
+			"the accept queue), an idle keep-alive connection is closed after --idle-timeout, a response that\n" +
+			"makes no progress for --write-timeout is cut off, and a Range header with more than 16 or\n" +
+			"overlapping ranges is refused (416). Stop with Ctrl-C (SIGINT) or SIGTERM.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:5000", Usage: "listen on `HOST:PORT` (port 0 picks a free port)"},
 			&cli.StringFlag{Name: "mapping", Aliases: []string{"m"}, Usage: "write a relocation-mapping.json `FILE` pointing every image at the served address"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with the certificate (chain) in this PEM `FILE` (with --tls-key)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "the private key of --tls-cert, a PEM `FILE`"},
+			&cli.IntFlag{Name: "max-connections", Value: serve.DefaultMaxConnections, Usage: "serve at most `N` connections at once; more wait, unanswered, until one closes"},
+			&cli.DurationFlag{Name: "idle-timeout", Value: serve.DefaultIdleTimeout, Usage: "close a keep-alive connection that sends no request for `DURATION`"},
+			&cli.DurationFlag{Name: "write-timeout", Value: serve.DefaultWriteTimeout, Usage: "cut off a response that makes no progress (a client that stopped reading) for `DURATION`; a slow download that keeps moving is not cut"},
 		}, archiveKeyFlags()...), // archivesig.go
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -67,15 +73,36 @@ func serveCommand(e *env) *cli.Command {
 			case cert != "" || key != "":
 				return usagef("--tls-cert and --tls-key go together")
 			}
+			if n := c.Int("max-connections"); n < 1 {
+				return usagef("--max-connections must be at least 1, not %d", n)
+			}
+			for _, f := range []string{"idle-timeout", "write-timeout"} {
+				if d := c.Duration(f); d <= 0 {
+					return usagef("--%s must be positive, not %v", f, d)
+				}
+			}
 			ak, err := archiveKey(c) // --archive-key (archivesig.go)
 			if err != nil {
 				return err
 			}
+			// Bind before verifying: a busy address fails now, not after
+			// minutes of verification. Nothing is answered before Serve.
+			ln, err := serve.Listen(c.Context, c.String("addr"))
+			if err != nil {
+				return err
+			}
+			defer ln.Close()
+			opts := []serve.Option{serve.WithLogger(logger(c, e)), serve.WithMaxConnections(c.Int("max-connections")),
+				serve.WithIdleTimeout(c.Duration("idle-timeout")), serve.WithWriteTimeout(c.Duration("write-timeout"))}
+			scheme := "http"
+			if tlsConfig != nil {
+				opts, scheme = append(opts, serve.WithTLSConfig(tlsConfig)), "https"
+			}
 			bars := newProgress(e.stderr, c.Bool("quiet"))
-			s, err := serve.Open(c.Context, path, serve.WithLogger(logger(c, e)), serve.WithProgress(func(ev progress.Event) {
+			s, err := serve.Open(c.Context, path, append(opts, serve.WithProgress(func(ev progress.Event) {
 				ev.Phase = "verify" // the blobs are read to be verified, not moved
 				bars.event(ev)
-			}))
+			}))...)
 			bars.finish()
 			if err != nil {
 				return err
@@ -86,15 +113,7 @@ func serveCommand(e *env) *cli.Command {
 					return err
 				}
 			}
-			ln, err := net.Listen("tcp", c.String("addr"))
-			if err != nil {
-				return err
-			}
 			host := ln.Addr().String()
-			scheme := "http"
-			if tlsConfig != nil {
-				ln, scheme = tls.NewListener(ln, tlsConfig), "https"
-			}
 			b := s.Bundle()
 			out := serveOutput{Archive: path, Address: host, URL: scheme + "://" + host, Bundle: b.Bundle.Name, Version: b.Bundle.Version,
 				Reference:       host + "/" + s.BundleRepository() + ":" + s.BundleTag(),
@@ -109,14 +128,12 @@ func serveCommand(e *env) *cli.Command {
 			}
 			if m := c.String("mapping"); m != "" {
 				if err := s.Mapping(host).WriteFile(m); err != nil {
-					ln.Close()
 					return err
 				}
 				out.MappingFile = m
 			}
 			if e.format == "json" {
 				if err := writeJSON(e.stdout, out); err != nil {
-					ln.Close()
 					return err
 				}
 			} else if !c.Bool("quiet") {

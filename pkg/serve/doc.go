@@ -22,6 +22,32 @@
 // digest. A GET with a Range header is served from the content verified at
 // startup (a byte range cannot be verified on its own).
 //
+// # Bounded cost per client
+//
+// [Serve] bounds what a client can hold or make the server send:
+//
+//   - at most [WithMaxConnections] connections are served at once
+//     (DefaultMaxConnections); more wait unanswered in the listener's accept
+//     queue (not refused) until a served connection closes;
+//   - a request's headers (and a TLS handshake) must arrive within
+//     [WithReadHeaderTimeout] (DefaultReadHeaderTimeout) and fit in
+//     [MaxHeaderBytes] (else 431);
+//   - a keep-alive connection with no request for [WithIdleTimeout]
+//     (DefaultIdleTimeout) is closed;
+//   - a response that makes no progress for [WithWriteTimeout]
+//     (DefaultWriteTimeout) is cut off: a stall timeout, so a slow download
+//     that keeps moving is never cut;
+//   - a Range header with more than [MaxRanges] ranges, or with ranges that
+//     overlap, is refused with 416 Range Not Satisfiable (RFC 9110 allows
+//     rejecting such sets; registry clients send one range), so a response
+//     is never larger than the blob plus MaxRanges multipart part headers;
+//   - a request body is never read: the connection is closed after the
+//     answer (405 for every write).
+//
+// [Listen] binds the address before the archive is verified, so a busy
+// address fails at once; connections made while [Open] verifies wait in
+// the accept queue, and nothing is answered before Serve.
+//
 // # The namespace
 //
 // Every manifest and blob of the archive can be read through any

@@ -33,11 +33,28 @@ const (
 // maxPage caps the n parameter of the tag list and the catalog.
 const maxPage = 1000
 
+// MaxRanges is the most ranges a Range header may ask for. A request for
+// more, or for ranges that overlap, is refused with 416 Range Not
+// Satisfiable (RFC 9110 section 15.5.17), so a response is never larger
+// than the blob plus the multipart headers of MaxRanges parts.
+const MaxRanges = 16
+
+// writeChunk is the most a single write to the connection carries; each
+// write must complete within the write timeout.
+const writeChunk = 32 << 10
+
 // ServeHTTP implements the read-only subset of the OCI distribution API
 // described in the package documentation.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+	rec := &recorder{ResponseWriter: w, status: http.StatusOK, rc: http.NewResponseController(w), stall: s.o.writeTimeout}
+	rec.extend()
+	if r.ContentLength != 0 {
+		// A body is never read: close the connection after the answer
+		// rather than let the server drain up to 256 KiB of it with no
+		// deadline.
+		rec.Header().Set("Connection", "close")
+	}
 	defer func() {
 		s.o.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
 			"range", r.Header.Get("Range"), "status", rec.status, "bytes", rec.bytes,
@@ -165,6 +182,9 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, ref string) {
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set("Docker-Content-Digest", d.String())
 		h.Set("Etag", `"`+d.String()+`"`)
+		if rangesRefused(w, r, int64(len(n.Raw))) {
+			return
+		}
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(n.Raw))
 		return
 	}
@@ -177,6 +197,9 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, ref string) {
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Etag", `"`+d.String()+`"`)
 	h.Set("Accept-Ranges", "bytes")
+	if rangesRefused(w, r, size) {
+		return
+	}
 	if r.Header.Get("Range") != "" || r.Method == http.MethodHead {
 		// Content verified at startup; a range cannot be verified alone.
 		sec, err := s.b.Archive.Section(d)
@@ -211,6 +234,84 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, ref string) {
 	if err := hw.flush(); err != nil {
 		s.o.log.Debug("blob transfer interrupted", "digest", d, "error", err)
 	}
+}
+
+// rangesRefused answers 416 and reports true when the Range header of r
+// asks for more than MaxRanges ranges or for ranges that overlap, over
+// content of size bytes. Other Range headers, valid or not, are left to
+// http.ServeContent (which answers a malformed one with 416 too).
+func rangesRefused(w http.ResponseWriter, r *http.Request, size int64) bool {
+	v := r.Header.Get("Range")
+	if v == "" || r.Method != http.MethodGet {
+		return false
+	}
+	why := checkRanges(v, size)
+	if why == "" {
+		return false
+	}
+	w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+	writeError(w, http.StatusRequestedRangeNotSatisfiable, codeUnsupported, why, nil)
+	return true
+}
+
+// checkRanges returns why a Range header is refused ("" if it is not): more
+// than MaxRanges ranges, or ranges that overlap once resolved against size
+// the way http.ServeContent resolves them. A header it cannot parse is not
+// refused here.
+func checkRanges(v string, size int64) string {
+	spec, ok := strings.CutPrefix(v, "bytes=")
+	if !ok {
+		return ""
+	}
+	type span struct{ start, end int64 } // end exclusive
+	var spans []span
+	n := 0
+	for part := range strings.SplitSeq(spec, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if n++; n > MaxRanges {
+			return fmt.Sprintf("more than %d ranges in one request", MaxRanges)
+		}
+		first, last, ok := strings.Cut(part, "-")
+		if !ok {
+			return ""
+		}
+		first, last = strings.TrimSpace(first), strings.TrimSpace(last)
+		var sp span
+		if first == "" { // suffix: the last N bytes
+			k, err := strconv.ParseInt(last, 10, 64)
+			if err != nil || k < 0 {
+				return ""
+			}
+			sp = span{size - min(k, size), size}
+		} else {
+			a, err := strconv.ParseInt(first, 10, 64)
+			if err != nil || a < 0 {
+				return ""
+			}
+			b := size - 1
+			if last != "" {
+				if b, err = strconv.ParseInt(last, 10, 64); err != nil || b < a {
+					return ""
+				}
+				b = min(b, size-1)
+			}
+			if a >= size {
+				continue // not satisfiable: ServeContent drops it
+			}
+			sp = span{a, b + 1}
+		}
+		spans = append(spans, sp)
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
+	for i := 1; i < len(spans); i++ {
+		if spans[i].start < spans[i-1].end {
+			return "overlapping ranges"
+		}
+	}
+	return ""
 }
 
 // holdBack writes everything but the latest chunk it was given; flush
@@ -352,12 +453,26 @@ func writeError(w http.ResponseWriter, status int, code, message string, detail 
 	w.Write(b)
 }
 
-// recorder remembers the status and size of a response for the log.
+// recorder remembers the status and size of a response for the log, and
+// makes the write timeout a stall timeout: before each write of at most
+// writeChunk bytes it moves the connection's write deadline to now plus
+// the timeout.
 type recorder struct {
 	http.ResponseWriter
 	status      int
 	bytes       int64
 	wroteHeader bool
+	rc          *http.ResponseController
+	stall       time.Duration
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) extend() {
+	// Not supported only by writers without a connection (tests with
+	// httptest.ResponseRecorder); nothing to protect there.
+	_ = r.rc.SetWriteDeadline(time.Now().Add(r.stall))
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -370,7 +485,17 @@ func (r *recorder) WriteHeader(code int) {
 
 func (r *recorder) Write(p []byte) (int, error) {
 	r.wroteHeader = true
-	n, err := r.ResponseWriter.Write(p)
-	r.bytes += int64(n)
-	return n, err
+	written := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), writeChunk)]
+		r.extend()
+		n, err := r.ResponseWriter.Write(chunk)
+		written += n
+		r.bytes += int64(n)
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
+	}
+	return written, nil
 }

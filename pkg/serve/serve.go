@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/net/netutil"
 
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -27,17 +29,40 @@ import (
 // does not match its digest or size.
 var ErrVerification = errors.New("archive content does not verify")
 
+// ErrListen is returned by Listen when the address cannot be listened on
+// (in use, not local, not permitted).
+var ErrListen = errors.New("cannot listen on")
+
+// Defaults of the connection limits (see the package documentation).
+const (
+	DefaultReadHeaderTimeout = 30 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultWriteTimeout      = time.Minute
+	DefaultMaxConnections    = 256
+)
+
+// MaxHeaderBytes caps the size of a request's header block; a larger one
+// is answered 431 Request Header Fields Too Large.
+const MaxHeaderBytes = 64 << 10
+
 // Option configures a Server.
 type Option func(*options) error
 
 type options struct {
-	log          *slog.Logger
-	progress     progress.Func
-	shutdownWait time.Duration
+	log               *slog.Logger
+	progress          progress.Func
+	shutdownWait      time.Duration
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
+	writeTimeout      time.Duration
+	maxConns          int
+	tls               *tls.Config
 }
 
 func makeOptions(opts ...Option) (*options, error) {
-	o := &options{log: slog.New(slog.DiscardHandler), shutdownWait: 5 * time.Second}
+	o := &options{log: slog.New(slog.DiscardHandler), shutdownWait: 5 * time.Second,
+		readHeaderTimeout: DefaultReadHeaderTimeout, idleTimeout: DefaultIdleTimeout,
+		writeTimeout: DefaultWriteTimeout, maxConns: DefaultMaxConnections}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
 			return nil, err
@@ -76,6 +101,84 @@ func WithShutdownTimeout(d time.Duration) Option {
 		o.shutdownWait = d
 		return nil
 	}
+}
+
+func positive(what string, d time.Duration, dst *time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("serve: %s must be positive, not %v", what, d)
+	}
+	*dst = d
+	return nil
+}
+
+// WithReadHeaderTimeout bounds the time a client has, from the moment its
+// connection is accepted (or its previous response ended), to send the
+// headers of a request (TLS handshake included). A client that is slower is
+// disconnected. The default is DefaultReadHeaderTimeout.
+func WithReadHeaderTimeout(d time.Duration) Option {
+	return func(o *options) error { return positive("read header timeout", d, &o.readHeaderTimeout) }
+}
+
+// WithIdleTimeout bounds how long a keep-alive connection may wait for its
+// next request; then the server closes it. The default is
+// DefaultIdleTimeout.
+func WithIdleTimeout(d time.Duration) Option {
+	return func(o *options) error { return positive("idle timeout", d, &o.idleTimeout) }
+}
+
+// WithWriteTimeout bounds how long a response may make no progress: before
+// each write to the connection (at most 32 KiB) the write deadline moves to
+// now plus d, and a write that has not completed by then closes the
+// connection. It is a stall timeout, not a deadline for the whole
+// response: a large blob downloaded slowly keeps going as long as it keeps
+// moving. "Moving" is seen through the kernel's socket send buffer (a few
+// MiB on Linux, where a blocked writer resumes once about half of it has
+// drained), so a client is cut off when it stops reading, or reads so
+// slowly that it drains less than that within d. The default is
+// DefaultWriteTimeout.
+func WithWriteTimeout(d time.Duration) Option {
+	return func(o *options) error { return positive("write timeout", d, &o.writeTimeout) }
+}
+
+// WithMaxConnections caps the connections served at once (keep-alive
+// connections waiting for their next request count). Above the cap, new
+// connections are not refused: they wait, unanswered, in the listener's
+// accept queue until a served connection closes. The default is
+// DefaultMaxConnections.
+func WithMaxConnections(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("serve: max connections must be at least 1, not %d", n)
+		}
+		o.maxConns = n
+		return nil
+	}
+}
+
+// WithTLSConfig makes Serve answer HTTPS only, with cfg (which must hold
+// a certificate); Serve then expects a plain TCP listener.
+func WithTLSConfig(cfg *tls.Config) Option {
+	return func(o *options) error {
+		if cfg == nil || (len(cfg.Certificates) == 0 && cfg.GetCertificate == nil && cfg.GetConfigForClient == nil) {
+			return errors.New("serve: TLS configuration without a certificate")
+		}
+		o.tls = cfg
+		return nil
+	}
+}
+
+// Listen binds addr (host:port; port 0 picks a free port) for Serve. Bind
+// first and verify (Open, New) second: a busy address then fails at once,
+// before any verification work. Until Serve is called, connections wait
+// unanswered in the accept queue, so no client ever sees content that has
+// not been verified.
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrListen, addr, err)
+	}
+	return ln, nil
 }
 
 // Image is an image of the bundle as the server offers it.
@@ -358,13 +461,24 @@ func (s *Server) Close() error {
 // Serve answers requests on ln until ctx is cancelled, then stops
 // accepting connections, waits for requests in flight (see
 // WithShutdownTimeout) and returns nil. Any other failure of the listener
-// is returned. For HTTPS, pass a listener from tls.NewListener.
+// is returned. ln is a plain TCP listener (Listen); for HTTPS, use
+// WithTLSConfig. Serve applies the connection limits of the package
+// documentation.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ln = netutil.LimitListener(ln, s.o.maxConns)
+	if s.o.tls != nil {
+		// Inside the limit, so that the HTTP server sees *tls.Conn.
+		ln = tls.NewListener(ln, s.o.tls)
+	}
 	hs := &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 30 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-		ErrorLog:          slog.NewLogLogger(s.o.log.Handler(), slog.LevelDebug),
+		ReadHeaderTimeout: s.o.readHeaderTimeout,
+		IdleTimeout:       s.o.idleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		// No WriteTimeout: every write extends the connection's write
+		// deadline by the write timeout (ServeHTTP), a stall timeout.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ErrorLog:    slog.NewLogLogger(s.o.log.Handler(), slog.LevelDebug),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -50,7 +50,7 @@ func serveCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "mapping", Aliases: []string{"m"}, Usage: "write a relocation-mapping.json `FILE` pointing every image at the served address"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with the certificate (chain) in this PEM `FILE` (with --tls-key)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "the private key of --tls-cert, a PEM `FILE`"},
-		}, archiveKeyFlags()...), // archivesig.go
+		}, append(archiveKeyFlags(), archiveOptsFlags()...)...), // archivesig.go, archiveopts.go
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("serve takes one archive")
@@ -71,8 +71,12 @@ func serveCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			oo, err := openOptions(c) // --tmp-dir, --max-archive-size (archiveopts.go)
+			if err != nil {
+				return err
+			}
 			bars := newProgress(e.stderr, c.Bool("quiet"))
-			s, err := serve.Open(c.Context, path, serve.WithLogger(logger(c, e)), serve.WithProgress(func(ev progress.Event) {
+			s, err := serve.Open(c.Context, path, serve.WithOpenOptions(oo), serve.WithLogger(logger(c, e)), serve.WithProgress(func(ev progress.Event) {
 				ev.Phase = "verify" // the blobs are read to be verified, not moved
 				bars.event(ev)
 			}))

@@ -208,4 +208,3 @@ func TestDescriptorBudget(t *testing.T) {
 		}
 	}
 }
-

@@ -20,7 +20,7 @@ func importCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "naming", Value: string(relocate.NamingBundleRepo), Usage: "target names: bundle-repo, preserve or flatten"},
 			&cli.IntFlag{Name: "max-path-segments", Usage: "refuse names with more path segments than this (0: no limit)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "show the plan and what would be uploaded; push nothing"},
-		}, append(importSigningFlags(), archiveKeyFlags()...)...), // signing.go, archivesig.go
+		}, append(append(importSigningFlags(), archiveKeyFlags()...), archiveOptsFlags()...)...), // signing.go, archivesig.go, archiveopts.go
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("import takes one archive")
@@ -44,6 +44,11 @@ func importCommand(e *env) *cli.Command {
 			if ak != nil {
 				signing = append(signing, importer.WithArchiveKey(*ak))
 			}
+			oo, err := openOptions(c) // --tmp-dir, --max-archive-size (archiveopts.go)
+			if err != nil {
+				return err
+			}
+			signing = append(signing, importer.WithOpenOptions(oo))
 			cl, err := client(c, e)
 			if err != nil {
 				return err

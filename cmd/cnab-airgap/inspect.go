@@ -7,7 +7,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
@@ -61,6 +60,7 @@ func inspectCommand(e *env) *cli.Command {
 		Name:      "inspect",
 		Usage:     "list what an archive carries, without extracting it",
 		ArgsUsage: "ARCHIVE",
+		Flags:     archiveOptsFlags(), // archiveopts.go
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("inspect takes one archive")
@@ -69,7 +69,7 @@ func inspectCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			b, err := importer.Load(c.Context, c.Args().First(), layout.OpenOptions{})
+			b, err := loadArchive(c) // --tmp-dir, --max-archive-size (archiveopts.go)
 			if err != nil {
 				return err
 			}

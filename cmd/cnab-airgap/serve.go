@@ -56,7 +56,7 @@ func serveCommand(e *env) *cli.Command {
 			&cli.IntFlag{Name: "max-connections", Value: serve.DefaultMaxConnections, Usage: "serve at most `N` connections at once; more wait, unanswered, until one closes"},
 			&cli.DurationFlag{Name: "idle-timeout", Value: serve.DefaultIdleTimeout, Usage: "close a keep-alive connection that sends no request for `DURATION`"},
 			&cli.DurationFlag{Name: "write-timeout", Value: serve.DefaultWriteTimeout, Usage: "cut off a response that makes no progress (a client that stopped reading) for `DURATION`; a slow download that keeps moving is not cut"},
-		}, archiveKeyFlags()...), // archivesig.go
+		}, append(archiveKeyFlags(), archiveOptsFlags()...)...), // archivesig.go, archiveopts.go
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("serve takes one archive")
@@ -85,6 +85,10 @@ func serveCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			oo, err := openOptions(c) // --tmp-dir, --max-archive-size (archiveopts.go)
+			if err != nil {
+				return err
+			}
 			// Bind before verifying: a busy address fails now, not after
 			// minutes of verification. Nothing is answered before Serve.
 			ln, err := serve.Listen(c.Context, c.String("addr"))
@@ -92,7 +96,7 @@ func serveCommand(e *env) *cli.Command {
 				return err
 			}
 			defer ln.Close()
-			opts := []serve.Option{serve.WithLogger(logger(c, e)), serve.WithMaxConnections(c.Int("max-connections")),
+			opts := []serve.Option{serve.WithOpenOptions(oo), serve.WithLogger(logger(c, e)), serve.WithMaxConnections(c.Int("max-connections")),
 				serve.WithIdleTimeout(c.Duration("idle-timeout")), serve.WithWriteTimeout(c.Duration("write-timeout"))}
 			scheme := "http"
 			if tlsConfig != nil {

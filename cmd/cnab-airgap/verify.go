@@ -6,7 +6,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
-	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 	"github.com/opencontainers/go-digest"
@@ -37,7 +36,7 @@ func verifyCommand(e *env) *cli.Command {
 		Name:      "verify",
 		Usage:     "check an archive offline: every entry's digest, the graph closed, bundle.json matched by its images",
 		ArgsUsage: "ARCHIVE",
-		Flags:     append(verifyCommandFlags(), verifyRelocationFlags()...), // signing flags and --reference (signing.go), --target and --mapping (relocation.go)
+		Flags:     append(append(verifyCommandFlags(), verifyRelocationFlags()...), archiveOptsFlags()...), // signing flags and --reference (signing.go), --target and --mapping (relocation.go), archiveopts.go
 		Action: func(c *cli.Context) error {
 			if c.String("reference") != "" { // a bundle at a registry (signing.go)
 				return verifyReference(c, e)
@@ -58,7 +57,7 @@ func verifyCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			b, err := importer.Load(c.Context, c.Args().First(), layout.OpenOptions{})
+			b, err := loadArchive(c) // --tmp-dir, --max-archive-size (archiveopts.go)
 			if err != nil {
 				return err
 			}

@@ -49,11 +49,42 @@ func (b *Bundle) loadAll() error {
 	if err := b.load(); err != nil {
 		return err
 	}
+	if err := b.checkReferenced(); err != nil {
+		return err
+	}
 	b.reportSparse()
 	if b.Base != nil {
 		b.Warnings = append(b.Warnings, fmt.Sprintf("delta archive: %d blobs are not carried; its base (%s, %s) must have been imported into the target", len(b.Omitted), b.Base.Name, b.Base.Digest))
 	}
 	return nil
+}
+
+// checkReferenced refuses blob entries that no manifest or index reachable
+// from index.json references: this reader would ignore them while another
+// tool reading the layout might not, and every entry the archive carries is
+// thereby hashed by verify (VerifyBlobs reads every referenced blob).
+// Content a delta or a --platform export leaves out is missing, not extra,
+// so it does not matter here.
+func (b *Bundle) checkReferenced() error {
+	prefix := ""
+	if b.Format != layout.FormatOCI {
+		prefix = layout.ThickLayoutDir
+	}
+	var extra []string
+	for d := range b.Archive.Blobs() {
+		if _, ok := b.Blobs[d]; ok {
+			continue
+		}
+		if _, ok := b.Nodes[d]; ok {
+			continue
+		}
+		extra = append(extra, prefix+layout.BlobName(d))
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w%.0w: %d blob entries that no manifest reachable from index.json references: %s", ErrInvalidArchive, layout.ErrInvalidArchive,
+		len(extra), layout.NameList(extra, 3))
 }
 
 // DeltaBase describes the base a delta archive was exported against.
@@ -244,6 +275,15 @@ func (b *Bundle) adopt() error {
 	for _, d := range entries {
 		if err := b.walk(d, 0); err != nil {
 			return err
+		}
+	}
+	// Entries that are no image of the bundle are not imported, but what
+	// the archive carries is checked all the same (checkReferenced).
+	for i, d := range roots {
+		if !used[i] {
+			if err := b.walk(d, 0); err != nil {
+				return fmt.Errorf("index.json entry %s, not an image of bundle.json: %w", d.Digest, err)
+			}
 		}
 	}
 	bundleDigest, bundleSize, _ := a.BundleBlob()

@@ -84,6 +84,10 @@ type Bundle struct {
 	Base    *DeltaBase
 	// absentSet and omittedSet are what index.json declares (formats.go).
 	absentSet, omittedSet map[digest.Digest]bool
+	// metaBytes and descriptors are what the model holds so far, bounded by
+	// Limits.MaxTotalMetadataBytes and Limits.MaxDescriptors.
+	metaBytes   int64
+	descriptors int
 }
 
 // Close releases the archive.
@@ -108,7 +112,8 @@ func Load(ctx context.Context, path string, o layout.OpenOptions) (*Bundle, erro
 	if err != nil {
 		return nil, err
 	}
-	b := &Bundle{Archive: a, Nodes: map[digest.Digest]*Node{}, Blobs: map[digest.Digest]int64{}}
+	b := &Bundle{Archive: a, Nodes: map[digest.Digest]*Node{}, Blobs: map[digest.Digest]int64{},
+		metaBytes: int64(len(a.IndexRaw) + len(a.BundleJSON)), descriptors: len(a.Index.Manifests)}
 	if err := b.loadAll(); err != nil { // any format, sparse and delta archives (formats.go)
 		a.Close()
 		return nil, fmt.Errorf("archive %s: %w", path, err)
@@ -308,13 +313,26 @@ func (b *Bundle) walk(d ocispec.Descriptor, depth int) error {
 		b.Blobs[d.Digest] = d.Size
 		return nil
 	}
+	// The model holds every manifest and index, so their total is bounded
+	// before one more is read: an archive of many large manifests, each
+	// within Limits.MaxMetadataBytes, cannot take memory without end.
+	lim := b.Archive.Limits()
+	if size, ok := b.Archive.Has(d.Digest); ok && b.metaBytes+size > lim.MaxTotalMetadataBytes {
+		return fmt.Errorf("%w: manifest %s (%d bytes) would bring the manifests and indexes held to %d bytes, limit %d (Limits.MaxTotalMetadataBytes)",
+			layout.ErrTooLarge, d.Digest, size, b.metaBytes+size, lim.MaxTotalMetadataBytes)
+	}
 	raw, err := b.Archive.Metadata(d.Digest, d.Size)
 	if err != nil {
 		return fmt.Errorf("%w: manifest %s: %w", ErrInvalidArchive, d.Digest, err)
 	}
+	b.metaBytes += int64(len(raw))
 	children, err := layout.Children(d.MediaType, raw)
 	if err != nil {
 		return fmt.Errorf("%w: manifest %s: %w", ErrInvalidArchive, d.Digest, err)
+	}
+	if b.descriptors += len(children); b.descriptors > lim.MaxDescriptors {
+		return fmt.Errorf("%w: manifest %s brings the descriptors of index.json and the archive's manifests and indexes to %d, limit %d (Limits.MaxDescriptors)",
+			layout.ErrTooLarge, d.Digest, b.descriptors, lim.MaxDescriptors)
 	}
 	n := &Node{Desc: ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}, Raw: raw, Children: children}
 	b.Nodes[d.Digest] = n

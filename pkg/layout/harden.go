@@ -145,7 +145,16 @@ func checkZeros(r io.Reader, base int64) error {
 //     not declared yet) may expand to at most 64 MiB plus
 //     Limits.MaxExpansion times the compressed bytes read so far: a
 //     decompression bomb is cut off there instead of filling the disk;
-//   - the whole may not exceed Limits.MaxArchiveBytes;
+//   - everything, declared blobs included, may expand to at most 64 MiB
+//     plus Limits.MaxDeclaredExpansion times the compressed bytes read so
+//     far: a size declared by a descriptor is no licence to fill the disk;
+//   - the whole may not exceed Limits.MaxArchiveBytes, and no entry whose
+//     header announces more than that is decompressed;
+//   - the free space of the temporary directory is checked before
+//     anything is written (at least the compressed size is needed), at
+//     every entry (its announced size) and every 64 MiB as the copy grows:
+//     a disk about to fill is reported, naming the directory, the space
+//     needed and the space free, instead of filling it;
 //   - after the end-of-archive marker only zero padding (at most
 //     MaxTrailingBytes) may follow, and the compressed stream must end
 //     cleanly (checksums included).
@@ -154,6 +163,18 @@ func checkZeros(r io.Reader, base int64) error {
 // against it at the end.
 func (a *Archive) decompressIndexed(ctx context.Context, compression, tmp string) error {
 	a.Compressed = compression
+	where := tmp
+	if where == "" {
+		where = os.TempDir()
+	}
+	compressed, err := a.f.Size()
+	if err != nil {
+		return err
+	}
+	// A decompressed archive is at least about as large as the compressed one.
+	if err := checkFree(where, compressed, "decompressing the archive"); err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp(tmp, "cnab-airgap-")
 	if err != nil {
 		return err
@@ -183,7 +204,7 @@ func (a *Archive) decompressIndexed(ctx context.Context, compression, tmp string
 	if err != nil {
 		return err
 	}
-	s := &expander{ctx: ctx, r: rc, w: bufio.NewWriterSize(out, 1<<20), in: in, limits: a.limits}
+	s := &expander{ctx: ctx, r: rc, w: bufio.NewWriterSize(out, 1<<20), in: in, limits: a.limits, tmp: where, nextCheck: freeCheckEvery}
 	if err := a.indexStream(s); err != nil {
 		out.Close()
 		return err
@@ -192,13 +213,41 @@ func (a *Archive) decompressIndexed(ctx context.Context, compression, tmp string
 		out.Close()
 		return err
 	}
-	a.f.Close()
-	a.f = fileSource{out}
+	a.f = fileSource{out} // a.orig, the compressed file, stays open for FileDigest
 	return nil
 }
 
+// freeCheckEvery is how often (in decompressed bytes) the free space of the
+// temporary directory is checked again.
+const freeCheckEvery = 64 << 20
+
+// checkFree refuses to write need more bytes under dir when its file system
+// has less free space than that.
+func checkFree(dir string, need int64, what string) error {
+	free := diskFree(dir)
+	if free < 0 || need <= free {
+		return nil
+	}
+	return fmt.Errorf("%w: not enough free space in the temporary directory %s: %s needs at least %d more bytes (%s), %d bytes (%s) are free; choose another directory with --tmp-dir",
+		ErrTooLarge, dir, what, need, humanSize(need), free, humanSize(free))
+}
+
+// humanSize renders n bytes in binary units for messages ("3.0 GiB").
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
 func (a *Archive) indexStream(s *expander) error {
-	d := &declared{size: map[digest.Digest]int64{}, pending: map[digest.Digest][]ocispec.Descriptor{}}
+	d := &declared{size: map[digest.Digest]int64{}, pending: map[digest.Digest][]ocispec.Descriptor{}, max: a.limits.MaxDescriptors}
 	tr := tar.NewReader(s)
 	count := 0
 	var end int64
@@ -222,6 +271,13 @@ func (a *Archive) indexStream(s *expander) error {
 			continue
 		}
 		name := h.Name
+		if end > s.limits.MaxArchiveBytes {
+			return fmt.Errorf("%w: %q announces %d bytes: the decompressed archive would be larger than %d bytes (--max-archive-size)", ErrTooLarge, name, h.Size, s.limits.MaxArchiveBytes)
+		}
+		s.entryEnd = end
+		if err := checkFree(s.tmp, padded(h.Size), fmt.Sprintf("%q (announced %d bytes)", name, h.Size)); err != nil {
+			return err
+		}
 		blob, isBlob := DigestFromBlobName(strings.TrimPrefix(name, thickPrefix))
 		if isBlob {
 			if want, ok := d.size[blob]; ok {
@@ -239,10 +295,15 @@ func (a *Archive) indexStream(s *expander) error {
 			}
 			switch {
 			case isBlob:
-				d.learn(blob, raw, a.limits)
+				if err := d.learn(blob, raw, a.limits); err != nil {
+					return err
+				}
 			case strings.TrimPrefix(name, thickPrefix) == IndexFile:
 				var idx ocispec.Index
 				if checkJSONDepth(raw, a.limits.MaxJSONDepth) == nil && json.Unmarshal(raw, &idx) == nil {
+					if err := d.count(name, len(idx.Manifests)); err != nil {
+						return err
+					}
 					for _, m := range idx.Manifests {
 						// index.json names manifests and indexes: a root
 						// announcing more than a manifest may hold does not
@@ -293,6 +354,17 @@ func (a *Archive) indexStream(s *expander) error {
 type declared struct {
 	size    map[digest.Digest]int64
 	pending map[digest.Digest][]ocispec.Descriptor // children of verified manifests not reachable yet
+	n, max  int                                    // descriptors read so far, Limits.MaxDescriptors
+}
+
+// count adds the n descriptors of one document to the total, refusing an
+// archive whose documents hold more than Limits.MaxDescriptors together.
+func (d *declared) count(what string, n int) error {
+	d.n += n
+	if d.n > d.max {
+		return fmt.Errorf("%w: %s brings the descriptors of the archive's index.json, manifests and indexes to %d, limit %d (Limits.MaxDescriptors)", ErrTooLarge, what, d.n, d.max)
+	}
+	return nil
 }
 
 func (d *declared) declare(root ocispec.Descriptor) {
@@ -310,17 +382,18 @@ func (d *declared) declare(root ocispec.Descriptor) {
 }
 
 // learn records the children of a small blob that is a manifest or index
-// whose content hashes to its name.
-func (d *declared) learn(dg digest.Digest, raw []byte, l Limits) {
+// whose content hashes to its name. Their number counts towards
+// Limits.MaxDescriptors.
+func (d *declared) learn(dg digest.Digest, raw []byte, l Limits) error {
 	if len(raw) == 0 || raw[0] != '{' || checkJSONDepth(raw, l.MaxJSONDepth) != nil {
-		return
+		return nil
 	}
 	if dg.Algorithm().FromBytes(raw) != dg {
-		return // the reader's verification reports it when it is used
+		return nil // the reader's verification reports it when it is used
 	}
 	var v versioned
 	if json.Unmarshal(raw, &v) != nil || v.SchemaVersion != 2 {
-		return
+		return nil
 	}
 	var children []ocispec.Descriptor
 	if v.Config != nil {
@@ -328,6 +401,9 @@ func (d *declared) learn(dg digest.Digest, raw []byte, l Limits) {
 	}
 	children = append(children, v.Layers...)
 	children = append(children, v.Manifests...)
+	if err := d.count(BlobName(dg), len(children)); err != nil {
+		return err
+	}
 	valid := children[:0]
 	for _, c := range children {
 		if ValidateDigest(c.Digest) == nil && c.Size >= 0 {
@@ -335,15 +411,16 @@ func (d *declared) learn(dg digest.Digest, raw []byte, l Limits) {
 		}
 	}
 	if len(valid) == 0 {
-		return
+		return nil
 	}
 	if _, ok := d.size[dg]; ok {
 		for _, c := range valid {
 			d.declare(c)
 		}
-		return
+		return nil
 	}
 	d.pending[dg] = append(d.pending[dg], valid...)
+	return nil
 }
 
 // countingReader counts the compressed bytes read.
@@ -391,15 +468,18 @@ func sniffCompression(f source) (string, error) {
 // expander reads decompressed bytes, copies them to the temporary file and
 // enforces the expansion limits.
 type expander struct {
-	ctx      context.Context
-	r        io.Reader
-	w        *bufio.Writer
-	in       *countingReader
-	limits   Limits
-	n        int64 // decompressed bytes so far: the offset in the temporary file
-	unvouch  int64 // decompressed bytes no descriptor accounts for
-	declared bool  // the data being read belongs to a blob of declared size
-	err      error // the first limit or I/O failure
+	ctx       context.Context
+	r         io.Reader
+	w         *bufio.Writer
+	in        *countingReader
+	limits    Limits
+	tmp       string // the temporary directory, for free space checks
+	n         int64  // decompressed bytes so far: the offset in the temporary file
+	entryEnd  int64  // where the data of the entry being read ends
+	nextCheck int64  // when n passes it, the free space is checked again
+	unvouch   int64  // decompressed bytes no descriptor accounts for
+	declared  bool   // the data being read belongs to a blob of declared size
+	err       error  // the first limit or I/O failure
 }
 
 // errStop marks a failure of the expander itself.
@@ -421,10 +501,19 @@ func (s *expander) Read(p []byte) (int, error) {
 		}
 		switch {
 		case s.n > s.limits.MaxArchiveBytes:
-			s.err = fmt.Errorf("%.0w%w: the decompressed archive is larger than %d bytes", errStop, ErrTooLarge, s.limits.MaxArchiveBytes)
+			s.err = fmt.Errorf("%.0w%w: the decompressed archive is larger than %d bytes (--max-archive-size)", errStop, ErrTooLarge, s.limits.MaxArchiveBytes)
+		case s.n > expansionSlack+s.limits.MaxDeclaredExpansion*s.in.n:
+			s.err = fmt.Errorf("%.0w%w: %d compressed bytes expanded to %d bytes (limit %d times the compressed size plus %d, declared blobs included): decompression bomb",
+				errStop, ErrTooLarge, s.in.n, s.n, s.limits.MaxDeclaredExpansion, expansionSlack)
 		case s.unvouch > expansionSlack+s.limits.MaxExpansion*s.in.n:
 			s.err = fmt.Errorf("%.0w%w: %d compressed bytes expanded to %d bytes that no descriptor declares (limit %d times the compressed size plus %d): decompression bomb",
 				errStop, ErrTooLarge, s.in.n, s.unvouch, s.limits.MaxExpansion, expansionSlack)
+		}
+		if s.err == nil && s.n >= s.nextCheck {
+			s.nextCheck = s.n + freeCheckEvery
+			if err := checkFree(s.tmp, max(s.entryEnd-s.n, 1<<20), "decompressing the archive"); err != nil {
+				s.err = fmt.Errorf("%.0w%w", errStop, err)
+			}
 		}
 		if s.err != nil {
 			return 0, s.err

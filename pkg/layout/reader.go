@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -25,8 +26,9 @@ type Limits struct {
 	// MaxMetadataBytes caps index.json, bundle.json, every manifest and every
 	// other JSON document before it is decoded. Default 8 MiB.
 	MaxMetadataBytes int64
-	// MaxArchiveBytes caps how much a compressed archive may expand to.
-	// Default 1 TiB.
+	// MaxArchiveBytes caps the archive: how much a compressed archive may
+	// expand to, and the size of a split archive. Default 1 TiB (the CLI's
+	// --max-archive-size).
 	MaxArchiveBytes int64
 	// MaxJSONDepth is the deepest nesting of objects and arrays accepted in
 	// index.json, bundle.json and every manifest or index, checked before
@@ -38,10 +40,26 @@ type Limits struct {
 	// read so far. Blobs are already compressed, so a real archive expands
 	// about 1:1; a decompression bomb is cut off early. Default 50.
 	MaxExpansion int64
+	// MaxDeclaredExpansion bounds the whole decompressed archive, declared
+	// blobs included: it may expand to 64 MiB plus MaxDeclaredExpansion
+	// times the compressed bytes read so far. A size declared by a
+	// descriptor is no licence: a few hundred kilobytes of zstd declaring a
+	// layer of gigabytes of zeros is cut off after about 64 MiB + 100 times
+	// its own size. Default 100 (real archives, whose blobs are compressed
+	// already, expand about 1:1).
+	MaxDeclaredExpansion int64
+	// MaxTotalMetadataBytes bounds the manifests and indexes (and
+	// index.json and bundle.json) a loaded archive holds at once, all
+	// together; each is also capped by MaxMetadataBytes. Default 64 MiB.
+	MaxTotalMetadataBytes int64
+	// MaxDescriptors bounds how many descriptors index.json and every
+	// manifest and index of the archive may hold together. Default 100000.
+	MaxDescriptors int
 }
 
 // DefaultLimits are the limits used when Open is given the zero Limits.
-var DefaultLimits = Limits{MaxEntries: 100000, MaxMetadataBytes: 8 << 20, MaxArchiveBytes: 1 << 40, MaxJSONDepth: 64, MaxExpansion: 50}
+var DefaultLimits = Limits{MaxEntries: 100000, MaxMetadataBytes: 8 << 20, MaxArchiveBytes: 1 << 40, MaxJSONDepth: 64, MaxExpansion: 50,
+	MaxDeclaredExpansion: 100, MaxTotalMetadataBytes: 64 << 20, MaxDescriptors: 100000}
 
 func (l Limits) withDefaults() Limits {
 	if l.MaxEntries <= 0 {
@@ -59,15 +77,35 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxExpansion <= 0 {
 		l.MaxExpansion = DefaultLimits.MaxExpansion
 	}
+	if l.MaxDeclaredExpansion <= 0 {
+		l.MaxDeclaredExpansion = DefaultLimits.MaxDeclaredExpansion
+	}
+	if l.MaxTotalMetadataBytes <= 0 {
+		l.MaxTotalMetadataBytes = DefaultLimits.MaxTotalMetadataBytes
+	}
+	if l.MaxDescriptors <= 0 {
+		l.MaxDescriptors = DefaultLimits.MaxDescriptors
+	}
 	return l
 }
+
+// Limits returns the limits the archive was opened with (defaults filled in).
+func (a *Archive) Limits() Limits { return a.limits }
 
 // OpenOptions controls Open.
 type OpenOptions struct {
 	Limits Limits
 	// TempDir is where a compressed archive is decompressed to (it is removed
-	// by Close). Default: a new directory under os.TempDir().
+	// by Close). Default: a new directory under os.TempDir(). Its free space
+	// is checked before anything is written and as the copy grows.
 	TempDir string
+	// Verify, when set, is called with the sha256 of the archive file (of a
+	// split archive: of its joined parts) computed through the very file
+	// handles that are then parsed, before anything is sniffed,
+	// decompressed or parsed; an error aborts Open with that error. The
+	// archive is never opened again by path afterwards, so what was
+	// verified is what is read (an archive signature check hooks in here).
+	Verify func(ctx context.Context, d digest.Digest) error
 }
 
 type entry struct {
@@ -78,7 +116,9 @@ type entry struct {
 // Archive is an opened archive: an index of its tar entries over the archive
 // file. Nothing is extracted; blobs are read at their offsets.
 type Archive struct {
-	f       source // the file, or a split archive's parts (source.go)
+	f       source // the file, or a split archive's parts (source.go); after decompression the temporary copy
+	orig    source // the file as given (f, or the compressed file kept open), hashed by FileDigest
+	digest  digest.Digest
 	path    string
 	tmpDir  string
 	limits  Limits
@@ -125,7 +165,21 @@ func (a *Archive) open(ctx context.Context, path string, o OpenOptions) error {
 	if err != nil {
 		return err
 	}
-	a.f = f
+	a.f, a.orig = f, f
+	if a.Parts != nil {
+		a.digest = a.Parts.Digest // computed over the part handles (split.go)
+	}
+	if o.Verify != nil {
+		// The signature is checked over the bytes about to be parsed,
+		// before any of them is interpreted.
+		d, err := a.FileDigest(ctx)
+		if err != nil {
+			return err
+		}
+		if err := o.Verify(ctx, d); err != nil {
+			return fmt.Errorf("archive %s: %w", path, err)
+		}
+	}
 	// The outer compression is told by its magic bytes only: no decoder
 	// runs on untrusted bytes to guess a format (harden.go).
 	compression, err := sniffCompression(f)
@@ -256,6 +310,9 @@ var layoutDirs = map[string]struct{}{
 }
 
 func (a *Archive) readRoot() error {
+	if err := a.checkOneLayout(); err != nil {
+		return err
+	}
 	if _, ok := a.entries[thickPrefix+IndexFile]; ok {
 		a.prefix = thickPrefix
 	}
@@ -295,6 +352,37 @@ func (a *Archive) readRoot() error {
 		}
 	}
 	return nil
+}
+
+// checkOneLayout refuses an archive that carries two OCI image layouts: one
+// at the root (oci-layout, index.json, blobs/) and the CNAB-104 one under
+// artifacts/layout/. A reader picks one of them and another tool may read
+// the other, so such an archive would not mean the same to every reader.
+func (a *Archive) checkOneLayout() error {
+	var root, thick []string
+	for name := range a.entries {
+		switch {
+		case strings.HasPrefix(name, thickPrefix):
+			thick = append(thick, name)
+		case name == OCILayoutFile || name == IndexFile || strings.HasPrefix(name, "blobs/"):
+			root = append(root, name)
+		}
+	}
+	if len(root) == 0 || len(thick) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: two OCI layouts in one archive: at the root (%s) and under %s (%s); an archive carries one", ErrInvalidArchive,
+		NameList(root, 3), thickPrefix, NameList(thick, 3))
+}
+
+// NameList renders names sorted, the first n of them and how many more.
+func NameList(names []string, n int) string {
+	names = slices.Clone(names)
+	slices.Sort(names)
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:n], ", "), len(names)-n)
 }
 
 // readFile reads a whole (small) entry, refusing entries larger than limit.
@@ -427,32 +515,40 @@ func (a *Archive) Blobs() map[digest.Digest]int64 {
 // Path returns the path the archive was opened from.
 func (a *Archive) Path() string { return a.path }
 
-// FileDigest returns the sha256 of the archive file as it was given: the
-// file's bytes hashed again now (compressed ones as they are), or, for a
-// split archive, the digest of its joined parts, checked when it was
-// opened.
+// FileDigest returns the sha256 of the archive file as it was given
+// (compressed bytes as they are): the digest computed when it was opened
+// (OpenOptions.Verify, or a split archive's joined parts), or else the
+// bytes hashed now through the handle Open read, never by opening the path
+// again, so a file swapped since cannot be what is hashed.
 func (a *Archive) FileDigest(ctx context.Context) (digest.Digest, error) {
-	if a.Parts != nil {
-		return a.Parts.Digest, nil
+	if a.digest != "" {
+		return a.digest, nil
 	}
-	f, err := os.Open(a.path)
+	if a.orig == nil {
+		return "", fmt.Errorf("archive %s is closed", a.path)
+	}
+	size, err := a.orig.Size()
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
 	h := sha256.New()
-	if _, err := copyCtx(ctx, h, f); err != nil {
+	if _, err := copyCtx(ctx, h, io.NewSectionReader(a.orig, 0, size)); err != nil {
 		return "", fmt.Errorf("hashing %s: %w", a.path, err)
 	}
-	dropCache(f, 0, 0) // 0: to the end of the file
-	return digest.NewDigest(digest.SHA256, h), nil
+	a.orig.dropCache(0, size)
+	a.digest = digest.NewDigest(digest.SHA256, h)
+	return a.digest, nil
 }
 
 // Close releases the archive file and removes any temporary files.
 func (a *Archive) Close() error {
 	var err error
+	if a.orig != nil && a.orig != a.f {
+		err = a.orig.Close()
+	}
+	a.orig = nil
 	if a.f != nil {
-		err = a.f.Close()
+		err = errors.Join(err, a.f.Close())
 		a.f = nil
 	}
 	if a.tmpDir != "" {

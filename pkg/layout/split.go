@@ -335,6 +335,13 @@ func JoinParts(ctx context.Context, partsFile, tmpDir string, maxBytes int64) (*
 	if err != nil {
 		return nil, nil, err
 	}
+	where := tmpDir
+	if where == "" {
+		where = os.TempDir()
+	}
+	if err := checkFree(where, ps.Size, "joining the parts of "+ps.Archive); err != nil {
+		return nil, nil, err
+	}
 	out, err := anonymousFile(tmpDir)
 	if err != nil {
 		return nil, nil, err

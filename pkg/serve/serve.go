@@ -57,6 +57,7 @@ type options struct {
 	writeTimeout      time.Duration
 	maxConns          int
 	tls               *tls.Config
+	open              layout.OpenOptions
 }
 
 func makeOptions(opts ...Option) (*options, error) {
@@ -181,6 +182,13 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// WithOpenOptions sets the archive limits and temporary directory Open
+// reads the archive with (see layout.OpenOptions). The default is the
+// zero OpenOptions: the default limits under os.TempDir().
+func WithOpenOptions(oo layout.OpenOptions) Option {
+	return func(o *options) error { o.open = oo; return nil }
+}
+
 // Image is an image of the bundle as the server offers it.
 type Image struct {
 	// Role is "invocation" or "component"; Name is the component name or
@@ -217,7 +225,11 @@ type Server struct {
 // Open loads and checks the archive at path (importer.Load), verifies
 // every blob and returns a Server that owns the archive: Close releases it.
 func Open(ctx context.Context, path string, opts ...Option) (*Server, error) {
-	b, err := importer.Load(ctx, path, layout.OpenOptions{})
+	o, err := makeOptions(opts...)
+	if err != nil {
+		return nil, err
+	}
+	b, err := importer.Load(ctx, path, o.open)
 	if err != nil {
 		return nil, err
 	}

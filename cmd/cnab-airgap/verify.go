@@ -45,6 +45,11 @@ func verifyCommand(e *env) *cli.Command {
 			if c.NArg() != 1 {
 				return usagef("verify takes one archive")
 			}
+			if t := c.String("target"); t != "" {
+				if _, err := targetRegistry("target", t); err != nil { // before the archive is opened (args.go)
+					return err
+				}
+			}
 			asJSON, err := outputJSON(c)
 			if err != nil {
 				return err

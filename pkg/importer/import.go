@@ -186,6 +186,11 @@ func Import(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 			return nil, fmt.Errorf("import of bundle %s into %s: %w", b.Bundle.Name, target, err)
 		}
 	}
+	// One conversation with the target first (TLS, plain HTTP, credentials):
+	// a registry that refuses the client fails here once, not once per blob.
+	if err := o.client.Check(ctx, target.Registry); err != nil {
+		return nil, fmt.Errorf("import of bundle %s into %s: %w", b.Bundle.Name, target, err)
+	}
 	res, err := importBundle(ctx, o, b, target, req.MappingPath)
 	if err != nil {
 		return nil, fmt.Errorf("import of bundle %s into %s: %w", b.Bundle.Name, target, err)
@@ -388,7 +393,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 		if err := g.Wait(); err != nil {
 			return err
 		}
-		return errors.Join(errs...)
+		return registry.JoinDistinct(errs) // one line per distinct cause
 	}
 	if err := run(first); err != nil {
 		return err

@@ -186,11 +186,6 @@ func Import(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 			return nil, fmt.Errorf("import of bundle %s into %s: %w", b.Bundle.Name, target, err)
 		}
 	}
-	// One conversation with the target first (TLS, plain HTTP, credentials):
-	// a registry that refuses the client fails here once, not once per blob.
-	if err := o.client.Check(ctx, target.Registry); err != nil {
-		return nil, fmt.Errorf("import of bundle %s into %s: %w", b.Bundle.Name, target, err)
-	}
 	res, err := importBundle(ctx, o, b, target, req.MappingPath)
 	if err != nil {
 		return nil, fmt.Errorf("import of bundle %s into %s: %w", b.Bundle.Name, target, err)
@@ -221,6 +216,12 @@ func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Ta
 	}
 	names, err := relocate.PlanNames(target, o.naming, b.RepoPath, imgs, o.limits)
 	if err != nil {
+		return nil, err
+	}
+	// One conversation with the target before any blob (TLS, plain HTTP,
+	// credentials): a registry that refuses the client fails here once,
+	// not once per blob. Names are refused before, without contacting it.
+	if err := o.client.Check(ctx, target.Registry); err != nil {
 		return nil, err
 	}
 	p := &pushPlan{names: names, repoBlobs: map[string]map[digest.Digest]bool{}, repoNodes: map[string]map[digest.Digest]bool{},

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"path/filepath"
@@ -65,5 +66,49 @@ func TestRegistryAccessFailuresReportedOnce(t *testing.T) {
 	r, code = runCLI(t, bin, env, "bob-pw-9876", "--plain-http", "127.0.0.1", "--username", "bob", "--password-stdin", "-q", "import", "--target", plainDst.Host+"/airgap", "--mapping", filepath.Join(t.TempDir(), "m.json"), archive)
 	if code != 0 || authorized.Load() == 0 {
 		t.Fatalf("--plain-http 127.0.0.1 (every port): exit %d, %d authorized requests: %s", code, authorized.Load(), r.stderr.String())
+	}
+}
+
+// --username HOST=USER goes to HOST only: an import into another registry
+// sends that registry the docker config's credentials for it, never the
+// login given for HOST; without HOST=, the login goes to the target.
+func TestUsernameScopedToItsHost(t *testing.T) {
+	bin := buildCLI(t)
+	env := cliEnv(t)
+	home := strings.TrimPrefix(env[1], "HOME=")
+	src := startRegistry(t)
+	pb := sample(t, src, harness.SampleOptions{})
+	archive := filepath.Join(t.TempDir(), "bundle.tar")
+	if r, code := runCLI(t, bin, env, "", "--plain-http", src.Host, "-q", "export", "-o", archive, pb.Ref); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, r.stderr.String())
+	}
+	bob := "Basic " + base64.StdEncoding.EncodeToString([]byte("bob:bob-pw-4321"))
+	var bobSeen, carolSeen atomic.Int64
+	hook := func(r *http.Request) {
+		switch v := r.Header.Get("Authorization"); {
+		case v == bob:
+			bobSeen.Add(1)
+		case v != "":
+			carolSeen.Add(1)
+		}
+	}
+	dst := startRegistry(t, harness.WithBasicAuth("carol", "carol-pw-8765"), harness.WithRequestHook(hook))
+	other := startRegistry(t, harness.WithBasicAuth("bob", "bob-pw-4321"), harness.WithRequestHook(hook))
+	if _, err := dst.WriteDockerConfig(filepath.Join(home, ".docker")); err != nil {
+		t.Fatal(err)
+	}
+	r, code := runCLI(t, bin, env, "bob-pw-4321", "--plain-http", "127.0.0.1", "--username", other.Host+"=bob", "--password-stdin", "-q",
+		"import", "--target", dst.Host+"/airgap", "--mapping", filepath.Join(t.TempDir(), "m.json"), archive)
+	if code != 0 {
+		t.Fatalf("import: exit %d: %s", code, r.stderr.String())
+	}
+	if bobSeen.Load() != 0 || carolSeen.Load() == 0 {
+		t.Fatalf("bob's login reached %d requests, the docker config's %d", bobSeen.Load(), carolSeen.Load())
+	}
+	// Without HOST=, the login goes to the target (and is refused there).
+	r, code = runCLI(t, bin, env, "bob-pw-4321", "--plain-http", "127.0.0.1", "--username", "bob", "--password-stdin",
+		"import", "--target", dst.Host+"/other", "--mapping", filepath.Join(t.TempDir(), "m.json"), archive)
+	if code != 1 || bobSeen.Load() == 0 || !strings.Contains(r.stderr.String(), "hint: ") || strings.Count(r.stderr.String(), "UNAUTHORIZED") > 1 {
+		t.Fatalf("--username without HOST=: exit %d, bob seen %d: %s", code, bobSeen.Load(), r.stderr.String())
 	}
 }

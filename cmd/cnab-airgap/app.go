@@ -16,17 +16,11 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/registry"
-	"github.com/cnab-airgap/cnab-airgap/internal/verify"
-	"github.com/cnab-airgap/cnab-airgap/pkg/export"
-	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
-	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
-	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
-	"github.com/cnab-airgap/cnab-airgap/pkg/serve"
-	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
 
 // Exit codes.
@@ -51,7 +45,7 @@ type env struct {
 	// format is the validated --output value, set before any command runs.
 	format string
 	// login is --username/--password-stdin once read (registryLogin in
-	// notaryauth.go): registries and the Notary server share it.
+	// notaryauth.go): the registry it is for and the Notary server share it.
 	login *login
 }
 
@@ -60,10 +54,10 @@ type env struct {
 // records state in flag structs, and tests run many apps in one process.
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "plain-http", Usage: "speak plain HTTP to this registry `HOST[:PORT]` (repeatable)"},
-		&cli.StringSliceFlag{Name: "insecure", Usage: "do not verify the TLS certificate of this registry `HOST[:PORT]` (repeatable)"},
+		&cli.StringSliceFlag{Name: "plain-http", Usage: "speak plain HTTP to this registry `HOST[:PORT]` (repeatable; HOST alone: every port); no other host is ever spoken to over plain HTTP"},
+		&cli.StringSliceFlag{Name: "insecure", Usage: "do not verify the TLS certificate of this registry `HOST[:PORT]` (repeatable; HOST alone: every port)"},
 		&cli.StringSliceFlag{Name: "ca-file", Usage: "trust the CA certificates in this PEM `FILE` (repeatable)"},
-		&cli.StringFlag{Name: "username", Usage: "registry user `NAME` (with --password-stdin); default: docker config and credential helpers"},
+		&cli.StringFlag{Name: "username", Usage: "registry user `[HOST=]NAME` (with --password-stdin), sent only to HOST; without HOST=, to the import target or the exported bundle's registry; other hosts: docker config and credential helpers"},
 		&cli.BoolFlag{Name: "password-stdin", Usage: "read the registry password from standard input"},
 		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 6, Usage: "move up to `N` blobs at once"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors: no progress, no result text (--output json still prints its document)"},
@@ -74,10 +68,21 @@ func globalFlags() []cli.Flag {
 
 func newApp(e *env) *cli.App {
 	app := &cli.App{
-		Name:                 "cnab-airgap",
-		Usage:                "carry CNAB bundles, their images and signatures across air gaps",
-		Flags:                globalFlags(),
-		Before:               func(c *cli.Context) error { return checkFormat(c, e) },
+		Name:  "cnab-airgap",
+		Usage: "carry CNAB bundles, their images and signatures across air gaps",
+		Flags: globalFlags(),
+		Before: func(c *cli.Context) error {
+			if err := checkFormat(c, e); err != nil {
+				return err
+			}
+			return checkGlobals(c) // args.go
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("unknown command %q (commands: %s)", c.Args().First(), strings.Join(commandNames(c.App), ", "))
+			}
+			return cli.ShowAppHelp(c)
+		},
 		Writer:               e.stdout,
 		ErrWriter:            e.stderr,
 		Reader:               e.stdin,
@@ -113,41 +118,34 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	// (and, with --output json, only one JSON document).
 	var help bytes.Buffer
 	app.Writer = &help
-	args = normalizeArgs(app, args)
-	err := app.RunContext(ctx, args)
+	err := checkHostValues(app, args) // args.go: --plain-http export ...
+	if err == nil {
+		args = normalizeArgs(app, args)
+		err = app.RunContext(ctx, args)
+	}
 	if err == nil {
 		stdout.Write(help.Bytes())
 		return exitOK
 	}
 	msg := redact(err.Error())
 	fmt.Fprintf(stderr, "cnab-airgap: %v\n", msg)
-	code := exitFailure
+	code := sentinelCode(err) // exitcodes.go
 	var ue usageError
-	switch {
-	case errors.As(err, &ue), isRequiredFlagError(err):
+	if errors.As(err, &ue) || isRequiredFlagError(err) {
 		code = exitUsage
-		if len(args) > 1 {
-			fmt.Fprintf(stderr, "run '%s --help' for usage\n", strings.Join(commandPath(app, args), " "))
-		}
-	case isVerificationError(err):
-		code = exitVerification
+	}
+	if code == exitUsage && len(args) > 1 {
+		fmt.Fprintf(stderr, "run '%s --help' for usage\n", strings.Join(commandPath(app, args), " "))
+	}
+	hint := registry.Hint(err)
+	if hint != "" {
+		fmt.Fprintf(stderr, "hint: %s\n", hint)
 	}
 	var reported reportedError
 	if e.format == "json" && !errors.As(err, &reported) {
-		writeJSON(stdout, errorOutput{Error: msg, ExitCode: code})
+		writeJSON(stdout, errorOutput{Error: msg, ExitCode: code, Hint: hint})
 	}
 	return code
-}
-
-func isVerificationError(err error) bool {
-	for _, target := range []error{verify.ErrDigestMismatch, verify.ErrSizeMismatch, importer.ErrBundleMismatch,
-		importer.ErrInvalidArchive, importer.ErrVerification, layout.ErrUnsafeEntry, layout.ErrInvalidArchive,
-		export.ErrDigestMismatch, sigbundle.ErrVerification, relocate.ErrRelocation, serve.ErrVerification} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	return false
 }
 
 // Patterns of credentials that may end up in a message: user:password@ at
@@ -245,8 +243,11 @@ func logger(c *cli.Context, e *env) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// client builds the registry client from the global flags.
-func client(c *cli.Context, e *env) (*registry.Client, error) {
+// client builds the registry client from the global flags. The
+// --username login goes to its HOST= or, without one, to defaultHost (the
+// import target's registry, the exported bundle's registry), and to no
+// other registry; "" refuses a --username without HOST=.
+func client(c *cli.Context, e *env, defaultHost string) (*registry.Client, error) {
 	o := registry.Options{
 		PlainHTTP: c.StringSlice("plain-http"),
 		Insecure:  c.StringSlice("insecure"),
@@ -260,7 +261,14 @@ func client(c *cli.Context, e *env) (*registry.Client, error) {
 		return nil, err
 	}
 	if l != nil {
-		o.Auth = basicAuth(l.user, l.password)
+		host := l.host
+		if host == "" {
+			if defaultHost == "" {
+				return nil, usagef("--username %s: this command talks to registries named by the bundle, so say which one the login is for: --username HOST=%s", l.user, l.user)
+			}
+			host = defaultHost
+		}
+		o.HostAuth = map[string]authn.Authenticator{host: basicAuth(l.user, l.password)}
 	}
 	return registry.New(o)
 }

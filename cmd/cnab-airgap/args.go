@@ -1,9 +1,14 @@
 package main
 
 import (
+	"slices"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/urfave/cli/v2"
+
+	"github.com/cnab-airgap/cnab-airgap/internal/registry"
+	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 )
 
 // normalizeArgs lets operators write flags where they think of them:
@@ -140,4 +145,99 @@ func commandPath(app *cli.App, args []string) []string {
 		}
 	}
 	return []string{app.Name}
+}
+
+// hostFlags are the global flags whose value is a registry HOST[:PORT].
+var hostFlags = []string{"plain-http", "insecure"}
+
+// checkHostValues refuses a host flag followed by a command name
+// (`cnab-airgap --plain-http export ...`): the command would be taken as
+// the host, and the rest of the line misread.
+func checkHostValues(app *cli.App, args []string) error {
+	for i := 1; i+1 < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return nil
+		}
+		if !isFlagToken(a) || strings.Contains(a, "=") || !slices.Contains(hostFlags, flagName(a)) {
+			continue
+		}
+		v := args[i+1]
+		if findCommand(app, v) != nil {
+			return usagef("--%s takes a registry HOST[:PORT], not the command %q (write --%s HOST, then the command)", flagName(a), v, flagName(a))
+		}
+		if isFlagToken(v) {
+			return usagef("--%s takes a registry HOST[:PORT], not the flag %q", flagName(a), v)
+		}
+		i++
+	}
+	return nil
+}
+
+// checkGlobals validates the global flags before any command runs (and
+// before any archive is opened): host values, --jobs.
+func checkGlobals(c *cli.Context) error {
+	for _, f := range hostFlags {
+		for _, v := range c.StringSlice(f) {
+			if _, err := registry.ParseHost(v); err != nil {
+				return usagef("--%s takes a registry HOST[:PORT] (HOST alone: every port): %v", f, err)
+			}
+		}
+	}
+	if j := c.Int("jobs"); j < 1 {
+		return usagef("--jobs must be at least 1, not %d", j)
+	}
+	if u := c.String("username"); strings.Contains(u, "=") {
+		if _, _, err := splitLogin(u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// splitLogin splits --username [HOST=]USER.
+func splitLogin(u string) (host, user string, err error) {
+	host, user, ok := strings.Cut(u, "=")
+	if !ok {
+		return "", u, nil
+	}
+	if user == "" {
+		return "", "", usagef("--username %s: no user name after the host (want HOST=USER)", u)
+	}
+	h, err := registry.ParseHost(host)
+	if err != nil {
+		return "", "", usagef("--username takes [HOST=]USER: %v", err)
+	}
+	return h, user, nil
+}
+
+// commandNames lists the visible commands.
+func commandNames(app *cli.App) []string {
+	var out []string
+	for _, c := range app.Commands {
+		if !c.Hidden {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+// targetRegistry returns the registry of a target REGISTRY[/PREFIX] for
+// --target flags, refusing anything else (a tag, a digest, a URL) as a
+// usage error.
+func targetRegistry(flag, t string) (string, error) {
+	target, err := relocate.ParseTarget(t)
+	if err != nil {
+		return "", usagef("--%s takes a REGISTRY[/PREFIX] (no tag, no digest): %v", flag, err)
+	}
+	return target.Registry, nil
+}
+
+// referenceRegistry returns the registry of a bundle reference.
+func referenceRegistry(ref string) (string, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", usagef("bundle reference %q: %v", ref, err)
+	}
+	return r.Context().RegistryStr(), nil
 }

@@ -57,7 +57,8 @@ func exportCommand(e *env) *cli.Command {
 				return err
 			}
 			signing = append(signing, signer...)
-			cl, err := client(c, e)
+			host, _ := referenceRegistry(req.Reference) // the --username login goes to the bundle's registry
+			cl, err := client(c, e, host)
 			if err != nil {
 				return err
 			}

@@ -25,6 +25,10 @@ func importCommand(e *env) *cli.Command {
 			if c.NArg() != 1 {
 				return usagef("import takes one archive")
 			}
+			host, err := targetRegistry("target", c.String("target")) // before the archive is opened (args.go)
+			if err != nil {
+				return err
+			}
 			asJSON, err := outputJSON(c)
 			if err != nil {
 				return err
@@ -49,7 +53,7 @@ func importCommand(e *env) *cli.Command {
 				return err
 			}
 			signing = append(signing, importer.WithOpenOptions(oo))
-			cl, err := client(c, e)
+			cl, err := client(c, e, host)
 			if err != nil {
 				return err
 			}

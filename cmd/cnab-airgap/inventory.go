@@ -37,7 +37,11 @@ func inventoryCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := client(c, e)
+			host, err := targetRegistry("target", c.String("target"))
+			if err != nil {
+				return err
+			}
+			cl, err := client(c, e, host)
 			if err != nil {
 				return err
 			}

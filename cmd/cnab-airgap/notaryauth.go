@@ -13,8 +13,10 @@ import (
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
 
-// login is the --username/--password-stdin pair, read once per run.
-type login struct{ user, password string }
+// login is the --username/--password-stdin pair, read once per run. host
+// is the HOST of --username HOST=USER ("" when not given: the command's
+// own registry, see client).
+type login struct{ host, user, password string }
 
 // keychain resolves credentials when no --username is given: the docker
 // config and its credential helpers. Registries and Notary servers share
@@ -38,19 +40,24 @@ func registryLogin(c *cli.Context, e *env) (*login, error) {
 	if c.String("username") == "" {
 		return nil, usagef("--password-stdin needs --username")
 	}
+	host, user, err := splitLogin(c.String("username")) // args.go
+	if err != nil {
+		return nil, err
+	}
 	pw, err := io.ReadAll(io.LimitReader(e.stdin, 1<<16))
 	if err != nil {
 		return nil, err
 	}
-	e.login = &login{user: c.String("username"), password: strings.TrimRight(string(pw), "\r\n")}
+	e.login = &login{host: host, user: user, password: strings.TrimRight(string(pw), "\r\n")}
 	addSecret(e.login.user, e.login.password) // never printed (redact)
 	return e.login, nil
 }
 
-// notaryCredentials gives the Notary server credentials as for registries:
-// --username with --password-stdin for every host, else the docker config
-// and credential helpers (for the Notary server's host, then for the
-// registry of the GUN, as Docker's trust client does).
+// notaryCredentials gives the Notary server credentials: the login of
+// --username with --password-stdin (the Notary server is named by
+// --notary-server, so the login goes to it and its token service), else
+// the docker config and credential helpers (for the Notary server's host,
+// then for the registry of the GUN, as Docker's trust client does).
 func notaryCredentials(c *cli.Context, e *env) (sigbundle.Option, error) {
 	f, err := notaryCredentialFunc(c, e)
 	if err != nil {

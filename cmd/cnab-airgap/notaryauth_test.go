@@ -50,7 +50,7 @@ func TestNotaryCredentialsPasswordStdin(t *testing.T) {
 				t.Fatalf("credentials for %s: %q %q %v", h, u, p, err)
 			}
 		}
-		if _, err := client(c, e); err != nil {
+		if _, err := client(c, e, "registry.example"); err != nil {
 			return err
 		}
 		if e.login == nil || e.login.password != "hunter2-notary" {

@@ -12,4 +12,7 @@ type errorOutput struct {
 	Error string `json:"error"`
 	// ExitCode is the process exit code (1 failure, 2 usage, 3 verification).
 	ExitCode int `json:"exitCode"`
+	// Hint says what to do about a registry failure (a CA to give, a
+	// plain-HTTP host to name, credentials), as printed after "hint:".
+	Hint string `json:"hint,omitempty"`
 }

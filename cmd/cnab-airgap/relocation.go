@@ -42,7 +42,7 @@ func auditRelocation(c *cli.Context, e *env, b *importer.Bundle, bars *bars) (*r
 	if err != nil {
 		return nil, err
 	}
-	cl, err := client(c, e)
+	cl, err := client(c, e, target.Registry)
 	if err != nil {
 		return nil, err
 	}

@@ -414,11 +414,12 @@ func verifyReference(c *cli.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	cl, err := client(c, e)
+	ref := c.String("reference")
+	host, _ := referenceRegistry(ref)
+	cl, err := client(c, e, host)
 	if err != nil {
 		return err
 	}
-	ref := c.String("reference")
 	rem, err := sigbundle.CollectRemote(c.Context, cl, ref, so...)
 	if err != nil {
 		return err

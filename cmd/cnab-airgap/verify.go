@@ -49,6 +49,11 @@ func verifyCommand(e *env) *cli.Command {
 					return err
 				}
 			}
+			if t := c.String("target"); t != "" {
+				if _, err := targetRegistry("target", t); err != nil { // before the archive is opened (args.go)
+					return err
+				}
+			}
 			asJSON, err := outputJSON(c)
 			if err != nil {
 				return err

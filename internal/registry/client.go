@@ -40,18 +40,27 @@ import (
 
 // Options configures a Client. The zero value talks TLS with the system
 // roots to every registry and takes credentials from the docker config.
+//
+// Hosts are given as HOST or HOST:PORT (see ParseHost): HOST stands for
+// every port of that host, HOST:PORT for that port only.
 type Options struct {
-	// PlainHTTP lists registry hosts (host:port) spoken to over plain HTTP.
+	// PlainHTTP lists the registry hosts spoken to over plain HTTP. No
+	// request of the client goes over plain HTTP to any other host (see
+	// ErrPlainHTTP), whatever go-containerregistry's localhost and
+	// private-address heuristics say.
 	PlainHTTP []string
 	// Insecure lists registry hosts whose TLS certificate is not verified.
 	Insecure []string
 	// CAFiles are PEM files of extra trusted CA certificates.
 	CAFiles []string
-	// Keychain resolves credentials. Default: authn.DefaultKeychain (docker
-	// config and credential helpers).
+	// Keychain resolves credentials for every host HostAuth does not
+	// name. Default: authn.DefaultKeychain (docker config and credential
+	// helpers).
 	Keychain authn.Keychain
-	// Auth, when set, is used for every registry instead of Keychain.
-	Auth authn.Authenticator
+	// HostAuth gives explicit credentials per host (HOST or HOST:PORT):
+	// they are sent to that registry (and its token service) only, never
+	// to another registry the same operation talks to.
+	HostAuth map[string]authn.Authenticator
 	// Transport is the base transport. Default: a clone of
 	// http.DefaultTransport with the TLS settings above.
 	Transport http.RoundTripper
@@ -67,7 +76,8 @@ type Options struct {
 // Client talks to registries. It is safe for concurrent use.
 type Client struct {
 	o         Options
-	plain     map[string]bool
+	plain     hostSet
+	keychain  authn.Keychain
 	base      http.RoundTripper
 	retry     retry.Policy
 	remoteOps []remote.Option
@@ -80,9 +90,13 @@ type Client struct {
 
 // New builds a Client.
 func New(o Options) (*Client, error) {
-	c := &Client{o: o, plain: map[string]bool{}, repos: map[string]http.RoundTripper{}}
-	for _, h := range o.PlainHTTP {
-		c.plain[h] = true
+	c := &Client{o: o, repos: map[string]http.RoundTripper{}}
+	var err error
+	if c.plain, err = newHostSet(o.PlainHTTP); err != nil {
+		return nil, fmt.Errorf("plain HTTP host: %w", err)
+	}
+	if c.keychain, err = newHostKeychain(o.HostAuth, o.Keychain); err != nil {
+		return nil, err
 	}
 	if o.Jobs <= 0 {
 		o.Jobs = 4
@@ -93,12 +107,12 @@ func New(o Options) (*Client, error) {
 	}
 	base := o.Transport
 	if base == nil {
-		var err error
 		base, err = newTransport(o)
 		if err != nil {
 			return nil, err
 		}
 	}
+	base = &guardTransport{inner: base, plain: c.plain}
 	rt := retry.NewTransport(base, o.Retry)
 	c.retry = rt.Policy()
 	base = rt
@@ -113,20 +127,11 @@ func New(o Options) (*Client, error) {
 		// content, waiting as the same policy says.
 		remote.WithRetryStatusCodes(), remote.WithRetryPredicate(retry.Temporary),
 		remote.WithRetryBackoff(remote.Backoff{Duration: p.BaseDelay, Factor: 2, Jitter: 0.5, Steps: p.MaxAttempts, Cap: p.MaxDelay})}
-	if o.Auth != nil {
-		c.remoteOps = append(c.remoteOps, remote.WithAuth(o.Auth))
-	} else {
-		kc := o.Keychain
-		if kc == nil {
-			kc = authn.DefaultKeychain
-		}
-		c.remoteOps = append(c.remoteOps, remote.WithAuthFromKeychain(kc))
-	}
+	c.remoteOps = append(c.remoteOps, remote.WithAuthFromKeychain(c.keychain))
 	if o.UserAgent != "" {
 		c.remoteOps = append(c.remoteOps, remote.WithUserAgent(o.UserAgent))
 	}
 	c.remoteOps = append(c.remoteOps, remote.WithNondistributable)
-	var err error
 	if c.puller, err = remote.NewPuller(c.remoteOps...); err != nil {
 		return nil, err
 	}
@@ -164,12 +169,13 @@ func newTransport(o Options) (http.RoundTripper, error) {
 		}
 		return t
 	}
-	ht := &hostTransport{secure: mk(false), insecureHosts: map[string]bool{}}
-	if len(o.Insecure) > 0 {
+	insecure, err := newHostSet(o.Insecure)
+	if err != nil {
+		return nil, fmt.Errorf("insecure host: %w", err)
+	}
+	ht := &hostTransport{secure: mk(false), insecureHosts: insecure}
+	if !insecure.empty() {
 		ht.insecure = mk(true)
-		for _, h := range o.Insecure {
-			ht.insecureHosts[h] = true
-		}
 	}
 	return ht, nil
 }
@@ -177,11 +183,11 @@ func newTransport(o Options) (http.RoundTripper, error) {
 // hostTransport skips TLS verification only for the hosts named insecure.
 type hostTransport struct {
 	secure, insecure http.RoundTripper
-	insecureHosts    map[string]bool
+	insecureHosts    hostSet
 }
 
 func (t *hostTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if t.insecure != nil && (t.insecureHosts[r.URL.Host] || t.insecureHosts[r.URL.Hostname()]) {
+	if t.insecure != nil && t.insecureHosts.match(r.URL.Host, r.URL.Scheme) {
 		return t.insecure.RoundTrip(r)
 	}
 	return t.secure.RoundTrip(r)
@@ -204,7 +210,7 @@ func (c *Client) Pusher() *remote.Pusher { return c.pusher }
 
 // nameOptions returns the name options for a reference on host.
 func (c *Client) nameOptions(host string) []name.Option {
-	if c.plain[host] {
+	if c.plain.match(host, "http") {
 		return []name.Option{name.Insecure}
 	}
 	return nil
@@ -254,19 +260,11 @@ func (c *Client) scopedTransport(ctx context.Context, repo name.Repository, key 
 	if ok {
 		return rt, nil
 	}
-	auth := c.o.Auth
-	if auth == nil {
-		kc := c.o.Keychain
-		if kc == nil {
-			kc = authn.DefaultKeychain
-		}
-		var err error
-		auth, err = authn.Resolve(ctx, kc, repo)
-		if err != nil {
-			return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
-		}
+	auth, err := authn.Resolve(ctx, c.keychain, repo)
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
 	}
-	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, c.base, scopes)
+	rt, err = transport.NewWithContext(ctx, repo.Registry, auth, c.base, scopes)
 	if err != nil {
 		return nil, err
 	}

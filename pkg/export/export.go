@@ -20,6 +20,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cnab-airgap/cnab-airgap/internal/registry"
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
@@ -161,6 +162,15 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	e := &exporter{o: o, blobs: map[digest.Digest]*blobSource{}}
 	o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateStarted})
 
+	// One conversation with the bundle's registry first (TLS, plain HTTP,
+	// credentials): a registry that refuses the client fails here once.
+	if req.Reference != "" {
+		if ref, err := o.client.ParseReference(req.Reference); err == nil {
+			if err := o.client.Check(ctx, ref.Context().RegistryStr()); err != nil {
+				return nil, fmt.Errorf("export of %s: %w", req.Reference, err)
+			}
+		}
+	}
 	src, err := e.resolveBundle(ctx, req)
 	if err != nil {
 		return nil, err
@@ -615,7 +625,7 @@ func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocisp
 		return nil, nil, err
 	}
 	if len(errs) > 0 {
-		return nil, nil, fmt.Errorf("bundle %s: %w", src.bundle.Name, errors.Join(errs...))
+		return nil, nil, fmt.Errorf("bundle %s: %w", src.bundle.Name, registry.JoinDistinct(errs))
 	}
 
 	index := &ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Annotations: map[string]string{

@@ -218,6 +218,12 @@ func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Ta
 	if err != nil {
 		return nil, err
 	}
+	// One conversation with the target before any blob (TLS, plain HTTP,
+	// credentials): a registry that refuses the client fails here once,
+	// not once per blob. Names are refused before, without contacting it.
+	if err := o.client.Check(ctx, target.Registry); err != nil {
+		return nil, err
+	}
 	p := &pushPlan{names: names, repoBlobs: map[string]map[digest.Digest]bool{}, repoNodes: map[string]map[digest.Digest]bool{},
 		repos: map[string]name.Repository{}, tags: map[string]map[string]digest.Digest{}}
 	addRepo := func(r string) error {
@@ -395,7 +401,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 		if err := g.Wait(); err != nil {
 			return err
 		}
-		return errors.Join(errs...)
+		return registry.JoinDistinct(errs) // one line per distinct cause
 	}
 	if err := run(first); err != nil {
 		return err

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Every exported Err* sentinel of the library packages the CLI calls is in
+// sentinelExits, and an error wrapping it exits with the code listed there.
+// The packages are read from source, so a new sentinel fails this test
+// until it is given an exit code.
+func TestSentinelExitCodes(t *testing.T) {
+	pkgs := map[string]string{ // directory -> package name used in the table
+		"../../pkg/layout": "layout", "../../pkg/importer": "importer", "../../pkg/export": "export",
+		"../../pkg/relocate": "relocate", "../../pkg/sigbundle": "sigbundle", "../../pkg/serve": "serve",
+		"../../internal/verify": "verify", "../../internal/registry": "registry",
+	}
+	var found []string
+	for dir, pkg := range pkgs {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			file, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.SkipObjectResolution)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range file.Decls {
+				gd, ok := d.(*ast.GenDecl)
+				if !ok || gd.Tok != token.VAR {
+					continue
+				}
+				for _, s := range gd.Specs {
+					for _, n := range s.(*ast.ValueSpec).Names {
+						if strings.HasPrefix(n.Name, "Err") && n.IsExported() {
+							found = append(found, pkg+"."+n.Name)
+						}
+					}
+				}
+			}
+		}
+	}
+	if len(found) < 30 {
+		t.Fatalf("only %d sentinels found in the source: %v", len(found), found)
+	}
+	listed := map[string]bool{}
+	for _, s := range sentinelExits {
+		listed[s.name] = true
+		if !slices.Contains(found, s.name) {
+			t.Errorf("sentinelExits lists %s, which the source does not declare", s.name)
+		}
+		// Wrapped as the library wraps them, twice over.
+		err := fmt.Errorf("import of bundle x into y: %w", fmt.Errorf("blob sha256:00: %w", s.err))
+		got := sentinelCode(err)
+		if got != s.code {
+			t.Errorf("%s exits %d, the table says %d", s.name, got, s.code)
+		}
+	}
+	for _, f := range found {
+		if !listed[f] {
+			t.Errorf("%s has no exit code: add it to sentinelExits (exitcodes.go)", f)
+		}
+	}
+	// The refusals the documentation promises exit 3 for.
+	for _, name := range []string{"layout.ErrTooLarge", "layout.ErrInvalidDigest", "layout.ErrUnsafeEntry", "verify.ErrDigestMismatch", "sigbundle.ErrSignature"} {
+		for _, s := range sentinelExits {
+			if s.name == name && s.code != exitVerification {
+				t.Errorf("%s exits %d, want 3", name, s.code)
+			}
+		}
+	}
+}
+
+// Usage errors exit 2 before anything is opened or contacted: malformed
+// host flags, a host flag followed by a command, an unknown command, a
+// target with a tag or digest, --jobs below 1. The archive given is not
+// one: had it been read, the exit code would be 3.
+func TestUsageErrorsBeforeWork(t *testing.T) {
+	junk := filepath.Join(t.TempDir(), "junk.tar")
+	if err := os.WriteFile(junk, []byte("not a tar archive, not an OCI layout"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := runCLI(t, "verify", junk); r.code != exitVerification {
+		t.Fatalf("the junk archive is not refused as content (exit %d): %s", r.code, r.stderr)
+	}
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"frobnicate", junk}, `unknown command "frobnicate"`},
+		{[]string{"--plain-http", "export", "-o", junk, "127.0.0.1:5000/app:1"}, `--plain-http takes a registry HOST[:PORT], not the command "export"`},
+		{[]string{"--insecure", "import", "--target", "127.0.0.1:5000", junk}, `--insecure takes a registry HOST[:PORT], not the command "import"`},
+		{[]string{"--plain-http", "http://127.0.0.1:5000", "import", "--target", "127.0.0.1:5000", junk}, `--plain-http takes a registry HOST[:PORT]`},
+		{[]string{"import", "--target", "127.0.0.1:5000", junk, "--plain-http", "https://127.0.0.1:5000/"}, `is a URL`},
+		{[]string{"--insecure", "127.0.0.1:99999", "verify", junk}, `port "99999"`},
+		{[]string{"--plain-http", "alice@127.0.0.1", "verify", junk}, `--plain-http takes a registry HOST[:PORT]`},
+		{[]string{"import", "--target", "127.0.0.1:5000/app:1.0", junk}, `--target takes a REGISTRY[/PREFIX] (no tag, no digest)`},
+		{[]string{"import", "--target", "127.0.0.1:5000/app@sha256:" + strings.Repeat("a", 64), junk}, `--target takes a REGISTRY[/PREFIX]`},
+		{[]string{"verify", junk, "--target", "127.0.0.1:5000/app:1.0", "--mapping", junk}, `--target takes a REGISTRY[/PREFIX]`},
+		{[]string{"-j", "0", "import", "--target", "127.0.0.1:5000", junk}, "--jobs must be at least 1, not 0"},
+		{[]string{"import", "--jobs", "-3", "--target", "127.0.0.1:5000", junk}, "--jobs must be at least 1, not -3"},
+		{[]string{"verify", junk, "-j", "0"}, "--jobs must be at least 1"},
+		{[]string{"--username", "http://127.0.0.1=alice", "--password-stdin", "import", "--target", "127.0.0.1:5000", junk}, "--username takes [HOST=]USER"},
+	} {
+		start := time.Now()
+		r := runCLI(t, tc.args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, r.code, r.stderr, tc.msg)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%v took %s: the refusal is not immediate", tc.args, d)
+		}
+	}
+	// --output json: one document with the exit code.
+	r := runCLI(t, "-O", "json", "frobnicate")
+	var e errorJSON
+	r.code = 0
+	r.decode(t, "error", &e)
+	if e.ExitCode != exitUsage || !strings.Contains(e.Error, "unknown command") {
+		t.Fatalf("JSON error %+v", e)
+	}
+	// Hosts given well are accepted: HOST, HOST:PORT, [IPv6]:PORT.
+	for _, h := range []string{"127.0.0.1", "registry.example.com:5000", "[::1]:5000", "localhost"} {
+		if r := runCLI(t, "--plain-http", h, "--insecure", h, "version"); r.code != exitOK {
+			t.Errorf("--plain-http %s: exit %d: %s", h, r.code, r.stderr)
+		}
+	}
+}
+
+// --username without HOST= needs a registry to apply to: export from a
+// bundle file names none.
+func TestUsernameNeedsAHost(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "bundle.json")
+	os.WriteFile(f, []byte(`{"schemaVersion":"v1.2.0","name":"x","version":"1.0.0","invocationImages":[]}`), 0o644)
+	var out, errb strings.Builder
+	code := run(t.Context(), []string{"cnab-airgap", "--username", "alice", "--password-stdin", "export", "--bundle-file", f, "-o", filepath.Join(t.TempDir(), "a.tar")}, strings.NewReader("pw-1234\n"), &out, &errb)
+	if code != exitUsage || !strings.Contains(errb.String(), "--username HOST=alice") {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+}

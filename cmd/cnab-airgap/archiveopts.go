@@ -45,11 +45,26 @@ func openOptions(c *cli.Context) (layout.OpenOptions, error) {
 }
 
 // loadArchive loads and checks the archive given as the argument with the
-// options of archiveOptsFlags.
-func loadArchive(c *cli.Context) (*importer.Bundle, error) {
-	oo, err := openOptions(c)
+// options of archiveOptsFlags; with ak, its signature is checked first,
+// over the bytes that are then parsed.
+func loadArchive(c *cli.Context, ak *importer.ArchiveKey) (*importer.Bundle, *importer.ArchiveSignature, error) {
+	oo, as, err := archiveOpenOptions(c, ak)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return importer.Load(c.Context, c.Args().First(), oo)
+	b, err := importer.Load(c.Context, c.Args().First(), oo)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, as, nil
+}
+
+// archiveOpenOptions is openOptions with the --archive-key check hooked
+// into Open (importer.ArchiveKey.CheckOnOpen).
+func archiveOpenOptions(c *cli.Context, ak *importer.ArchiveKey) (layout.OpenOptions, *importer.ArchiveSignature, error) {
+	oo, err := openOptions(c)
+	if err != nil || ak == nil {
+		return oo, nil, err
+	}
+	return ak.CheckOnOpen(c.Args().First(), oo)
 }

@@ -36,6 +36,7 @@ var sentinelExits = []sentinelExit{
 	{"layout.ErrTooLarge", layout.ErrTooLarge, exitVerification},
 	{"layout.ErrParts", layout.ErrParts, exitVerification},
 	{"layout.ErrIncomplete", layout.ErrIncomplete, exitFailure}, // the writer's own failure
+	{"layout.ErrInvalidSize", layout.ErrInvalidSize, exitUsage}, // a size flag's value
 	// pkg/importer
 	{"importer.ErrInvalidArchive", importer.ErrInvalidArchive, exitVerification},
 	{"importer.ErrBundleMismatch", importer.ErrBundleMismatch, exitVerification},
@@ -63,10 +64,14 @@ var sentinelExits = []sentinelExit{
 	{"sigbundle.ErrInToto", sigbundle.ErrInToto, exitVerification},
 	{"sigbundle.ErrInspections", sigbundle.ErrInspections, exitVerification},
 	{"sigbundle.ErrUnsigned", sigbundle.ErrUnsigned, exitVerification},
+	{"sigbundle.ErrNameMismatch", sigbundle.ErrNameMismatch, exitVerification},
+	{"sigbundle.ErrRollback", sigbundle.ErrRollback, exitVerification},
+	{"sigbundle.ErrTrustStateFile", sigbundle.ErrTrustStateFile, exitFailure}, // the operator's file cannot be read or written
 	{"sigbundle.ErrNotFound", sigbundle.ErrNotFound, exitFailure},
 	{"sigbundle.ErrNotaryAuth", sigbundle.ErrNotaryAuth, exitFailure},
 	// pkg/serve
 	{"serve.ErrVerification", serve.ErrVerification, exitVerification},
+	{"serve.ErrListen", serve.ErrListen, exitFailure},
 	// internal/verify
 	{"verify.ErrDigestMismatch", verify.ErrDigestMismatch, exitVerification},
 	{"verify.ErrSizeMismatch", verify.ErrSizeMismatch, exitVerification},

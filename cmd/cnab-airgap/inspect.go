@@ -69,7 +69,7 @@ func inspectCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			b, err := loadArchive(c) // --tmp-dir, --max-archive-size (archiveopts.go)
+			b, _, err := loadArchive(c, nil) // --tmp-dir, --max-archive-size (archiveopts.go)
 			if err != nil {
 				return err
 			}

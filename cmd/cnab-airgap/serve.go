@@ -85,7 +85,9 @@ func serveCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			oo, err := openOptions(c) // --tmp-dir, --max-archive-size (archiveopts.go)
+			// --tmp-dir, --max-archive-size; the archive key checked over
+			// the bytes parsed, before anything else (archiveopts.go).
+			oo, _, err := archiveOpenOptions(c, ak)
 			if err != nil {
 				return err
 			}
@@ -112,11 +114,6 @@ func serveCommand(e *env) *cli.Command {
 				return err
 			}
 			defer s.Close()
-			if ak != nil {
-				if _, err := s.Bundle().VerifyArchiveSignature(c.Context, *ak); err != nil {
-					return err
-				}
-			}
 			host := ln.Addr().String()
 			b := s.Bundle()
 			out := serveOutput{Archive: path, Address: host, URL: scheme + "://" + host, Bundle: b.Bundle.Name, Version: b.Bundle.Version,

@@ -62,17 +62,13 @@ func verifyCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			b, err := loadArchive(c) // --tmp-dir, --max-archive-size (archiveopts.go)
+			// --tmp-dir, --max-archive-size; the archive key checked over
+			// the bytes parsed, before anything else (archiveopts.go).
+			b, as, err := loadArchive(c, ak)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			var as *importer.ArchiveSignature
-			if ak != nil {
-				if as, err = b.VerifyArchiveSignature(c.Context, *ak); err != nil {
-					return err
-				}
-			}
 			bars := newProgress(e.stderr, c.Bool("quiet"))
 			var total int64
 			for _, s := range b.Blobs {

@@ -5,10 +5,13 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
@@ -44,36 +47,69 @@ type ArchiveSignature struct {
 	Digest digest.Digest `json:"digest"`
 }
 
-// VerifyArchiveSignature checks the signature of the archive file b was
-// loaded from: over its sha256 as `cosign sign-blob` signs it (for a split
-// archive, the digest of the joined parts, checked when it was opened).
-// The error wraps sigbundle.ErrSignature when the signature is missing or
-// does not verify.
-func (b *Bundle) VerifyArchiveSignature(ctx context.Context, k ArchiveKey) (*ArchiveSignature, error) {
-	a := b.Archive
+// CheckOnOpen returns oo with a layout.OpenOptions.Verify hook that checks
+// the signature of the archive at path over the very bytes Open then
+// parses: the sha256 is computed through the file handle that is read
+// afterwards (for a split archive, the digest of the joined parts, over
+// the part handles), before anything is decompressed or parsed, so a file
+// swapped during the run, or a decompression bomb with a bogus signature,
+// is refused before it costs anything. The signature file is read first:
+// k.Signature, or the archive's path plus ".sig" (for a split archive, the
+// unsplit archive's name plus ".sig", beside its parts file). The returned
+// ArchiveSignature is filled in when the hook has verified. The error
+// wraps sigbundle.ErrSignature when the signature is missing or does not
+// verify.
+func (k ArchiveKey) CheckOnOpen(path string, oo layout.OpenOptions) (layout.OpenOptions, *ArchiveSignature, error) {
 	sigFile := k.Signature
 	if sigFile == "" {
-		sigFile = a.Path() + sigbundle.SignatureSuffix
-		if ps := a.Parts; ps != nil {
-			sigFile = filepath.Join(filepath.Dir(a.Path()), ps.Archive+sigbundle.SignatureSuffix)
+		sigFile = path + sigbundle.SignatureSuffix
+		pf, err := layout.PartsFileFor(path)
+		if err != nil {
+			return oo, nil, err
+		}
+		if pf != "" {
+			ps, err := layout.ReadParts(pf)
+			if err != nil {
+				return oo, nil, err
+			}
+			sigFile = filepath.Join(filepath.Dir(pf), ps.Archive+sigbundle.SignatureSuffix)
 		}
 	}
-	d, err := a.FileDigest(ctx)
+	raw, err := readSignatureFile(sigFile)
+	if err != nil {
+		return oo, nil, fmt.Errorf("archive %s: %w", path, err)
+	}
+	as := &ArchiveSignature{File: sigFile}
+	prev := oo.Verify
+	oo.Verify = func(ctx context.Context, d digest.Digest) error {
+		if err := sigbundle.VerifyArchive(k.Key, d, raw); err != nil {
+			return fmt.Errorf("%s: %w", sigFile, err)
+		}
+		as.Digest = d
+		if prev != nil {
+			return prev(ctx, d)
+		}
+		return nil
+	}
+	return oo, as, nil
+}
+
+// readSignatureFile reads a signature file of at most 64 KiB.
+func readSignatureFile(sigFile string) ([]byte, error) {
+	f, err := os.Open(sigFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: no signature file %s", sigbundle.ErrSignature, sigFile)
+	}
 	if err != nil {
 		return nil, err
 	}
-	raw, err := os.ReadFile(sigFile)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("archive %s: %w: no signature file %s", a.Path(), sigbundle.ErrSignature, sigFile)
-	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, 64<<10+1))
 	if err != nil {
 		return nil, err
 	}
 	if len(raw) > 64<<10 {
-		return nil, fmt.Errorf("archive %s: %w: %s is not a signature file (%d bytes)", a.Path(), sigbundle.ErrSignature, sigFile, len(raw))
+		return nil, fmt.Errorf("%w: %s is not a signature file (more than 64 KiB)", sigbundle.ErrSignature, sigFile)
 	}
-	if err := sigbundle.VerifyArchive(k.Key, d, raw); err != nil {
-		return nil, fmt.Errorf("archive %s (%s): %w", a.Path(), sigFile, err)
-	}
-	return &ArchiveSignature{File: sigFile, Digest: d}, nil
+	return raw, nil
 }

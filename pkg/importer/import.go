@@ -175,17 +175,19 @@ func Import(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		return nil, err
 	}
 	o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateStarted})
-	b, err := Load(ctx, req.Archive, o.open)
+	oo := o.open
+	var as *ArchiveSignature
+	if o.archiveKey != nil {
+		// Checked over the bytes Load parses, before anything else (archivesig.go).
+		if oo, as, err = o.archiveKey.CheckOnOpen(req.Archive, oo); err != nil {
+			return nil, err
+		}
+	}
+	b, err := Load(ctx, req.Archive, oo)
 	if err != nil {
 		return nil, err
 	}
 	defer b.Close()
-	var as *ArchiveSignature
-	if o.archiveKey != nil {
-		if as, err = b.VerifyArchiveSignature(ctx, *o.archiveKey); err != nil {
-			return nil, fmt.Errorf("import of bundle %s into %s: %w", b.Bundle.Name, target, err)
-		}
-	}
 	res, err := importBundle(ctx, o, b, target, req.MappingPath)
 	if err != nil {
 		return nil, fmt.Errorf("import of bundle %s into %s: %w", b.Bundle.Name, target, err)

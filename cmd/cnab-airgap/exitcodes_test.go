@@ -112,6 +112,9 @@ func TestUsageErrorsBeforeWork(t *testing.T) {
 		{[]string{"-j", "0", "import", "--target", "127.0.0.1:5000", junk}, "--jobs must be at least 1, not 0"},
 		{[]string{"import", "--jobs", "-3", "--target", "127.0.0.1:5000", junk}, "--jobs must be at least 1, not -3"},
 		{[]string{"verify", junk, "-j", "0"}, "--jobs must be at least 1"},
+		{[]string{"import", "--target", "127.0.0.1:5000", "--no-signatures", "--cosign-key", junk, junk}, "--no-signatures cannot be combined with --cosign-key"},
+		{[]string{"verify", junk, "--no-signatures", "--notary-pin", "r.example/app=abc"}, "--no-signatures cannot be combined with --notary-pin"},
+		{[]string{"verify", junk, "--no-signatures", "--trust-state", junk}, "--no-signatures cannot be combined with --trust-state"},
 		{[]string{"--username", "http://127.0.0.1=alice", "--password-stdin", "import", "--target", "127.0.0.1:5000", junk}, "--username takes [HOST=]USER"},
 	} {
 		start := time.Now()

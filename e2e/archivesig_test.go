@@ -30,7 +30,7 @@ import (
 func TestArchiveSignature(t *testing.T) {
 	openssl, err := exec.LookPath("openssl")
 	if err != nil {
-		t.Fatal("openssl is required (installed by .ci/run): ", err)
+		t.Fatal("openssl is required (make test provisions it: scripts/tools.sh): ", err)
 	}
 	dir := t.TempDir()
 	pass := randomSecret("pw-")

@@ -309,7 +309,7 @@ func TestImportStopsOnCorruptBlobBeforeAnyTag(t *testing.T) {
 func TestSkopeoReadsArchive(t *testing.T) {
 	skopeo, err := exec.LookPath("skopeo")
 	if err != nil {
-		t.Fatal("skopeo is required (installed by .ci/run): ", err)
+		t.Fatal("skopeo is required (make test provisions it: scripts/tools.sh): ", err)
 	}
 	ctx := context.Background()
 	src := startRegistry(t)

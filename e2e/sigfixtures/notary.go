@@ -48,7 +48,7 @@ type NotaryServer struct {
 func StartNotaryServer(ctx context.Context, dir string, withTLS bool, opts ...ServerOption) (*NotaryServer, error) {
 	bin, err := exec.LookPath("notary-server")
 	if err != nil {
-		return nil, fmt.Errorf("notary-server not found (apt-get install -y notary; .ci/run does): %w", err)
+		return nil, fmt.Errorf("notary-server not found (make test provisions it: scripts/tools.sh): %w", err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

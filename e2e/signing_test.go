@@ -834,6 +834,7 @@ func readTar(t *testing.T, path string) (map[string][]byte, []string) {
 
 func writeTar(t *testing.T, files map[string][]byte) string {
 	t.Helper()
+	pruneUnreferenced(t, files)
 	out := filepath.Join(t.TempDir(), "tampered.tar")
 	var names []string
 	for n := range files {
@@ -864,6 +865,40 @@ func writeTar(t *testing.T, files map[string][]byte) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// pruneUnreferenced drops the blobs no manifest reachable from index.json
+// references, as an attacker who rewrites an archive would: the reader
+// refuses unreferenced entries, and the tampering under test must be
+// refused for what it is, not for the leftovers.
+func pruneUnreferenced(t *testing.T, files map[string][]byte) {
+	t.Helper()
+	keep := map[string]bool{}
+	var walk func(d ocispec.Descriptor)
+	walk = func(d ocispec.Descriptor) {
+		n := layout.BlobName(d.Digest)
+		if keep[n] {
+			return
+		}
+		keep[n] = true
+		if raw, ok := files[n]; ok && layout.IsManifestOrIndex(d.MediaType) {
+			children, err := layout.Children(d.MediaType, raw)
+			if err != nil {
+				return // malformed on purpose: the test wants that refused
+			}
+			for _, c := range children {
+				walk(c)
+			}
+		}
+	}
+	for _, d := range indexOf(t, files).Manifests {
+		walk(d)
+	}
+	for n := range files {
+		if _, ok := layout.DigestFromBlobName(n); ok && !keep[n] {
+			delete(files, n)
+		}
+	}
 }
 
 func putBlob(files map[string][]byte, b []byte) ocispec.Descriptor {

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/registry"
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
 // Exit codes.
@@ -35,6 +36,9 @@ const (
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
+
+// Unwrap makes a usage error of the CLI one of the library's usage class.
+func (e usageError) Unwrap() error { return errdefs.ErrUsage }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
@@ -129,7 +133,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	msg := redact(err.Error())
 	fmt.Fprintf(stderr, "cnab-airgap: %v\n", msg)
-	code := sentinelCode(err) // exitcodes.go
+	code := exitCode(err) // exitcodes.go
 	var ue usageError
 	if errors.As(err, &ue) || isRequiredFlagError(err) {
 		code = exitUsage

@@ -5,37 +5,123 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cnab-airgap/cnab-airgap/internal/registry"
+	"github.com/cnab-airgap/cnab-airgap/internal/retry"
+	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
+	"github.com/cnab-airgap/cnab-airgap/pkg/export"
+	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
+	"github.com/cnab-airgap/cnab-airgap/pkg/serve"
+	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
 
-// Every exported Err* sentinel of the library packages the CLI calls is in
-// sentinelExits, and an error wrapping it exits with the code listed there.
-// The packages are read from source, so a new sentinel fails this test
-// until it is given an exit code.
+// sentinelExit is the exit code an error wrapping a library sentinel must
+// end in.
+type sentinelExit struct {
+	name string // package.Name, as TestSentinelExitCodes finds it in the source
+	err  error
+	code int
+}
+
+// sentinelExits lists every exported Err* sentinel of pkg/ and internal/
+// with the exit code it must end in: 3 for every refusal of content
+// (integrity, safety limits, signatures, relocation), 2 for a malformed
+// flag value, 1 for the failures of registries, servers and files. The
+// CLI does not read this table: it maps the root classes of pkg/errdefs
+// (exitcodes.go); the table is what that mapping must produce.
+var sentinelExits = []sentinelExit{
+	// pkg/layout: the archive reader's refusals of hostile or broken input.
+	{"layout.ErrInvalidDigest", layout.ErrInvalidDigest, exitVerification},
+	{"layout.ErrInvalidManifest", layout.ErrInvalidManifest, exitVerification},
+	{"layout.ErrUnsafeEntry", layout.ErrUnsafeEntry, exitVerification},
+	{"layout.ErrInvalidArchive", layout.ErrInvalidArchive, exitVerification},
+	{"layout.ErrBlobNotFound", layout.ErrBlobNotFound, exitVerification},
+	{"layout.ErrTooLarge", layout.ErrTooLarge, exitVerification},
+	{"layout.ErrParts", layout.ErrParts, exitVerification},
+	{"layout.ErrIncomplete", layout.ErrIncomplete, exitFailure}, // the writer's own failure
+	{"layout.ErrInvalidSize", layout.ErrInvalidSize, exitUsage}, // a size flag's value
+	// pkg/importer
+	{"importer.ErrInvalidArchive", importer.ErrInvalidArchive, exitVerification},
+	{"importer.ErrBundleMismatch", importer.ErrBundleMismatch, exitVerification},
+	{"importer.ErrVerification", importer.ErrVerification, exitVerification},
+	{"importer.ErrDeltaBaseMissing", importer.ErrDeltaBaseMissing, exitVerification}, // the archive is incomplete for this target
+	{"importer.ErrSparseRefused", importer.ErrSparseRefused, exitFailure},            // the registry's refusal
+	// pkg/export
+	{"export.ErrDigestMismatch", export.ErrDigestMismatch, exitVerification},
+	{"export.ErrMissingDigest", export.ErrMissingDigest, exitVerification}, // an image that cannot be pinned
+	{"export.ErrNotBundle", export.ErrNotBundle, exitFailure},
+	{"export.ErrInventory", export.ErrInventory, exitFailure},
+	// pkg/relocate
+	{"relocate.ErrInvalidBundle", relocate.ErrInvalidBundle, exitVerification},
+	{"relocate.ErrInvalidMapping", relocate.ErrInvalidMapping, exitVerification},
+	{"relocate.ErrNaming", relocate.ErrNaming, exitVerification}, // names refused as unsafe or over a limit
+	{"relocate.ErrRelocation", relocate.ErrRelocation, exitVerification},
+	// pkg/sigbundle: every verification failure wraps ErrVerification.
+	{"sigbundle.ErrVerification", sigbundle.ErrVerification, exitVerification},
+	{"sigbundle.ErrBinding", sigbundle.ErrBinding, exitVerification},
+	{"sigbundle.ErrSignature", sigbundle.ErrSignature, exitVerification},
+	{"sigbundle.ErrTrustData", sigbundle.ErrTrustData, exitVerification},
+	{"sigbundle.ErrTrustAnchor", sigbundle.ErrTrustAnchor, exitVerification},
+	{"sigbundle.ErrTargetMismatch", sigbundle.ErrTargetMismatch, exitVerification},
+	{"sigbundle.ErrExpired", sigbundle.ErrExpired, exitVerification},
+	{"sigbundle.ErrInToto", sigbundle.ErrInToto, exitVerification},
+	{"sigbundle.ErrInspections", sigbundle.ErrInspections, exitVerification},
+	{"sigbundle.ErrUnsigned", sigbundle.ErrUnsigned, exitVerification},
+	{"sigbundle.ErrNameMismatch", sigbundle.ErrNameMismatch, exitVerification},
+	{"sigbundle.ErrRollback", sigbundle.ErrRollback, exitVerification},
+	{"sigbundle.ErrTrustStateFile", sigbundle.ErrTrustStateFile, exitFailure}, // the operator's file cannot be read or written
+	{"sigbundle.ErrNotFound", sigbundle.ErrNotFound, exitFailure},
+	{"sigbundle.ErrNotaryAuth", sigbundle.ErrNotaryAuth, exitFailure},
+	// pkg/serve
+	{"serve.ErrVerification", serve.ErrVerification, exitVerification},
+	{"serve.ErrListen", serve.ErrListen, exitFailure},
+	// internal/verify
+	{"verify.ErrDigestMismatch", verify.ErrDigestMismatch, exitVerification},
+	{"verify.ErrSizeMismatch", verify.ErrSizeMismatch, exitVerification},
+	// internal/registry
+	{"registry.ErrHostSyntax", registry.ErrHostSyntax, exitUsage},
+	{"registry.ErrPlainHTTP", registry.ErrPlainHTTP, exitFailure},
+	{"registry.ErrInsecureRealm", registry.ErrInsecureRealm, exitFailure},
+	// internal/retry: a signal between layers, reported as a failure if it escapes.
+	{"retry.ErrAgain", retry.ErrAgain, exitFailure},
+	// pkg/errdefs: the roots and the shared integrity sentinels.
+	{"errdefs.ErrVerification", errdefs.ErrVerification, exitVerification},
+	{"errdefs.ErrInvalidInput", errdefs.ErrInvalidInput, exitVerification},
+	{"errdefs.ErrNotFound", errdefs.ErrNotFound, exitFailure},
+	{"errdefs.ErrUsage", errdefs.ErrUsage, exitUsage},
+	{"errdefs.ErrUnavailable", errdefs.ErrUnavailable, exitFailure},
+	{"errdefs.ErrDigestMismatch", errdefs.ErrDigestMismatch, exitVerification},
+	{"errdefs.ErrSizeMismatch", errdefs.ErrSizeMismatch, exitVerification},
+}
+
+// Every exported Err* sentinel of pkg/ and internal/ belongs to a root
+// class of pkg/errdefs, is in sentinelExits, and an error wrapping it
+// exits with the code listed there. The packages are found by walking the
+// source, so a new package or sentinel fails this test until it is given
+// a class and an exit code.
 func TestSentinelExitCodes(t *testing.T) {
-	pkgs := map[string]string{ // directory -> package name used in the table
-		"../../pkg/layout": "layout", "../../pkg/importer": "importer", "../../pkg/export": "export",
-		"../../pkg/relocate": "relocate", "../../pkg/sigbundle": "sigbundle", "../../pkg/serve": "serve",
-		"../../internal/verify": "verify", "../../internal/registry": "registry",
-	}
 	var found []string
-	for dir, pkg := range pkgs {
-		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range files {
-			if strings.HasSuffix(f, "_test.go") {
-				continue
+	for _, root := range []string{"../../pkg", "../../internal"} {
+		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
 			}
-			file, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.SkipObjectResolution)
+			file, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
 			if err != nil {
-				t.Fatal(err)
+				return err
+			}
+			if file.Name.Name == "main" {
+				return nil
 			}
 			for _, d := range file.Decls {
 				gd, ok := d.(*ast.GenDecl)
@@ -45,14 +131,18 @@ func TestSentinelExitCodes(t *testing.T) {
 				for _, s := range gd.Specs {
 					for _, n := range s.(*ast.ValueSpec).Names {
 						if strings.HasPrefix(n.Name, "Err") && n.IsExported() {
-							found = append(found, pkg+"."+n.Name)
+							found = append(found, file.Name.Name+"."+n.Name)
 						}
 					}
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
-	if len(found) < 30 {
+	if len(found) < 40 {
 		t.Fatalf("only %d sentinels found in the source: %v", len(found), found)
 	}
 	listed := map[string]bool{}
@@ -61,16 +151,18 @@ func TestSentinelExitCodes(t *testing.T) {
 		if !slices.Contains(found, s.name) {
 			t.Errorf("sentinelExits lists %s, which the source does not declare", s.name)
 		}
+		if errdefs.Class(s.err) == nil {
+			t.Errorf("%s belongs to no root class of pkg/errdefs: declare it with errdefs.New(msg, class)", s.name)
+		}
 		// Wrapped as the library wraps them, twice over.
 		err := fmt.Errorf("import of bundle x into y: %w", fmt.Errorf("blob sha256:00: %w", s.err))
-		got := sentinelCode(err)
-		if got != s.code {
+		if got := exitCode(err); got != s.code {
 			t.Errorf("%s exits %d, the table says %d", s.name, got, s.code)
 		}
 	}
 	for _, f := range found {
 		if !listed[f] {
-			t.Errorf("%s has no exit code: add it to sentinelExits (exitcodes.go)", f)
+			t.Errorf("%s has no exit code: add it to sentinelExits (exitcodes_test.go)", f)
 		}
 	}
 	// The refusals the documentation promises exit 3 for.
@@ -80,6 +172,10 @@ func TestSentinelExitCodes(t *testing.T) {
 				t.Errorf("%s exits %d, want 3", name, s.code)
 			}
 		}
+	}
+	// A usage error of the CLI itself is a usage error of the taxonomy.
+	if got := exitCode(usagef("x")); got != exitUsage {
+		t.Errorf("usagef exits %d, want 2", got)
 	}
 }
 

@@ -5,10 +5,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
-	"github.com/opencontainers/go-digest"
 )
 
 type verifyResult struct {

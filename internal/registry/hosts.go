@@ -1,16 +1,17 @@
 package registry
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
 // ErrHostSyntax is returned for a host setting (Options.PlainHTTP,
 // Options.Insecure, a key of Options.HostAuth) that is not HOST[:PORT].
-var ErrHostSyntax = errors.New("invalid host")
+var ErrHostSyntax = errdefs.New("invalid host", errdefs.ErrUsage)
 
 // ParseHost checks a host setting: HOST or HOST:PORT (an IPv6 address in
 // brackets), with no scheme, path or user. It returns it lower-cased. A

@@ -35,6 +35,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
 // Policy bounds retries. The zero value means DefaultPolicy; a field left at
@@ -136,7 +138,7 @@ func RetryableStatus(code int) bool {
 // ErrAgain marks a failure that the operation that saw it knows may pass
 // when it starts over (an upload whose resumed session turned out not to
 // hold what it said). Temporary reports errors wrapping it as temporary.
-var ErrAgain = errors.New("worth starting over")
+var ErrAgain = errdefs.New("worth starting over", errdefs.ErrUnavailable)
 
 // Temporary reports whether err may pass if the request or operation is
 // tried again: a retryable registry status (see RetryableStatus), a reset,

@@ -4,21 +4,22 @@
 package verify
 
 import (
-	"errors"
 	"fmt"
 	"hash"
 	"io"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
 // ErrDigestMismatch is matched (errors.Is) by every *Error caused by content
 // whose digest differs from the expected one.
-var ErrDigestMismatch = errors.New("digest mismatch")
+var ErrDigestMismatch = errdefs.ErrDigestMismatch
 
 // ErrSizeMismatch is matched by every *Error caused by content whose length
 // differs from the expected size.
-var ErrSizeMismatch = errors.New("size mismatch")
+var ErrSizeMismatch = errdefs.ErrSizeMismatch
 
 // Error describes content that failed verification.
 type Error struct {

@@ -3,7 +3,6 @@ package export
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +17,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/registry"
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 )
@@ -148,7 +148,7 @@ type InventoryBlob struct {
 }
 
 // ErrInventory is returned for an inventory that cannot be taken or read.
-var ErrInventory = errors.New("inventory")
+var ErrInventory = errdefs.New("inventory", errdefs.ErrUnavailable)
 
 // TakeInventory lists what the registry holds under target
 // (REGISTRY[/PREFIX]): every repository the catalog lists under the prefix,

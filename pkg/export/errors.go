@@ -1,13 +1,13 @@
 package export
 
-import "errors"
+import "github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 
 var (
 	// ErrDigestMismatch: an image's manifest does not hash to its contentDigest,
 	// or the bundle index points at another digest than bundle.json.
-	ErrDigestMismatch = errors.New("digest mismatch")
+	ErrDigestMismatch = errdefs.ErrDigestMismatch
 	// ErrMissingDigest: an image has no contentDigest and missing digests are not allowed.
-	ErrMissingDigest = errors.New("image has no contentDigest")
+	ErrMissingDigest = errdefs.New("image has no contentDigest", errdefs.ErrInvalidInput)
 	// ErrNotBundle: the reference is not a CNAB bundle in the cnab-to-oci layout.
-	ErrNotBundle = errors.New("not a CNAB bundle")
+	ErrNotBundle = errdefs.New("not a CNAB bundle", errdefs.ErrNotFound)
 )

@@ -2,7 +2,6 @@ package importer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -14,12 +13,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/registry"
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 )
 
 // ErrDeltaBaseMissing: a delta archive leaves blobs to its base, and the
 // target does not hold them.
-var ErrDeltaBaseMissing = errors.New("delta base missing at the target")
+var ErrDeltaBaseMissing = errdefs.New("delta base missing at the target", errdefs.ErrNotFound, errdefs.ErrInvalidInput)
 
 // checkDelta makes sure, before anything is pushed, that every blob a delta
 // archive does not carry is at the target: in each repository that needs

@@ -18,13 +18,14 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/registry"
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 )
 
 // ErrVerification: after pushing, the target does not serve what was pushed.
-var ErrVerification = errors.New("relocation verification failed")
+var ErrVerification = errdefs.New("relocation verification failed", errdefs.ErrVerification)
 
 // Option configures an import.
 type Option func(*options) error

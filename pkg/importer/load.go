@@ -13,15 +13,17 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 )
 
 var (
 	// ErrInvalidArchive: the archive's content is inconsistent or incomplete.
-	ErrInvalidArchive = errors.New("invalid archive")
+	// It is layout.ErrInvalidArchive: one sentinel whichever layer refuses.
+	ErrInvalidArchive = layout.ErrInvalidArchive
 	// ErrBundleMismatch: bundle.json and the carried manifests disagree.
-	ErrBundleMismatch = errors.New("bundle.json does not match the archive")
+	ErrBundleMismatch = errdefs.New("bundle.json does not match the archive", errdefs.ErrVerification)
 )
 
 // Node is a manifest or index in the archive's graph.

@@ -1,19 +1,19 @@
 package importer
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 )
 
 // ErrSparseRefused: the target refused a sparse index (an index whose
 // platforms were partly left out at export), typically because it checks
 // that every child of an index exists.
-var ErrSparseRefused = errors.New("target refused a sparse index")
+var ErrSparseRefused = errdefs.New("target refused a sparse index", errdefs.ErrUnavailable)
 
 // refused explains a failed manifest push. For a sparse index it names the
 // images that use it, the platforms the archive leaves out and the

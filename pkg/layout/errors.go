@@ -1,20 +1,20 @@
 package layout
 
-import "errors"
+import "github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 
 var (
 	// ErrInvalidDigest is returned for malformed or unsupported digests.
-	ErrInvalidDigest = errors.New("invalid digest")
+	ErrInvalidDigest = errdefs.New("invalid digest", errdefs.ErrInvalidInput)
 	// ErrInvalidManifest is returned for content that is not a valid manifest or index.
-	ErrInvalidManifest = errors.New("invalid manifest")
+	ErrInvalidManifest = errdefs.New("invalid manifest", errdefs.ErrInvalidInput)
 	// ErrUnsafeEntry is returned for a tar entry that is not allowed in an archive.
-	ErrUnsafeEntry = errors.New("unsafe archive entry")
+	ErrUnsafeEntry = errdefs.New("unsafe archive entry", errdefs.ErrInvalidInput)
 	// ErrInvalidArchive is returned for an archive that is malformed or incomplete.
-	ErrInvalidArchive = errors.New("invalid archive")
+	ErrInvalidArchive = errdefs.New("invalid archive", errdefs.ErrInvalidInput)
 	// ErrBlobNotFound is returned when an archive does not carry a blob.
-	ErrBlobNotFound = errors.New("blob not in archive")
+	ErrBlobNotFound = errdefs.New("blob not in archive", errdefs.ErrNotFound, errdefs.ErrInvalidInput)
 	// ErrTooLarge is returned when content exceeds a safety limit.
-	ErrTooLarge = errors.New("exceeds limit")
+	ErrTooLarge = errdefs.New("exceeds limit", errdefs.ErrInvalidInput)
 	// ErrIncomplete is returned when an archive is committed before all its blobs were written.
-	ErrIncomplete = errors.New("archive incomplete")
+	ErrIncomplete = errdefs.New("archive incomplete", errdefs.ErrUnavailable)
 )

@@ -1,15 +1,16 @@
 package layout
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
 // ErrInvalidSize is returned by ParseSize.
-var ErrInvalidSize = errors.New("invalid size")
+var ErrInvalidSize = errdefs.New("invalid size", errdefs.ErrUsage)
 
 // sizeUnits are the units ParseSize accepts, longest first: binary ones
 // (KiB = 1024 bytes) and decimal ones (KB = 1000 bytes), spelled exactly.

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
 // A split archive is a set of volumes, NAME.000, NAME.001, ..., whose
@@ -40,7 +42,7 @@ const maxPartsFileBytes = 16 << 20
 
 // ErrParts is returned for a split archive whose parts are missing, out of
 // order, corrupt or badly described. It is also an ErrInvalidArchive.
-var ErrParts = fmt.Errorf("split archive%.0w", ErrInvalidArchive)
+var ErrParts = errdefs.New("split archive", ErrInvalidArchive)
 
 // Parts is the content of NAME.parts.json.
 type Parts struct {

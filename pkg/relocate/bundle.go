@@ -2,7 +2,6 @@ package relocate
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -12,6 +11,8 @@ import (
 	"github.com/cnabio/cnab-go/schema"
 	jsoncanonicalizer "github.com/cyberphone/json-canonicalization/go/src/webpki.org/jsoncanonicalizer"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
 // Role of an image in a bundle.
@@ -53,7 +54,7 @@ func (i Image) Relocatable() bool {
 }
 
 // ErrInvalidBundle is returned for a bundle.json that cannot be used.
-var ErrInvalidBundle = errors.New("invalid bundle.json")
+var ErrInvalidBundle = errdefs.New("invalid bundle.json", errdefs.ErrInvalidInput)
 
 // Bundle is what cnab-airgap reads from bundle.json. The raw bytes are the
 // source of truth and are never re-serialized.

@@ -3,13 +3,14 @@ package relocate
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
 // MappingFile is the conventional name of the relocation mapping (CNAB 103).
@@ -19,7 +20,7 @@ const MappingFile = "relocation-mapping.json"
 const maxMappingBytes = 8 << 20
 
 // ErrInvalidMapping is returned for a relocation mapping that cannot be used.
-var ErrInvalidMapping = errors.New("invalid relocation mapping")
+var ErrInvalidMapping = errdefs.New("invalid relocation mapping", errdefs.ErrInvalidInput)
 
 // Mapping maps the exact `image` strings of bundle.json to relocated,
 // digest-pinned references.

@@ -3,12 +3,13 @@ package relocate
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
 // Naming is a strategy that chooses target repositories.
@@ -28,7 +29,7 @@ const (
 )
 
 // ErrNaming is returned when names cannot be chosen safely.
-var ErrNaming = errors.New("naming")
+var ErrNaming = errdefs.New("naming", errdefs.ErrInvalidInput)
 
 // ParseNaming validates a strategy name ("" means bundle-repo).
 func ParseNaming(s string) (Naming, error) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cnab-airgap/cnab-airgap/internal/registry"
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
 )
@@ -23,7 +24,7 @@ import (
 // relocation does not verify: a mapping key or value is missing or wrong,
 // a reference does not resolve to its contentDigest, a manifest does not
 // hash to its digest, or a blob is missing or has the wrong size.
-var ErrRelocation = errors.New("relocation does not verify")
+var ErrRelocation = errdefs.New("relocation does not verify", errdefs.ErrVerification)
 
 // AuditRequest says what Audit checks.
 type AuditRequest struct {

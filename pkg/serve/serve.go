@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/net/netutil"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
@@ -27,11 +28,11 @@ import (
 
 // ErrVerification is returned by New and Open when a blob of the archive
 // does not match its digest or size.
-var ErrVerification = errors.New("archive content does not verify")
+var ErrVerification = errdefs.New("archive content does not verify", errdefs.ErrVerification)
 
 // ErrListen is returned by Listen when the address cannot be listened on
 // (in use, not local, not permitted).
-var ErrListen = errors.New("cannot listen on")
+var ErrListen = errdefs.New("cannot listen on", errdefs.ErrUnavailable)
 
 // Defaults of the connection limits (see the package documentation).
 const (

@@ -1,58 +1,59 @@
 package sigbundle
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
 // ErrVerification is the general sentinel every verification failure of
 // this package wraps: errors.Is(err, ErrVerification) tells a refused
 // signature from an I/O problem.
-var ErrVerification = errors.New("signature verification failed")
+var ErrVerification = errdefs.New("signature verification failed", errdefs.ErrVerification)
 
 // Specific sentinels. Each also matches ErrVerification.
 var (
 	// ErrBinding: an artifact is not bound to a manifest the bundle carries
 	// (subject, cosign docker-manifest-digest, notation targetArtifact or an
 	// in-toto statement subject names something else).
-	ErrBinding = fmt.Errorf("artifact is not bound to its subject%.0w", ErrVerification)
+	ErrBinding = errdefs.New("artifact is not bound to its subject", ErrVerification)
 	// ErrSignature: a signature does not verify with the keys given.
-	ErrSignature = fmt.Errorf("signature does not verify%.0w", ErrVerification)
+	ErrSignature = errdefs.New("signature does not verify", ErrVerification)
 	// ErrTrustData: Notary v1 trust data is malformed, inconsistent or
 	// not signed as its root requires.
-	ErrTrustData = fmt.Errorf("invalid trust data%.0w", ErrVerification)
+	ErrTrustData = errdefs.New("invalid trust data", ErrVerification)
 	// ErrTrustAnchor: no pin, CA or TOFU decision covers the trust data's
 	// GUN, or the root does not match the pin.
-	ErrTrustAnchor = fmt.Errorf("trust anchor%.0w", ErrVerification)
+	ErrTrustAnchor = errdefs.New("trust anchor", ErrVerification)
 	// ErrTargetMismatch: the signed target's hash or length is not that of
 	// the carried bundle.json (or image manifest).
-	ErrTargetMismatch = fmt.Errorf("signed target does not match the carried content%.0w", ErrVerification)
+	ErrTargetMismatch = errdefs.New("signed target does not match the carried content", ErrVerification)
 	// ErrExpired: the root, targets or a delegation role has expired.
-	ErrExpired = fmt.Errorf("trust data expired%.0w", ErrVerification)
+	ErrExpired = errdefs.New("trust data expired", ErrVerification)
 	// ErrInToto: the in-toto layout or links do not verify, or the final
 	// product is not this bundle.
-	ErrInToto = fmt.Errorf("in-toto verification failed%.0w", ErrVerification)
+	ErrInToto = errdefs.New("in-toto verification failed", ErrVerification)
 	// ErrInspections: the layout has inspections (they run commands) and
 	// running them was not allowed.
-	ErrInspections = fmt.Errorf("in-toto layout has inspections%.0w", ErrVerification)
+	ErrInspections = errdefs.New("in-toto layout has inspections", ErrVerification)
 	// ErrUnsigned: signatures were required and the bundle has none that
 	// verified.
-	ErrUnsigned = fmt.Errorf("bundle is not signed%.0w", ErrVerification)
+	ErrUnsigned = errdefs.New("bundle is not signed", ErrVerification)
 	// ErrNameMismatch: verified evidence vouches for another name than the
 	// one the content is published under (a Notary GUN or target that is
 	// not the bundle's repository and tag; a cosign docker-reference whose
 	// path or tag contradicts it, when that decides whether the bundle is
 	// signed).
-	ErrNameMismatch = fmt.Errorf("signed for another name%.0w", ErrVerification)
+	ErrNameMismatch = errdefs.New("signed for another name", ErrVerification)
 	// ErrRollback: trust data is older than trust data accepted before for
 	// the same GUN (WithTrustState).
-	ErrRollback = fmt.Errorf("trust data rollback%.0w", ErrVerification)
+	ErrRollback = errdefs.New("trust data rollback", ErrVerification)
 	// ErrNotFound: the Notary server has no trust data for the GUN or no
 	// such target.
-	ErrNotFound = errors.New("no trust data")
+	ErrNotFound = errdefs.New("no trust data", errdefs.ErrNotFound)
 )
 
 // Error says which piece of evidence failed and why. It unwraps to one of

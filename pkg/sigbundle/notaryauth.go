@@ -3,7 +3,6 @@ package sigbundle
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
 // CredentialFunc returns the username and password to present to a Notary
@@ -22,7 +23,7 @@ type CredentialFunc func(ctx context.Context, host string) (username, password s
 // ErrNotaryAuth: the Notary server (or its token service) wants
 // credentials that were not given, refused the ones given, or would have
 // received them over an unprotected connection.
-var ErrNotaryAuth = errors.New("notary authentication failed")
+var ErrNotaryAuth = errdefs.New("notary authentication failed", errdefs.ErrUnavailable)
 
 // WithNotaryCredentials sets where credentials for the Notary server come
 // from. f is asked for the Notary server's host[:port] first and, when it

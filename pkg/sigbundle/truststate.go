@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
 // TrustState is what an offline importer remembers of the Notary trust
@@ -38,7 +40,7 @@ type GUNState struct {
 const maxTrustStateBytes = 16 << 20
 
 // ErrTrustStateFile: the trust state file cannot be read or is not one.
-var ErrTrustStateFile = errors.New("trust state file")
+var ErrTrustStateFile = errdefs.New("trust state file", errdefs.ErrUnavailable)
 
 // ReadTrustState reads a trust state file. A file that does not exist yet
 // is an empty state (the first import creates it).

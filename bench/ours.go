@@ -11,9 +11,9 @@ import (
 	"runtime/pprof"
 	"strings"
 
-	"github.com/cnab-airgap/cnab-airgap/internal/registry"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
+	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 )
 
 // With BENCH_OURS=lib, cnab-airgap runs in a child process of this binary

@@ -28,11 +28,11 @@ import (
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
 	"github.com/cnab-airgap/cnab-airgap/e2e/sigfixtures"
-	"github.com/cnab-airgap/cnab-airgap/internal/registry"
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
 

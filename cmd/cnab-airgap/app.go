@@ -20,8 +20,8 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
-	"github.com/cnab-airgap/cnab-airgap/internal/registry"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
+	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 )
 
 // Exit codes.

@@ -13,14 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnab-airgap/cnab-airgap/internal/registry"
-	"github.com/cnab-airgap/cnab-airgap/internal/retry"
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
+	"github.com/cnab-airgap/cnab-airgap/pkg/retry"
 	"github.com/cnab-airgap/cnab-airgap/pkg/serve"
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
@@ -88,11 +88,11 @@ var sentinelExits = []sentinelExit{
 	// internal/verify
 	{"verify.ErrDigestMismatch", verify.ErrDigestMismatch, exitVerification},
 	{"verify.ErrSizeMismatch", verify.ErrSizeMismatch, exitVerification},
-	// internal/registry
+	// pkg/registry
 	{"registry.ErrHostSyntax", registry.ErrHostSyntax, exitUsage},
 	{"registry.ErrPlainHTTP", registry.ErrPlainHTTP, exitFailure},
 	{"registry.ErrInsecureRealm", registry.ErrInsecureRealm, exitFailure},
-	// internal/retry: a signal between layers, reported as a failure if it escapes.
+	// pkg/retry: a signal between layers, reported as a failure if it escapes.
 	{"retry.ErrAgain", retry.ErrAgain, exitFailure},
 	// pkg/errdefs: the roots and the shared integrity sentinels.
 	{"errdefs.ErrVerification", errdefs.ErrVerification, exitVerification},

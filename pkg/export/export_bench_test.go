@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
-	"github.com/cnab-airgap/cnab-airgap/internal/registry"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
+	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 )
 
 // benchExport exports workload w from a real registry on 127.0.0.1 once per

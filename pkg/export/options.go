@@ -4,8 +4,8 @@ import (
 	"errors"
 	"log/slog"
 
-	"github.com/cnab-airgap/cnab-airgap/internal/registry"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
+	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 )
 
 // Option configures an export.

@@ -12,9 +12,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/cnab-airgap/cnab-airgap/internal/registry"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 )
 
 // ErrDeltaBaseMissing: a delta archive leaves blobs to its base, and the

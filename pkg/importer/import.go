@@ -17,10 +17,10 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/cnab-airgap/cnab-airgap/internal/registry"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
+	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 )
 

@@ -6,9 +6,9 @@ import (
 	"testing"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
-	"github.com/cnab-airgap/cnab-airgap/internal/registry"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
+	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 )
 
 // benchArchive exports workload w from a real registry into an archive.

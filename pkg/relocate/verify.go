@@ -13,11 +13,11 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/cnab-airgap/cnab-airgap/internal/registry"
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
+	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 )
 
 // ErrRelocation is returned (wrapped, with every problem found) when a

@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
-	"github.com/cnab-airgap/cnab-airgap/internal/retry"
+	"github.com/cnab-airgap/cnab-airgap/pkg/retry"
 )
 
 // ResumableUploadSize is the blob size from which UploadBlob streams the

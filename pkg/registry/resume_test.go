@@ -15,9 +15,9 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
-	"github.com/cnab-airgap/cnab-airgap/internal/registry"
-	"github.com/cnab-airgap/cnab-airgap/internal/retry"
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
+	"github.com/cnab-airgap/cnab-airgap/pkg/retry"
 )
 
 // TestFetchBlobResumes downloads a blob through a proxy that breaks the

@@ -4,7 +4,7 @@
 // per repository, and raw blob streams whose verification is left to the
 // caller (so every byte is hashed exactly once).
 //
-// Retries are owned by internal/retry, in one place: every request of the
+// Retries are owned by pkg/retry, in one place: every request of the
 // client goes through a retry.Transport (backoff with jitter on 5xx, 408 and
 // 429 honouring Retry-After, and on reset or refused connections, bounded in
 // attempts and time, only for requests that are safe to repeat).
@@ -35,7 +35,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/cnab-airgap/cnab-airgap/internal/retry"
+	"github.com/cnab-airgap/cnab-airgap/pkg/retry"
 )
 
 // Options configures a Client. The zero value talks TLS with the system

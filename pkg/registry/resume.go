@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/cnab-airgap/cnab-airgap/internal/retry"
+	"github.com/cnab-airgap/cnab-airgap/pkg/retry"
 )
 
 // resumingBody is a blob download that, when the connection breaks

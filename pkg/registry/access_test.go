@@ -15,7 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
-	"github.com/cnab-airgap/cnab-airgap/internal/registry"
+	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 )
 
 func start(t *testing.T, opts ...harness.RegistryOption) *harness.Registry {

@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/cnab-airgap/cnab-airgap/internal/fsutil"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
@@ -265,7 +266,7 @@ func (inv *Inventory) WriteFile(path string) error {
 	if err != nil {
 		return err
 	}
-	return relocate.WriteFileAtomic(path, append(raw, '\n'), 0o644)
+	return fsutil.WriteFileAtomic(path, append(raw, '\n'), 0o644)
 }
 
 // ReadInventory reads and checks an inventory file.

@@ -20,6 +20,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cnab-airgap/cnab-airgap/internal/fsutil"
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
@@ -274,7 +275,7 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	if req.Output != "-" {
 		res.ChecksumFile = req.Output + ".sha256"
 		line := fmt.Sprintf("%s  %s\n", digest.Digest(res.ArchiveDigest).Encoded(), filepath.Base(req.Output))
-		if err := relocate.WriteFileAtomic(res.ChecksumFile, []byte(line), 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(res.ChecksumFile, []byte(line), 0o644); err != nil {
 			return nil, err
 		}
 		if s := o.signing.archive; s != nil {
@@ -283,7 +284,7 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 				return nil, err
 			}
 			res.SignatureFile = req.Output + sigbundle.SignatureSuffix
-			if err := relocate.WriteFileAtomic(res.SignatureFile, sig, 0o644); err != nil {
+			if err := fsutil.WriteFileAtomic(res.SignatureFile, sig, 0o644); err != nil {
 				return nil, err
 			}
 		}

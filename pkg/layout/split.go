@@ -16,6 +16,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/cnab-airgap/cnab-airgap/internal/fsutil"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
@@ -139,7 +140,7 @@ func Split(ctx context.Context, path string, partSize int64, archiveDigest diges
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(partsFile, append(raw, '\n')); err != nil {
+	if err := fsutil.WriteFileAtomic(partsFile, append(raw, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	return ps, nil
@@ -200,24 +201,6 @@ func partIndex(archive, name string) (int, bool) {
 	}
 	i, err := strconv.Atoi(m[1])
 	return i, err == nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + PartialSuffix
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	f, err := os.Open(tmp)
-	if err == nil {
-		f.Sync()
-		f.Close()
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	syncDir(filepath.Dir(path))
-	return nil
 }
 
 // ReadParts reads and checks a parts file: its media type, part names

@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cnab-airgap/cnab-airgap/internal/fsutil"
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
 )
 
@@ -310,7 +311,7 @@ func (w *FileWriter) Commit() (digest.Digest, error) {
 	if err := os.Rename(w.partial, w.path); err != nil {
 		return "", err
 	}
-	syncDir(filepath.Dir(w.path))
+	fsutil.SyncDir(filepath.Dir(w.path))
 	w.cancel()
 	return res.d, nil
 }
@@ -407,12 +408,5 @@ func copyCtx(ctx context.Context, dst io.Writer, src io.Reader) (int64, error) {
 		if rerr != nil {
 			return n, rerr
 		}
-	}
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 }

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/cnab-airgap/cnab-airgap/internal/fsutil"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
@@ -160,23 +160,7 @@ func RecordTrustState(path string, infos []*NotaryInfo, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(raw, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := fsutil.WriteFileAtomic(path, append(raw, '\n'), 0o600); err != nil {
 		return fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
 	}
 	return nil

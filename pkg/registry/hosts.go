@@ -34,6 +34,9 @@ func ParseHost(s string) (string, error) {
 			if err != nil {
 				return "", fmt.Errorf("%w: %q: %v", ErrHostSyntax, s, err)
 			}
+			if p == "" {
+				return "", fmt.Errorf("%w: %q: the port after the colon is empty", ErrHostSyntax, s)
+			}
 			host, port = h, p
 		} else if strings.HasSuffix(s, "]") {
 			host = s[1 : len(s)-1]

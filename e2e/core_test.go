@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -303,6 +304,59 @@ func TestImportStopsOnCorruptBlobBeforeAnyTag(t *testing.T) {
 	}
 	if _, err := os.Stat(mapping); !os.IsNotExist(err) {
 		t.Fatal("mapping written despite the failure")
+	}
+}
+
+// TestImportHashesWhatItSends: the probe before the hashing asks the target
+// for every blob in every repository. A re-import into repositories that
+// hold everything reads nothing from the archive, so a byte flipped in a
+// blob the target already holds changes nothing (the target's copy, named
+// by its digest, is what the bundle references) and nothing is uploaded;
+// the same archive into repositories that lack the blob is refused before
+// a single request changes the target.
+func TestImportHashesWhatItSends(t *testing.T) {
+	ctx := context.Background()
+	src := startRegistry(t)
+	dst, writes := untouchedTarget(t)
+	pb := sample(t, src, harness.SampleOptions{})
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "bundle.tar")
+	if _, err := export.Export(ctx, export.Request{Reference: pb.Ref, Output: archive}, export.WithClient(clientFor(t, src))); err != nil {
+		t.Fatal(err)
+	}
+	first, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/one"}, importer.WithClient(clientFor(t, dst)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := layout.Open(ctx, archive, layout.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var big digest.Digest
+	var bigSize int64
+	for d, s := range a.Blobs() {
+		if s > bigSize {
+			big, bigSize = d, s
+		}
+	}
+	a.Close()
+	corruptBlob(t, archive, big)
+
+	again, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/one"}, importer.WithClient(clientFor(t, dst)))
+	if err != nil {
+		t.Fatalf("re-import into repositories that hold every blob: %v", err)
+	}
+	if again.BytesUploaded != 0 || again.BlobsUploaded != 0 || again.BlobsSkipped != first.BlobsUploaded {
+		t.Fatalf("re-import uploaded %d blobs (%d bytes) and skipped %d; want 0, 0 and %d", again.BlobsUploaded, again.BytesUploaded, again.BlobsSkipped, first.BlobsUploaded)
+	}
+
+	before := writes.n.Load()
+	_, err = importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/two"}, importer.WithClient(clientFor(t, dst)))
+	if err == nil || !strings.Contains(err.Error(), big.String()) || !errors.Is(err, errdefs.ErrDigestMismatch) {
+		t.Fatalf("import into repositories that lack %s: %v", big, err)
+	}
+	if n := writes.n.Load() - before; n != 0 {
+		t.Fatalf("%d requests changed the target before the corrupt blob was found", n)
 	}
 }
 

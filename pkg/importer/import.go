@@ -307,11 +307,12 @@ func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Ta
 		res.DryRun = true
 		return res, dryRun(ctx, o, b, p, res)
 	}
-	// Every byte is checked before the first one is uploaded (prehash.go).
-	if err := b.HashBlobs(ctx, o.jobs, o.progress); err != nil {
+	// Every byte that is to be uploaded is checked before the first one is
+	// (prehash.go).
+	im := &importer{o: o, b: b, p: p, res: res, sig: sig}
+	if err := im.checkBeforeUpload(ctx); err != nil {
 		return nil, err
 	}
-	im := &importer{o: o, b: b, p: p, res: res, sig: sig}
 	if err := im.pushBlobs(ctx); err != nil {
 		return nil, err
 	}
@@ -348,31 +349,50 @@ type importer struct {
 	p   *pushPlan
 	res *Result
 	sig *signingPlan // signing artifacts to push (signatures.go)
+	// present says, for each blob job the probe asked about, whether the
+	// target held the blob then (prehash.go).
+	present map[blobJob]bool
 }
 
-func (im *importer) pushBlobs(ctx context.Context) error {
-	// One upload per digest, into the first repository that needs it; other
-	// repositories mount it from there.
-	type job struct {
-		repo  string
-		d     digest.Digest
-		mount string
-	}
+// blobJob is one blob wanted in one repository: uploaded there, or mounted
+// from the repository that got it first.
+type blobJob struct {
+	repo  string
+	d     digest.Digest
+	mount string
+}
+
+// blobJobs plans one upload per digest, into the first repository that
+// needs it (first), and a mount from there for every other repository
+// (second). total is the size of the first uploads.
+func (im *importer) blobJobs() (first, second []blobJob, total int64) {
 	primary := map[digest.Digest]string{}
-	var first, second []job
-	repos := sortedKeys(im.p.repoBlobs)
-	var total int64
-	for _, r := range repos {
+	for _, r := range sortedKeys(im.p.repoBlobs) {
 		for _, d := range sortedKeys(im.p.repoBlobs[r]) {
 			if from, ok := primary[d]; ok {
-				second = append(second, job{repo: r, d: d, mount: from})
+				second = append(second, blobJob{repo: r, d: d, mount: from})
 				continue
 			}
 			primary[d] = r
-			first = append(first, job{repo: r, d: d})
+			first = append(first, blobJob{repo: r, d: d})
 			total += im.b.Blobs[d]
 		}
 	}
+	return first, second, total
+}
+
+// upload describes job j for the registry client.
+func (im *importer) upload(j blobJob) registry.Upload {
+	u := registry.Upload{Repo: im.p.repos[j.repo], Digest: j.d, Size: im.b.Blobs[j.d]}
+	if j.mount != "" {
+		from := im.p.repos[j.mount]
+		u.MountFrom = &from
+	}
+	return u
+}
+
+func (im *importer) pushBlobs(ctx context.Context) error {
+	first, second, total := im.blobJobs()
 	im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateTotal, Total: total, Count: len(first)})
 	// A failure names the images that need the blob; every failure is
 	// reported, none hides the others.
@@ -384,7 +404,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 	}
 	var errMu sync.Mutex
 	var errs []error
-	run := func(jobs []job) error {
+	run := func(jobs []blobJob) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(im.o.jobs)
 		for _, j := range jobs {
@@ -425,29 +445,41 @@ func (im *importer) pushBlob(ctx context.Context, repo string, d digest.Digest, 
 	// reported only past what an earlier attempt reached, and a mount job
 	// (the digest was counted by its first repository) reports none.
 	item := &progress.Item{F: im.o.progress, Phase: progress.PhaseBlobs, Name: d.String()}
-	u := registry.Upload{Repo: im.p.repos[repo], Digest: d, Size: size,
-		// The archive's blob reader verifies size and digest as the bytes
-		// stream to the registry; a mismatch fails the upload.
-		Open: func() (io.ReadCloser, error) {
-			r, err := im.b.Archive.Blob(d, size)
-			if err != nil {
-				return nil, err
-			}
-			if mountFrom != "" {
-				return io.NopCloser(r), nil
-			}
-			return io.NopCloser(item.Reader(r)), nil
-		}}
-	if mountFrom != "" {
-		from := im.p.repos[mountFrom]
-		u.MountFrom = &from
-	} else {
+	u := im.upload(blobJob{repo: repo, d: d, mount: mountFrom})
+	// The archive's blob reader verifies size and digest as the bytes
+	// stream to the registry; a mismatch fails the upload.
+	u.Open = func() (io.ReadCloser, error) {
+		r, err := im.b.Archive.Blob(d, size)
+		if err != nil {
+			return nil, err
+		}
+		if mountFrom != "" {
+			return io.NopCloser(r), nil
+		}
+		return io.NopCloser(item.Reader(r)), nil
+	}
+	if mountFrom == "" {
 		im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateStarted, Item: d.String(), Bytes: size})
 	}
+	// The probe before the hashing found it there, or found it missing
+	// (prehash.go): no second HEAD.
+	present, probed := im.present[blobJob{repo: repo, d: d, mount: mountFrom}]
+	if probed && present {
+		im.countBlob(registry.BlobPresent, d, mountFrom)
+		return nil
+	}
+	u.Absent = probed
 	res, err := im.o.client.UploadBlob(ctx, u)
 	if err != nil {
 		return err
 	}
+	im.countBlob(res, d, mountFrom)
+	return nil
+}
+
+// countBlob accounts for what became of one blob job.
+func (im *importer) countBlob(res registry.UploadResult, d digest.Digest, mountFrom string) {
+	size := im.b.Blobs[d]
 	switch {
 	case res == registry.BlobUploaded:
 		atomic.AddInt64(&im.res.BlobsUploaded, 1)
@@ -462,7 +494,6 @@ func (im *importer) pushBlob(ctx context.Context, repo string, d digest.Digest, 
 		atomic.AddInt64(&im.res.BytesSkipped, size)
 		im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateSkipped, Item: d.String(), Bytes: size})
 	}
-	return nil
 }
 
 // rawManifest pushes exact manifest bytes with their media type.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 
@@ -15,23 +16,71 @@ import (
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
 )
 
+// checkBeforeUpload asks the target, for every blob job, whether the
+// repository already holds the blob (the HEAD UploadBlob would send; its
+// answer is passed on, so no request is added), then hashes every blob that
+// is to be sent anywhere. A tampered blob thus stops the import before the
+// target has received a byte, and a re-import of content the target has
+// reads nothing from the archive. A blob the target holds is not read: what
+// is pushed is then the target's own copy, which its digest names.
+func (im *importer) checkBeforeUpload(ctx context.Context) error {
+	first, second, _ := im.blobJobs()
+	jobs := append(first, second...)
+	answers := make([]bool, len(jobs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(im.o.jobs, 1))
+	for i, j := range jobs {
+		if _, omitted := im.b.Omitted[j.d]; omitted {
+			continue // a delta's blob: checked at the target (delta.go)
+		}
+		g.Go(func() error {
+			present, err := im.o.client.BlobPresent(gctx, im.upload(j))
+			if err != nil {
+				return fmt.Errorf("blob %s at %s: %w", j.d, j.repo, err)
+			}
+			answers[i] = present
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	im.present = make(map[blobJob]bool, len(jobs))
+	send := map[digest.Digest]bool{}
+	for i, j := range jobs {
+		if _, omitted := im.b.Omitted[j.d]; omitted {
+			continue
+		}
+		im.present[j] = answers[i]
+		if !answers[i] {
+			send[j.d] = true
+		}
+	}
+	return im.b.hashBlobs(ctx, slices.Sorted(maps.Keys(send)), im.o.jobs, im.o.progress)
+}
+
 // HashBlobs reads every blob of the graph through a verifying reader (size
 // and digest) with up to jobs readers at once, and reports every blob that
-// fails. Import calls it before the first byte is uploaded, so a tampered
-// blob stops the import while the target has received nothing; the upload
-// verifies each blob again as it streams. Progress events are of
-// progress.PhaseVerify.
+// fails. Import hashes this way every blob it is to upload before the
+// first byte is uploaded; the upload verifies each blob again as it
+// streams. Progress events are of progress.PhaseVerify.
 func (b *Bundle) HashBlobs(ctx context.Context, jobs int, pf progress.Func) error {
 	ds := make([]digest.Digest, 0, len(b.Blobs))
-	var total int64
-	for d, size := range b.Blobs {
+	for d := range b.Blobs {
 		if _, omitted := b.Omitted[d]; omitted {
 			continue // a delta's blob, not carried
 		}
 		ds = append(ds, d)
-		total += size
 	}
 	slices.Sort(ds)
+	return b.hashBlobs(ctx, ds, jobs, pf)
+}
+
+func (b *Bundle) hashBlobs(ctx context.Context, ds []digest.Digest, jobs int, pf progress.Func) error {
+	var total int64
+	for _, d := range ds {
+		total += b.Blobs[d]
+	}
 	pf.Emit(progress.Event{Phase: progress.PhaseVerify, State: progress.StateTotal, Total: total, Count: len(ds)})
 	var mu sync.Mutex
 	var errs []error

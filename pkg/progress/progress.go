@@ -11,8 +11,8 @@ type Phase string
 // Phases, in the order an export or import goes through them.
 const (
 	PhasePlan Phase = "plan"
-	// PhaseVerify: every blob of the archive is hashed before anything
-	// moves (import), or as the whole check (verify).
+	// PhaseVerify: every blob an import is to upload is hashed before
+	// the first byte moves; verify hashes every blob of the archive.
 	PhaseVerify     Phase = "verify"
 	PhaseBlobs      Phase = "blobs"
 	PhaseManifests  Phase = "manifests"

@@ -29,6 +29,10 @@ type Upload struct {
 	// when content has to be sent. A read error (a verifying reader's
 	// digest mismatch, say) fails the upload and is never retried.
 	Open func() (io.ReadCloser, error)
+	// Absent says that the caller has just asked (BlobPresent) and the
+	// repository did not hold the blob: the first attempt skips its HEAD,
+	// so asking first costs no extra request. A retry asks again.
+	Absent bool
 }
 
 // UploadResult says what UploadBlob did.
@@ -58,8 +62,8 @@ const (
 func (c *Client) UploadBlob(ctx context.Context, u Upload) (UploadResult, error) {
 	var res UploadResult
 	var bodyFailure error
-	err := c.retry.Do(ctx, func(ctx context.Context, _ int) error {
-		r, bodyErr, err := c.uploadOnce(ctx, u)
+	err := c.retry.Do(ctx, func(ctx context.Context, attempt int) error {
+		r, bodyErr, err := c.uploadOnce(ctx, u, attempt)
 		if err != nil && bodyErr {
 			// The content itself failed (verification, archive read):
 			// sending it again cannot help.
@@ -79,7 +83,26 @@ func (c *Client) UploadBlob(ctx context.Context, u Upload) (UploadResult, error)
 // registry, failed.
 var errUploadContent = errors.New("upload content failed")
 
-func (c *Client) uploadOnce(ctx context.Context, u Upload) (res UploadResult, bodyErr bool, err error) {
+// BlobPresent asks u.Repo whether it holds blob u.Digest (HEAD), with the
+// credentials and scopes UploadBlob(u) uses, so asking first and uploading
+// after costs no token exchange more. Pass the answer on as u.Absent.
+func (c *Client) BlobPresent(ctx context.Context, u Upload) (bool, error) {
+	var present bool
+	err := c.retry.Do(ctx, func(ctx context.Context, _ int) error {
+		hc, base, _, err := c.uploadClient(ctx, u)
+		if err != nil {
+			return err
+		}
+		present, err = headBlob(ctx, hc, base, u.Digest)
+		return err
+	})
+	return present, err
+}
+
+// uploadClient returns the HTTP client scoped for uploading u (push, and
+// pull on the mount source), the repository's blob URL prefix, and whether
+// a mount is to be asked for.
+func (c *Client) uploadClient(ctx context.Context, u Upload) (*http.Client, string, bool, error) {
 	scopes := []string{u.Repo.Scope(transport.PushScope)}
 	key := u.Repo.Name() + "|push"
 	mount := u.MountFrom != nil && u.MountFrom.RegistryStr() == u.Repo.RegistryStr() && u.MountFrom.Name() != u.Repo.Name()
@@ -89,26 +112,47 @@ func (c *Client) uploadOnce(ctx context.Context, u Upload) (res UploadResult, bo
 	}
 	rt, err := c.scopedTransport(ctx, u.Repo, key, scopes)
 	if err != nil {
-		return 0, false, err
+		return nil, "", false, err
 	}
-	hc := &http.Client{Transport: rt}
 	base := fmt.Sprintf("%s://%s/v2/%s/blobs/", u.Repo.Scheme(), u.Repo.RegistryStr(), u.Repo.RepositoryStr())
+	return &http.Client{Transport: rt}, base, mount, nil
+}
 
-	// HEAD: a re-run skips what is there.
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, base+u.Digest.String(), nil)
+// headBlob asks for base+d: present (200) or not (404).
+func headBlob(ctx context.Context, hc *http.Client, base string, d digest.Digest) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, base+d.String(), nil)
 	if err != nil {
-		return 0, false, err
+		return false, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, false, err
+		return false, err
 	}
 	resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		return BlobPresent, false, nil
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return true, nil
+	case http.StatusNotFound:
+		return false, nil
 	}
-	if resp.StatusCode != http.StatusNotFound {
-		return 0, false, transport.CheckError(resp, http.StatusOK, http.StatusNotFound)
+	return false, transport.CheckError(resp, http.StatusOK, http.StatusNotFound)
+}
+
+func (c *Client) uploadOnce(ctx context.Context, u Upload, attempt int) (res UploadResult, bodyErr bool, err error) {
+	hc, base, mount, err := c.uploadClient(ctx, u)
+	if err != nil {
+		return 0, false, err
+	}
+
+	// HEAD: a re-run skips what is there (unless the caller just asked).
+	if !u.Absent || attempt > 1 {
+		present, err := headBlob(ctx, hc, base, u.Digest)
+		if err != nil {
+			return 0, false, err
+		}
+		if present {
+			return BlobPresent, false, nil
+		}
 	}
 
 	// POST: open an upload session, or mount.
@@ -116,11 +160,11 @@ func (c *Client) uploadOnce(ctx context.Context, u Upload) (res UploadResult, bo
 	if mount {
 		start += "?" + url.Values{"mount": {u.Digest.String()}, "from": {u.MountFrom.RepositoryStr()}}.Encode()
 	}
-	req, err = http.NewRequestWithContext(ctx, http.MethodPost, start, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, start, nil)
 	if err != nil {
 		return 0, false, err
 	}
-	resp, err = hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, false, err
 	}

@@ -141,7 +141,7 @@ type floor struct {
 
 func floorFor(l limits, bytes int64) floor {
 	slowest := func(rates map[string]float64) (time.Duration, string) {
-		var worst float64 = math.Inf(1)
+		worst := math.Inf(1)
 		var what string
 		for _, k := range []string{"pull", "push", "disk write", "disk read", "sha256"} {
 			r, ok := rates[k]

@@ -147,10 +147,10 @@ func (a *hostileArchive) replaceBlob(old digest.Digest, content []byte) digest.D
 		}
 		before := a.get(n)
 		after := redescribe(a.t, before, old, nd, int64(len(content)))
-		switch {
-		case n == layout.IndexFile:
+		switch n {
+		case layout.IndexFile:
 			a.set(n, after)
-		case n == layout.BundleFile:
+		case layout.BundleFile:
 			a.set(n, after)
 			a.replaceBlob(digest.FromBytes(before), after) // the bundle's config blob is bundle.json
 		default:

@@ -147,7 +147,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	var reported reportedError
 	if e.format == "json" && !errors.As(err, &reported) {
-		writeJSON(stdout, errorOutput{Error: msg, ExitCode: code, Hint: hint})
+		_ = writeJSON(stdout, errorOutput{Error: msg, ExitCode: code, Hint: hint}) // nowhere left to report a failure to
+
 	}
 	return code
 }

@@ -174,7 +174,7 @@ func (b *bars) event(e progress.Event) {
 	if v := p.value(); v > p.shown {
 		p.shown = v
 		if p.bar != nil {
-			p.bar.Set64(v)
+			_ = p.bar.Set64(v) // a terminal write; the work goes on whatever the screen shows
 		}
 	}
 }
@@ -223,8 +223,8 @@ func (b *bars) close(p *phase) {
 	}
 	p.closed = true
 	if p.bar != nil {
-		p.bar.Exit()
-		p.bar.Clear()
+		_ = p.bar.Exit() // terminal writes, as above
+		_ = p.bar.Clear()
 	}
 	fmt.Fprintln(b.w, p.summary())
 }

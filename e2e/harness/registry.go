@@ -297,7 +297,7 @@ func StartRegistry(ctx context.Context, opts ...RegistryOption) (*Registry, erro
 	}
 	r.app = app
 
-	var h http.Handler = r.counter.wrap(app)
+	h := r.counter.wrap(app)
 	if r.token != nil {
 		mux := http.NewServeMux()
 		mux.Handle(tokenPath, r.token)

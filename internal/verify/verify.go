@@ -4,6 +4,7 @@
 package verify
 
 import (
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -31,7 +32,7 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	if e.kind == ErrSizeMismatch {
+	if errors.Is(e.kind, ErrSizeMismatch) {
 		if e.Read > e.WantSize {
 			return fmt.Sprintf("%s: size mismatch: want %d bytes, got more", e.Want, e.WantSize)
 		}

@@ -498,7 +498,7 @@ func (e *exporter) resolveBundle(ctx context.Context, req Request) (*bundleSourc
 	}
 	var idx ocispec.Index
 	if err := json.Unmarshal(desc.Manifest, &idx); err != nil {
-		return nil, fmt.Errorf("bundle %s: %w: index: %v", req.Reference, ErrNotBundle, err)
+		return nil, fmt.Errorf("bundle %s: %w: index: %w", req.Reference, ErrNotBundle, err)
 	}
 	src.index = &idx
 	var cfg *ocispec.Descriptor

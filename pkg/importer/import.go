@@ -564,7 +564,9 @@ func (im *importer) pushManifests(ctx context.Context) error {
 				return nil
 			})
 		}
-		g.Wait()
+		if err := g.Wait(); err != nil { // the jobs record their failures and return nil
+			return err
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}

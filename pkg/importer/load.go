@@ -219,7 +219,7 @@ func (b *Bundle) checkBundleIndex() error {
 	b.ConfigManifest = cfg.Desc.Digest
 	var m ocispec.Manifest
 	if err := json.Unmarshal(cfg.Raw, &m); err != nil {
-		return fmt.Errorf("%w: bundle config manifest: %v", ErrInvalidArchive, err)
+		return fmt.Errorf("%w: bundle config manifest: %w", ErrInvalidArchive, err)
 	}
 	if m.Config.Digest != b.BundleDigest {
 		return fmt.Errorf("%w: the bundle's config manifest points at %s, bundle.json hashes to %s", ErrBundleMismatch, m.Config.Digest, b.BundleDigest)

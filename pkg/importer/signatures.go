@@ -366,7 +366,7 @@ func (im *importer) listed(ctx context.Context, repo name.Repository, raw []byte
 		Subject *ocispec.Descriptor `json:"subject"`
 	}
 	if err := json.Unmarshal(raw, &m); err != nil || m.Subject == nil {
-		return true, nil
+		return true, nil //nolint:nilerr // not a manifest with a subject: nothing to list (the archive's check parsed it)
 	}
 	sref, err := im.o.client.Digest(repo, m.Subject.Digest)
 	if err != nil {

@@ -129,7 +129,7 @@ func DigestFromBlobName(name string) (digest.Digest, bool) {
 // path can be built from it.
 func ValidateDigest(d digest.Digest) error {
 	if err := d.Validate(); err != nil {
-		return fmt.Errorf("%w: %q: %v", ErrInvalidDigest, d, err)
+		return fmt.Errorf("%w: %q: %w", ErrInvalidDigest, d, err)
 	}
 	if d.Algorithm() != digest.SHA256 && d.Algorithm() != digest.SHA512 {
 		return fmt.Errorf("%w: %q: unsupported algorithm", ErrInvalidDigest, d)
@@ -154,7 +154,7 @@ type versioned struct {
 func Children(mt string, raw []byte) ([]ocispec.Descriptor, error) {
 	var v versioned
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidManifest, err)
 	}
 	if v.MediaType != "" && mt != "" && v.MediaType != mt {
 		return nil, fmt.Errorf("%w: described as %s but content says %s", ErrInvalidManifest, mt, v.MediaType)

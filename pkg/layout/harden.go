@@ -126,7 +126,7 @@ func checkZeros(r io.Reader, base int64) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%w: reading after the end of the archive: %v", ErrInvalidArchive, err)
+			return fmt.Errorf("%w: reading after the end of the archive: %w", ErrInvalidArchive, err)
 		}
 	}
 }
@@ -186,14 +186,14 @@ func (a *Archive) decompressIndexed(ctx context.Context, compression, tmp string
 	case "Gz":
 		zr, err := gzip.NewReader(in) // multistream: concatenated members are one archive
 		if err != nil {
-			return fmt.Errorf("%w: gzip: %v", ErrInvalidArchive, err)
+			return fmt.Errorf("%w: gzip: %w", ErrInvalidArchive, err)
 		}
 		defer zr.Close()
 		rc = zr
 	case "Zstd":
 		zr, err := zstd.NewReader(in, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(zstdMaxWindow))
 		if err != nil {
-			return fmt.Errorf("%w: zstd: %v", ErrInvalidArchive, err)
+			return fmt.Errorf("%w: zstd: %w", ErrInvalidArchive, err)
 		}
 		defer zr.Close()
 		rc = zr
@@ -254,7 +254,7 @@ func (a *Archive) indexStream(s *expander) error {
 	for {
 		s.declared = false
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -330,7 +330,7 @@ func (a *Archive) indexStream(s *expander) error {
 			if errors.Is(s.err, errStop) {
 				return s.err
 			}
-			return fmt.Errorf("%w: invalid data after the end of the archive: %v", ErrInvalidArchive, s.err)
+			return fmt.Errorf("%w: invalid data after the end of the archive: %w", ErrInvalidArchive, s.err)
 		}
 		return err
 	}
@@ -386,14 +386,14 @@ func (d *declared) declare(root ocispec.Descriptor) {
 // Limits.MaxDescriptors.
 func (d *declared) learn(dg digest.Digest, raw []byte, l Limits) error {
 	if len(raw) == 0 || raw[0] != '{' || checkJSONDepth(raw, l.MaxJSONDepth) != nil {
-		return nil
+		return nil //nolint:nilerr // not a manifest: nothing to learn; the reader refuses it if it is used as one
 	}
 	if dg.Algorithm().FromBytes(raw) != dg {
 		return nil // the reader's verification reports it when it is used
 	}
 	var v versioned
 	if json.Unmarshal(raw, &v) != nil || v.SchemaVersion != 2 {
-		return nil
+		return nil //nolint:nilerr // as above
 	}
 	var children []ocispec.Descriptor
 	if v.Config != nil {
@@ -441,7 +441,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 func sniffCompression(f source) (string, error) {
 	var magic [6]byte
 	n, err := f.ReadAt(magic[:], 0)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return "", err
 	}
 	m := magic[:n]
@@ -540,7 +540,7 @@ func (s *expander) fail(err error, what string) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%w: %s: truncated: the archive ends early", ErrInvalidArchive, what)
 	}
-	return fmt.Errorf("%w: %s: %v", ErrInvalidArchive, what, err)
+	return fmt.Errorf("%w: %s: %w", ErrInvalidArchive, what, err)
 }
 
 // checkJSONDepth refuses JSON whose objects and arrays nest deeper than

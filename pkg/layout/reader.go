@@ -211,14 +211,14 @@ func (a *Archive) index() error {
 	var end int64 // where the last entry's data (padded) ends
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return fmt.Errorf("%w: truncated: the archive ends inside an entry", ErrInvalidArchive)
 		}
 		if err != nil {
-			return fmt.Errorf("%w: reading tar: %v", ErrInvalidArchive, err)
+			return fmt.Errorf("%w: reading tar: %w", ErrInvalidArchive, err)
 		}
 		count++
 		skip, err := a.admit(h, count) // names, types, duplicates, count (harden.go)
@@ -332,7 +332,7 @@ func (a *Archive) readRoot() error {
 		return err
 	}
 	if err := json.Unmarshal(a.IndexRaw, &a.Index); err != nil {
-		return fmt.Errorf("%w: index.json: %v", ErrInvalidArchive, err)
+		return fmt.Errorf("%w: index.json: %w", ErrInvalidArchive, err)
 	}
 	if a.Index.SchemaVersion != 2 {
 		return fmt.Errorf("%w: index.json: schemaVersion %d", ErrInvalidArchive, a.Index.SchemaVersion)
@@ -396,7 +396,7 @@ func (a *Archive) readFile(name string, limit int64) ([]byte, error) {
 	}
 	buf := make([]byte, e.size)
 	if _, err := a.f.ReadAt(buf, e.offset); err != nil {
-		return nil, fmt.Errorf("%w: reading %s: %v", ErrInvalidArchive, name, err)
+		return nil, fmt.Errorf("%w: reading %s: %w", ErrInvalidArchive, name, err)
 	}
 	return buf, nil
 }

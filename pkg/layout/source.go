@@ -83,7 +83,7 @@ func (p *partsSource) ReadAt(b []byte, off int64) (int, error) {
 func (p *partsSource) Read(b []byte) (int, error) {
 	n, err := p.ReadAt(b, p.pos)
 	p.pos += int64(n)
-	if err == io.EOF && n > 0 {
+	if errors.Is(err, io.EOF) && n > 0 {
 		err = nil
 	}
 	return n, err

@@ -32,7 +32,7 @@ func ParseHost(s string) (string, error) {
 		if strings.Contains(s, "]:") || !strings.HasPrefix(s, "[") {
 			h, p, err := net.SplitHostPort(s)
 			if err != nil {
-				return "", fmt.Errorf("%w: %q: %v", ErrHostSyntax, s, err)
+				return "", fmt.Errorf("%w: %q: %w", ErrHostSyntax, s, err)
 			}
 			if p == "" {
 				return "", fmt.Errorf("%w: %q: the port after the colon is empty", ErrHostSyntax, s)

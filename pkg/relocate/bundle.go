@@ -77,7 +77,7 @@ const maxSchemaErrors = 10
 func ValidateSchema(raw []byte) error {
 	errs, err := schema.ValidateBundle(raw)
 	if err != nil {
-		return fmt.Errorf("%w: schema validation: %v", ErrInvalidBundle, err)
+		return fmt.Errorf("%w: schema validation: %w", ErrInvalidBundle, err)
 	}
 	if len(errs) == 0 {
 		return nil
@@ -98,7 +98,7 @@ func ValidateSchema(raw []byte) error {
 func ParseBundle(raw []byte) (*Bundle, error) {
 	b, err := bundle.Unmarshal(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidBundle, err)
 	}
 	if len(b.InvocationImages) == 0 {
 		return nil, fmt.Errorf("%w: no invocation images", ErrInvalidBundle)
@@ -121,7 +121,7 @@ func ParseBundle(raw []byte) (*Bundle, error) {
 		if bi.Digest != "" {
 			d, err := digest.Parse(bi.Digest)
 			if err != nil {
-				return fmt.Errorf("%w: %s (%s): contentDigest %q: %v", ErrInvalidBundle, img.Label(), bi.Image, bi.Digest, err)
+				return fmt.Errorf("%w: %s (%s): contentDigest %q: %w", ErrInvalidBundle, img.Label(), bi.Image, bi.Digest, err)
 			}
 			img.ContentDigest = d
 		}

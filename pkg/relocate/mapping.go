@@ -57,7 +57,7 @@ func ParseMapping(b []byte) (Mapping, error) {
 	var m map[string]string
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidMapping, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidMapping, err)
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%w: trailing data", ErrInvalidMapping)
@@ -70,7 +70,7 @@ func ParseMapping(b []byte) (Mapping, error) {
 			return nil, fmt.Errorf("%w: empty key", ErrInvalidMapping)
 		}
 		if _, err := name.ParseReference(v); err != nil {
-			return nil, fmt.Errorf("%w: value for %q: %v", ErrInvalidMapping, k, err)
+			return nil, fmt.Errorf("%w: value for %q: %w", ErrInvalidMapping, k, err)
 		}
 	}
 	return Mapping(m), nil

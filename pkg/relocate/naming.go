@@ -62,7 +62,7 @@ func ParseTarget(s string) (Target, error) {
 		return Target{}, fmt.Errorf("%w: target %q: %q is not a registry host (host.domain, host:port or localhost)", ErrNaming, s, host)
 	}
 	if _, err := name.NewRegistry(host, name.StrictValidation); err != nil {
-		return Target{}, fmt.Errorf("%w: target %q: %v", ErrNaming, s, err)
+		return Target{}, fmt.Errorf("%w: target %q: %w", ErrNaming, s, err)
 	}
 	if prefix != "" {
 		if err := checkPath(prefix); err != nil {
@@ -169,7 +169,7 @@ func PlanNames(t Target, n Naming, bundlePath string, images []Image, lim Limits
 		}
 		ref, err := name.ParseReference(img.Ref)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %q: %v", ErrNaming, img.Label(), img.Ref, err)
+			return nil, fmt.Errorf("%w: %s: %q: %w", ErrNaming, img.Label(), img.Ref, err)
 		}
 		orig := ref.Context().RepositoryStr()
 		var repo string
@@ -217,7 +217,7 @@ func flattenHashed(path, full string) string {
 
 func checkRepo(repo string, t Target, lim Limits) error {
 	if _, err := name.NewRepository(repo); err != nil {
-		return fmt.Errorf("%w: %q is not a valid repository: %v", ErrNaming, repo, err)
+		return fmt.Errorf("%w: %q is not a valid repository: %w", ErrNaming, repo, err)
 	}
 	path := strings.TrimPrefix(repo, t.Registry+"/")
 	if err := checkPath(path); err != nil {

@@ -74,7 +74,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, &Error{Attempts: attempt, Elapsed: time.Since(start), Err: err}
 		}
 		if resp != nil {
-			io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain)) // drained for connection reuse only
 			resp.Body.Close()
 		}
 		if serr := sleep(ctx, wait); serr != nil {

@@ -179,7 +179,6 @@ func Collect(ctx context.Context, c *registry.Client, subjects []Subject, opts .
 		sort.Slice(hits, func(i, j int) bool {
 			return hits[i].desc.Digest.String()+hits[i].tag+hits[i].repo.Name() < hits[j].desc.Digest.String()+hits[j].tag+hits[j].repo.Name()
 		})
-		level = nil
 		g, gctx = errgroup.WithContext(ctx)
 		g.SetLimit(o.jobs)
 		var next []probe

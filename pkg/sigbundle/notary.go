@@ -158,7 +158,7 @@ func CollectNotary(ctx context.Context, req NotaryRequest, opts ...Option) (*Col
 		}
 		var ne client.ErrRepositoryNotExist
 		if errors.As(err, &ne) {
-			return nil, fmt.Errorf("notary GUN %s at %s: %w: %v", req.GUN, req.Server, ErrNotFound, err)
+			return nil, fmt.Errorf("notary GUN %s at %s: %w: %w", req.GUN, req.Server, ErrNotFound, err)
 		}
 		return nil, &Error{Kind: "notary", GUN: req.GUN, Err: fmt.Errorf("%w: online verification at %s: %w", ErrTrustData, req.Server, err)}
 	}

@@ -375,7 +375,7 @@ func replayable(req *http.Request) bool {
 }
 
 func drain(resp *http.Response) {
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // drained for connection reuse only
 	resp.Body.Close()
 }
 

@@ -104,16 +104,16 @@ var knownCrit = []string{"io.cncf.notary.signingScheme", "io.cncf.notary.expiry"
 func (o *options) verifyNotationJWS(raw []byte) (anchorFile, when string, err error) {
 	var env jwsEnvelope
 	if err := json.Unmarshal(raw, &env); err != nil {
-		return "", "", fmt.Errorf("envelope is not JSON: %v", err)
+		return "", "", fmt.Errorf("envelope is not JSON: %w", err)
 	}
 	b64 := base64.RawURLEncoding
 	ph, err := b64.DecodeString(strings.TrimRight(env.Protected, "="))
 	if err != nil {
-		return "", "", fmt.Errorf("protected header is not base64url: %v", err)
+		return "", "", fmt.Errorf("protected header is not base64url: %w", err)
 	}
 	var p notationProtected
 	if err := json.Unmarshal(ph, &p); err != nil {
-		return "", "", fmt.Errorf("protected header: %v", err)
+		return "", "", fmt.Errorf("protected header: %w", err)
 	}
 	for _, c := range p.Crit {
 		if !slices.Contains(knownCrit, c) {
@@ -132,7 +132,7 @@ func (o *options) verifyNotationJWS(raw []byte) (anchorFile, when string, err er
 	if p.Expiry != "" {
 		exp, err := time.Parse(time.RFC3339, p.Expiry)
 		if err != nil {
-			return "", "", fmt.Errorf("expiry %q: %v", p.Expiry, err)
+			return "", "", fmt.Errorf("expiry %q: %w", p.Expiry, err)
 		}
 		if !exp.After(o.now()) && !o.allowExpired {
 			return "", "", fmt.Errorf("the signature expired %s (--allow-expired accepts it)", exp.UTC().Format(time.RFC3339))
@@ -145,14 +145,14 @@ func (o *options) verifyNotationJWS(raw []byte) (anchorFile, when string, err er
 	for i, der := range env.Header.X5C {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return "", "", fmt.Errorf("x5c certificate %d: %v", i, err)
+			return "", "", fmt.Errorf("x5c certificate %d: %w", i, err)
 		}
 		chain = append(chain, c)
 	}
 	leaf := chain[0]
 	sig, err := b64.DecodeString(strings.TrimRight(env.Signature, "="))
 	if err != nil {
-		return "", "", fmt.Errorf("signature is not base64url: %v", err)
+		return "", "", fmt.Errorf("signature is not base64url: %w", err)
 	}
 	if err := verifyJWS(p.Alg, leaf.PublicKey, []byte(env.Protected+"."+env.Payload), sig); err != nil {
 		return "", "", fmt.Errorf("signature by %q: %w", leaf.Subject.CommonName, err)

@@ -265,22 +265,11 @@ func TestImportStopsOnCorruptBlobBeforeAnyTag(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Flip one byte in the middle of the largest blob.
-	a, err := layout.Open(ctx, archive, layout.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var big digest.Digest
-	var bigSize int64
-	for d, s := range a.Blobs() {
-		if s > bigSize {
-			big, bigSize = d, s
-		}
-	}
-	a.Close()
+	big := largestBlob(t, archive)
 	corruptBlob(t, archive, big)
 
 	mapping := filepath.Join(dir, "relocation-mapping.json")
-	_, err = importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host, MappingPath: mapping}, importer.WithClient(clientFor(t, dst)))
+	_, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host, MappingPath: mapping}, importer.WithClient(clientFor(t, dst)))
 	if err == nil {
 		t.Fatal("import of a corrupted archive succeeded")
 	}
@@ -307,6 +296,24 @@ func TestImportStopsOnCorruptBlobBeforeAnyTag(t *testing.T) {
 	}
 }
 
+// largestBlob returns the digest of the largest blob an archive carries.
+func largestBlob(t *testing.T, archive string) digest.Digest {
+	t.Helper()
+	a, err := layout.Open(context.Background(), archive, layout.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var big digest.Digest
+	var bigSize int64
+	for d, s := range a.Blobs() {
+		if s > bigSize {
+			big, bigSize = d, s
+		}
+	}
+	return big
+}
+
 // TestImportHashesWhatItSends: the probe before the hashing asks the target
 // for every blob in every repository. A re-import into repositories that
 // hold everything reads nothing from the archive, so a byte flipped in a
@@ -328,18 +335,7 @@ func TestImportHashesWhatItSends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := layout.Open(ctx, archive, layout.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var big digest.Digest
-	var bigSize int64
-	for d, s := range a.Blobs() {
-		if s > bigSize {
-			big, bigSize = d, s
-		}
-	}
-	a.Close()
+	big := largestBlob(t, archive)
 	corruptBlob(t, archive, big)
 
 	again, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/one"}, importer.WithClient(clientFor(t, dst)))

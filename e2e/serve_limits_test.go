@@ -94,8 +94,13 @@ func TestServeBoundsEveryClient(t *testing.T) {
 		t.Fatalf("no JSON document from serve: %v\n%s", err, errb.String())
 	}
 	go io.Copy(io.Discard, out)
-	if !strings.Contains(errb.String(), "verify") {
-		t.Fatalf("a serve that starts reports its verification; stderr:\n%s", errb.String())
+	// Standard error reaches errb through exec's copying goroutine, which
+	// may lag behind the JSON document on standard output.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(errb.String(), "verify"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("a serve that starts reports its verification; stderr:\n%s", errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	addr := doc.Address
 	blob := "/v2/" + doc.Repositories[0] + "/blobs/" + big.String()

@@ -18,7 +18,7 @@ var outputTypes = map[string]any{
 	"export":    export.Result{},
 	"import":    importer.Result{},
 	"inspect":   inspectResult{},
-	"verify":    verifyResult{},
+	"verify":    importer.VerifyReport{},
 	"inventory": inventoryResult{},
 	"serve":     serveOutput{},
 	"version":   versionOutput{},

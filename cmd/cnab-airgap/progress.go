@@ -281,16 +281,6 @@ func (b *bars) finish() {
 	}
 }
 
-// total announces a phase driven by the CLI itself (verify).
-func (b *bars) total(name string, bytes int64, count int) {
-	b.event(progress.Event{Phase: progress.Phase(name), State: progress.StateTotal, Total: bytes, Count: count})
-}
-
-// add reports one item of a CLI-driven phase as done.
-func (b *bars) add(name, item string, bytes int64) {
-	b.event(progress.Event{Phase: progress.Phase(name), State: progress.StateDone, Item: item, Bytes: bytes})
-}
-
 func shortRef(item string) string {
 	if i := strings.Index(item, "@sha256:"); i >= 0 && len(item) >= i+20 {
 		return item[i+1 : i+20]

@@ -20,9 +20,10 @@ func verifyRelocationFlags() []cli.Flag {
 	}
 }
 
-// auditRelocation runs the relocation audit when --target is given. It
-// returns nil, nil without --target.
-func auditRelocation(c *cli.Context, e *env, b *importer.Bundle, bars *bars) (*relocate.AuditReport, error) {
+// relocationAuditOptions checks --target, --mapping and --naming and, when
+// an audit is asked for, sets them on req and returns the options the
+// audit needs (the registry client for the target, the naming).
+func relocationAuditOptions(c *cli.Context, e *env, req *importer.VerifyRequest) ([]importer.Option, error) {
 	t, m := c.String("target"), c.String("mapping")
 	if t == "" && m == "" {
 		return nil, nil
@@ -38,35 +39,12 @@ func auditRelocation(c *cli.Context, e *env, b *importer.Bundle, bars *bars) (*r
 	if err != nil {
 		return nil, usagef("--naming: %v", err)
 	}
-	mapping, err := relocate.ReadMapping(m)
-	if err != nil {
-		return nil, err
-	}
 	cl, err := client(c, e, target.Registry)
 	if err != nil {
 		return nil, err
 	}
-	// The archive knows the digest of every image, including those whose
-	// contentDigest was resolved at export.
-	var images []relocate.Image
-	for _, img := range b.Bundle.Images {
-		for _, carried := range b.Images {
-			if carried.Ref == img.Ref && img.ContentDigest == "" {
-				img.ContentDigest = carried.Desc.Digest
-			}
-		}
-		images = append(images, img)
-	}
-	req := relocate.AuditRequest{Images: images, Mapping: mapping, Target: target}
-	if names, err := relocate.PlanNames(target, naming, b.RepoPath, images, relocate.Limits{}); err == nil {
-		req.Bundle = &relocate.AuditBundle{Repository: names.BundleRepo, Tag: b.Tag, Digest: b.Index.Digest}
-	}
-	return relocate.Audit(c.Context, req,
-		relocate.WithAuditClient(cl),
-		relocate.WithAuditJobs(c.Int("jobs")),
-		relocate.WithAuditLogger(logger(c, e)),
-		relocate.WithAuditProgress(bars.event),
-	)
+	req.Target, req.Mapping = t, m
+	return []importer.Option{importer.WithClient(cl), importer.WithNaming(naming)}, nil
 }
 
 // printAudit prints the relocation audit, one line per image.

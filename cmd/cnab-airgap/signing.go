@@ -364,30 +364,6 @@ func verifyCommandFlags() []cli.Flag {
 		&cli.StringFlag{Name: "reference", Usage: "verify the signing evidence of the bundle `REGISTRY/REPO:TAG` where it was imported, instead of an archive"})
 }
 
-// verifyArchiveSignatures verifies an archive's signing evidence offline.
-func verifyArchiveSignatures(c *cli.Context, e *env, b *importer.Bundle) (*sigbundle.Report, error) {
-	if c.Bool("no-signatures") {
-		if n := len(b.SigningArtifacts()); n > 0 && !c.Bool("quiet") {
-			fmt.Fprintf(e.stderr, "warning: %d signing artifacts not verified (--no-signatures)\n", n)
-		}
-		return nil, nil
-	}
-	so, err := verifyOptions(c, e)
-	if err != nil {
-		return nil, err
-	}
-	rep, err := b.VerifySignatures(c.Context, so...)
-	if err != nil {
-		return nil, err
-	}
-	if !c.Bool("quiet") {
-		for _, w := range rep.Warnings {
-			fmt.Fprintf(e.stderr, "warning: %s\n", w)
-		}
-	}
-	return rep, nil
-}
-
 // verifyRefResult is the JSON form of verify --reference.
 type verifyRefResult struct {
 	Reference    string            `json:"reference"`

@@ -5,32 +5,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
-	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
-	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
-
-type verifyResult struct {
-	Archive      string   `json:"archive"`
-	Bundle       string   `json:"bundle"`
-	Version      string   `json:"version"`
-	BundleDigest string   `json:"bundleDigest"`
-	IndexDigest  string   `json:"indexDigest"`
-	Images       int      `json:"images"`
-	Manifests    int      `json:"manifests"`
-	Blobs        int      `json:"blobs"`
-	Bytes        int64    `json:"bytes"`
-	OK           bool     `json:"ok"`
-	Warnings     []string `json:"warnings,omitempty"`
-	// Signatures is the offline verification of the signing evidence (signing.go).
-	Signatures *sigbundle.Report `json:"signatures,omitempty"`
-	// ArchiveSignature is the archive signature checked (--archive-key).
-	ArchiveSignature *importer.ArchiveSignature `json:"archiveSignature,omitempty"`
-	// Relocation is the audit of an import at --target (relocation.go).
-	Relocation *relocate.AuditReport `json:"relocation,omitempty"`
-}
 
 func verifyCommand(e *env) *cli.Command {
 	return &cli.Command{
@@ -63,36 +39,47 @@ func verifyCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			// --tmp-dir, --max-archive-size; the archive key checked over
-			// the bytes parsed, before anything else (archiveopts.go).
-			b, as, err := loadArchive(c, ak)
+			oo, err := openOptions(c) // --tmp-dir, --max-archive-size (archiveopts.go)
 			if err != nil {
 				return err
 			}
-			defer b.Close()
 			bars := newProgress(e.stderr, c.Bool("quiet"))
-			var total int64
-			for _, s := range b.Blobs {
-				total += s
+			opts := []importer.Option{importer.WithOpenOptions(oo), importer.WithJobs(c.Int("jobs")),
+				importer.WithLogger(logger(c, e)), importer.WithProgress(bars.event)}
+			if ak != nil {
+				opts = append(opts, importer.WithArchiveKey(*ak)) // checked over the bytes parsed, before anything else
 			}
-			bars.total("verify", total, len(b.Blobs))
-			err = b.VerifyBlobs(c.Context, func(d digest.Digest, n int64) { bars.add("verify", d.String(), n) })
+			req := importer.VerifyRequest{Archive: c.Args().First()}
+			audit, err := relocationAuditOptions(c, e, &req) // --target, --mapping, --naming (relocation.go)
 			if err != nil {
-				bars.finish()
 				return err
 			}
-			rel, relErr := auditRelocation(c, e, b, bars) // --target, --mapping (relocation.go)
+			opts = append(opts, audit...)
+			if c.Bool("no-signatures") {
+				opts = append(opts, importer.WithSignatures(false))
+			} else {
+				so, err := verifyOptions(c, e) // signing.go
+				if err != nil {
+					return err
+				}
+				opts = append(opts, importer.WithSigningOptions(so...))
+			}
+			r, err := importer.Verify(c.Context, req, opts...)
 			bars.finish()
-			if relErr != nil && rel == nil {
-				return relErr
-			}
-			sig, err := verifyArchiveSignatures(c, e, b) // signing.go
-			if err != nil {
+			if r == nil {
 				return err
 			}
-			r := verifyResult{Signatures: sig, Archive: c.Args().First(), Bundle: b.Bundle.Name, Version: b.Bundle.Version, BundleDigest: b.BundleDigest.String(),
-				IndexDigest: b.Index.Digest.String(), Images: len(b.Images), Manifests: len(b.Nodes), Blobs: len(b.Blobs), Bytes: total, OK: true, Warnings: b.Warnings}
-			r.Relocation, r.OK, r.ArchiveSignature = rel, relErr == nil, as
+			relErr := err
+			if !c.Bool("quiet") {
+				if c.Bool("no-signatures") && r.SigningArtifacts > 0 {
+					fmt.Fprintf(e.stderr, "warning: %d signing artifacts not verified (--no-signatures)\n", r.SigningArtifacts)
+				}
+				if r.Signatures != nil {
+					for _, w := range r.Signatures.Warnings {
+						fmt.Fprintf(e.stderr, "warning: %s\n", w)
+					}
+				}
+			}
 			if asJSON {
 				if err := writeJSON(e.stdout, r); err != nil {
 					return err
@@ -103,7 +90,7 @@ func verifyCommand(e *env) *cli.Command {
 				return nil
 			}
 			if relErr != nil {
-				printAudit(e.stdout, rel)
+				printAudit(e.stdout, r.Relocation)
 				return relErr
 			}
 			if !c.Bool("quiet") {

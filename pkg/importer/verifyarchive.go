@@ -1,0 +1,147 @@
+package importer
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
+	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
+)
+
+// VerifyRequest says what Verify checks.
+type VerifyRequest struct {
+	// Archive is the path of the archive.
+	Archive string
+	// Target and Mapping, both or neither, add the relocation audit of an
+	// earlier import of the archive: Target is the REGISTRY[/PREFIX] it
+	// was imported into, Mapping the relocation-mapping.json it wrote.
+	Target  string
+	Mapping string
+}
+
+// VerifyReport says what Verify checked.
+type VerifyReport struct {
+	Archive      string   `json:"archive"`
+	Bundle       string   `json:"bundle"`
+	Version      string   `json:"version"`
+	BundleDigest string   `json:"bundleDigest"`
+	IndexDigest  string   `json:"indexDigest"`
+	Images       int      `json:"images"`
+	Manifests    int      `json:"manifests"`
+	Blobs        int      `json:"blobs"`
+	Bytes        int64    `json:"bytes"`
+	OK           bool     `json:"ok"`
+	Warnings     []string `json:"warnings,omitempty"`
+	// Signatures is the offline verification of the signing evidence (nil
+	// with WithSignatures(false)).
+	Signatures *sigbundle.Report `json:"signatures,omitempty"`
+	// SigningArtifacts counts the signing artifacts the archive carries,
+	// verified or (WithSignatures(false)) not.
+	SigningArtifacts int `json:"-"`
+	// ArchiveSignature is the archive signature checked (WithArchiveKey).
+	ArchiveSignature *ArchiveSignature `json:"archiveSignature,omitempty"`
+	// Relocation is the audit of an import at VerifyRequest.Target.
+	Relocation *relocate.AuditReport `json:"relocation,omitempty"`
+}
+
+// Verify checks an archive completely, offline unless an audit is asked
+// for, and moves nothing: with WithArchiveKey its signature first, over
+// the bytes that are then parsed; everything Load checks; every blob's size
+// and digest (WithJobs readers at once, progress.PhaseVerify events); with
+// Target and Mapping, the relocation at the target registry (WithClient,
+// WithNaming, WithJobs); then the signing evidence, unless
+// WithSignatures(false) (trust anchors through WithSigningOptions; a
+// WithTrustState file is read, and older trust data than it records is
+// refused; Verify never writes it).
+//
+// A failed audit returns the report, with OK false and Relocation saying
+// what is wrong, together with an error wrapping relocate.ErrRelocation;
+// any other failure returns no report.
+func Verify(ctx context.Context, req VerifyRequest, opts ...Option) (*VerifyReport, error) {
+	o, err := makeOptions(opts...)
+	if err != nil {
+		return nil, err
+	}
+	if (req.Target == "") != (req.Mapping == "") {
+		return nil, fmt.Errorf("%w: the relocation audit needs both a target and a mapping", relocate.ErrNaming)
+	}
+	oo := o.open
+	var as *ArchiveSignature
+	if o.archiveKey != nil {
+		if oo, as, err = o.archiveKey.CheckOnOpen(req.Archive, oo); err != nil {
+			return nil, err
+		}
+	}
+	b, err := Load(ctx, req.Archive, oo)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	if err := b.HashBlobs(ctx, o.jobs, o.progress); err != nil {
+		return nil, err
+	}
+	var total int64
+	for _, s := range b.Blobs {
+		total += s
+	}
+	r := &VerifyReport{Archive: req.Archive, Bundle: b.Bundle.Name, Version: b.Bundle.Version, BundleDigest: b.BundleDigest.String(),
+		IndexDigest: b.Index.Digest.String(), Images: len(b.Images), Manifests: len(b.Nodes), Blobs: len(b.Blobs), Bytes: total,
+		OK: true, Warnings: b.Warnings, SigningArtifacts: len(b.SigningArtifacts()), ArchiveSignature: as}
+
+	var auditErr error
+	if req.Target != "" {
+		r.Relocation, auditErr = auditArchive(ctx, o, b, req)
+		if auditErr != nil && r.Relocation == nil {
+			return nil, auditErr
+		}
+		r.OK = auditErr == nil
+	}
+	if !o.signing.off {
+		so := o.signing.opts
+		if o.signing.trustState != "" {
+			st, err := sigbundle.ReadTrustState(o.signing.trustState)
+			if err != nil {
+				return nil, err
+			}
+			so = append(so[:len(so):len(so)], sigbundle.WithTrustState(st))
+		}
+		if r.Signatures, err = b.VerifySignatures(ctx, so...); err != nil {
+			return nil, err
+		}
+	}
+	return r, auditErr
+}
+
+// auditArchive audits the relocation of the archive's bundle at req.Target
+// against req.Mapping (relocate.Audit).
+func auditArchive(ctx context.Context, o *options, b *Bundle, req VerifyRequest) (*relocate.AuditReport, error) {
+	target, err := relocate.ParseTarget(req.Target)
+	if err != nil {
+		return nil, err
+	}
+	mapping, err := relocate.ReadMapping(req.Mapping)
+	if err != nil {
+		return nil, err
+	}
+	// The archive knows the digest of every image, including those whose
+	// contentDigest was resolved at export.
+	var images []relocate.Image
+	for _, img := range b.Bundle.Images {
+		for _, carried := range b.Images {
+			if carried.Ref == img.Ref && img.ContentDigest == "" {
+				img.ContentDigest = carried.Desc.Digest
+			}
+		}
+		images = append(images, img)
+	}
+	ar := relocate.AuditRequest{Images: images, Mapping: mapping, Target: target}
+	if names, err := relocate.PlanNames(target, o.naming, b.RepoPath, images, o.limits); err == nil {
+		ar.Bundle = &relocate.AuditBundle{Repository: names.BundleRepo, Tag: b.Tag, Digest: b.Index.Digest}
+	}
+	return relocate.Audit(ctx, ar,
+		relocate.WithAuditClient(o.client),
+		relocate.WithAuditJobs(o.jobs),
+		relocate.WithAuditLogger(o.log),
+		relocate.WithAuditProgress(o.progress),
+	)
+}

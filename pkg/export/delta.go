@@ -168,11 +168,11 @@ func TakeInventory(ctx context.Context, target string, opts ...Option) (*Invento
 	if err != nil {
 		return nil, err
 	}
-	probe, err := o.client.Repository(t.Registry + "/inventory")
+	probe, err := o.Client.Repository(t.Registry + "/inventory")
 	if err != nil {
 		return nil, err
 	}
-	repos, err := remote.Catalog(ctx, probe.Registry, o.client.RemoteOptions()...)
+	repos, err := remote.Catalog(ctx, probe.Registry, o.Client.RemoteOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: listing the repositories of %s (the registry must serve /v2/_catalog): %w", ErrInventory, t.Registry, err)
 	}
@@ -194,11 +194,11 @@ func TakeInventory(ctx context.Context, target string, opts ...Option) (*Invento
 		m[d] = b
 	}
 	for _, r := range inv.Repositories {
-		repo, err := o.client.Repository(t.Registry + "/" + r)
+		repo, err := o.Client.Repository(t.Registry + "/" + r)
 		if err != nil {
 			return nil, err
 		}
-		tags, err := remote.List(repo, append(o.client.RemoteOptions(), remote.WithContext(ctx))...)
+		tags, err := remote.List(repo, append(o.Client.RemoteOptions(), remote.WithContext(ctx))...)
 		if err != nil {
 			if registry.IsNotFound(err) {
 				continue
@@ -211,7 +211,7 @@ func TakeInventory(ctx context.Context, target string, opts ...Option) (*Invento
 			if depth > 8 {
 				return fmt.Errorf("%w: %s: manifests nested too deep", ErrInventory, ref)
 			}
-			desc, err := o.client.Puller().Get(ctx, ref)
+			desc, err := o.Client.Puller().Get(ctx, ref)
 			if err != nil {
 				if registry.IsNotFound(err) {
 					return nil
@@ -234,7 +234,7 @@ func TakeInventory(ctx context.Context, target string, opts ...Option) (*Invento
 			}
 			for _, c := range children {
 				if layout.IsManifestOrIndex(c.MediaType) {
-					cref, err := o.client.Digest(repo, c.Digest)
+					cref, err := o.Client.Digest(repo, c.Digest)
 					if err != nil {
 						return err
 					}
@@ -248,7 +248,7 @@ func TakeInventory(ctx context.Context, target string, opts ...Option) (*Invento
 			return nil
 		}
 		for _, tag := range tags {
-			ref, err := o.client.Tag(repo, tag)
+			ref, err := o.Client.Tag(repo, tag)
 			if err != nil {
 				return nil, err
 			}

@@ -161,13 +161,13 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		return nil, errors.New("export: an archive written to standard output cannot be signed beside it; write it to a file")
 	}
 	e := &exporter{o: o, blobs: map[digest.Digest]*blobSource{}}
-	o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateStarted})
+	o.Progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateStarted})
 
 	// One conversation with the bundle's registry first (TLS, plain HTTP,
 	// credentials): a registry that refuses the client fails here once.
 	if req.Reference != "" {
-		if ref, err := o.client.ParseReference(req.Reference); err == nil {
-			if err := o.client.Check(ctx, ref.Context().RegistryStr()); err != nil {
+		if ref, err := o.Client.ParseReference(req.Reference); err == nil {
+			if err := o.Client.Check(ctx, ref.Context().RegistryStr()); err != nil {
 				return nil, fmt.Errorf("export of %s: %w", req.Reference, err)
 			}
 		}
@@ -222,7 +222,7 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	for _, b := range plan.Blobs() {
 		fetchTotal += b.Size
 	}
-	o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateDone})
+	o.Progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateDone})
 	if o.dryRun {
 		res.DryRun = true
 		res.Duration = time.Since(start)
@@ -236,7 +236,7 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	res.Compression = compression
 	fetched := &counter{}
 	fetch := e.fetcher(fetched)
-	o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateTotal, Total: fetchTotal, Count: len(plan.Blobs())})
+	o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateTotal, Total: fetchTotal, Count: len(plan.Blobs())})
 
 	if req.Output == "-" {
 		if req.Stdout == nil {
@@ -258,9 +258,9 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		}
 		res.ResumedBytes = fw.Resumed()
 		if res.ResumedBytes > 0 {
-			o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateSkipped, Item: "resumed", Bytes: res.ResumedBytes})
+			o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateSkipped, Item: "resumed", Bytes: res.ResumedBytes})
 		}
-		if err := fw.Fill(ctx, o.jobs, fetch); err != nil {
+		if err := fw.Fill(ctx, o.Jobs, fetch); err != nil {
 			fw.Close() // keep the staging file: --resume continues from it
 			return nil, fmt.Errorf("export of bundle %s: %w (the partial archive %s%s can be resumed with --resume)", res.Bundle, err, req.Output, layout.PartialSuffix)
 		}
@@ -296,7 +296,7 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		}
 	}
 	res.FetchedBytes = fetched.get()
-	o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone})
+	o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone})
 	res.Duration = time.Since(start)
 	return res, nil
 }
@@ -332,14 +332,14 @@ func (e *exporter) fetcher(fetched *counter) layout.FetchFunc {
 		var errs []error
 		open := func() (io.ReadCloser, error) {
 			for _, repo := range s.repos {
-				rc, err := e.o.client.FetchBlob(ctx, repo, b.Digest, b.Size)
+				rc, err := e.o.Client.FetchBlob(ctx, repo, b.Digest, b.Size)
 				if err == nil {
 					return rc, nil
 				}
 				errs = append(errs, fmt.Errorf("%s: %w", repo.Name(), err))
 			}
 			for _, u := range s.urls {
-				rc, err := e.o.client.FetchURL(ctx, u)
+				rc, err := e.o.Client.FetchURL(ctx, u)
 				if err == nil {
 					return rc, nil
 				}
@@ -351,7 +351,7 @@ func (e *exporter) fetcher(fetched *counter) layout.FetchFunc {
 		if err != nil {
 			return nil, err
 		}
-		e.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateStarted, Item: b.Digest.String(), Bytes: b.Size})
+		e.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateStarted, Item: b.Digest.String(), Bytes: b.Size})
 		return &countingBody{rc: rc, e: e, d: b.Digest, size: b.Size, c: fetched}, nil
 	}
 }
@@ -370,10 +370,10 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	if n > 0 {
 		b.n += int64(n)
 		b.c.add(int64(n))
-		b.e.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateActive, Item: b.d.String(), Bytes: int64(n)})
+		b.e.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateActive, Item: b.d.String(), Bytes: int64(n)})
 	}
 	if err == io.EOF {
-		b.e.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone, Item: b.d.String(), Bytes: b.size})
+		b.e.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone, Item: b.d.String(), Bytes: b.size})
 	}
 	return n, err
 }
@@ -474,11 +474,11 @@ func (e *exporter) resolveBundle(ctx context.Context, req Request) (*bundleSourc
 		}
 		return &bundleSource{bundleJSON: raw, bundle: b}, nil
 	}
-	ref, err := e.o.client.ParseReference(req.Reference)
+	ref, err := e.o.Client.ParseReference(req.Reference)
 	if err != nil {
 		return nil, err
 	}
-	desc, err := e.o.client.Puller().Get(ctx, ref)
+	desc, err := e.o.Client.Puller().Get(ctx, ref)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", req.Reference, err)
 	}
@@ -527,7 +527,7 @@ func (e *exporter) resolveBundle(ctx context.Context, req Request) (*bundleSourc
 	if m.Config.Size > e.o.maxMetadata {
 		return nil, fmt.Errorf("bundle %s: bundle.json is %d bytes, limit %d", req.Reference, m.Config.Size, e.o.maxMetadata)
 	}
-	rc, err := e.o.client.FetchBlob(ctx, src.repo, m.Config.Digest, m.Config.Size)
+	rc, err := e.o.Client.FetchBlob(ctx, src.repo, m.Config.Digest, m.Config.Size)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: bundle.json blob %s: %w", req.Reference, m.Config.Digest, err)
 	}
@@ -586,7 +586,7 @@ type resolved struct {
 func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocispec.Index, []Image, error) {
 	out := make([]*resolved, len(src.bundle.Images))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.o.jobs)
+	g.SetLimit(e.o.Jobs)
 	var errMu sync.Mutex
 	var errs []error
 	carried := 0
@@ -595,7 +595,7 @@ func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocisp
 			carried++
 		}
 	}
-	e.o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateTotal, Count: carried})
+	e.o.Progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateTotal, Count: carried})
 	invocation := 0
 	for i, img := range src.bundle.Images {
 		var bd *ocispec.Descriptor
@@ -618,7 +618,7 @@ func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocisp
 				return nil // report every failing image, not just the first
 			}
 			out[i] = r
-			e.o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateDone, Item: img.Ref + "@" + r.desc.Digest.String(), Image: img.Ref, Bytes: r.bytes})
+			e.o.Progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateDone, Item: img.Ref + "@" + r.desc.Digest.String(), Image: img.Ref, Bytes: r.bytes})
 			return nil
 		})
 	}
@@ -729,7 +729,7 @@ func (e *exporter) resolveImage(ctx context.Context, src *bundleSource, img relo
 		top = ocispec.Descriptor{MediaType: bd.MediaType, Digest: bd.Digest, Size: bd.Size}
 		sources = append(sources, src.repo)
 	}
-	ref, perr := e.o.client.ParseReference(img.Ref)
+	ref, perr := e.o.Client.ParseReference(img.Ref)
 	if perr == nil {
 		sources = append(sources, ref.Context())
 	} else if bd == nil {
@@ -740,7 +740,7 @@ func (e *exporter) resolveImage(ctx context.Context, src *bundleSource, img relo
 			if !e.o.allowMissingDigest {
 				return nil, fmt.Errorf("%w (use --allow-missing-digest to resolve its tag at export time)", ErrMissingDigest)
 			}
-			head, err := e.o.client.Puller().Head(ctx, ref)
+			head, err := e.o.Client.Puller().Head(ctx, ref)
 			if err != nil {
 				return nil, fmt.Errorf("resolving tag: %w", err)
 			}
@@ -790,11 +790,11 @@ func (e *exporter) resolveImage(ctx context.Context, src *bundleSource, img relo
 // getManifestLoose fetches a manifest by digest when its size may be unknown
 // (size < 0), checking the digest and, when known, the size.
 func (e *exporter) getManifestLoose(ctx context.Context, repo name.Repository, d digest.Digest, size int64) ([]byte, error) {
-	ref, err := e.o.client.Digest(repo, d)
+	ref, err := e.o.Client.Digest(repo, d)
 	if err != nil {
 		return nil, err
 	}
-	got, err := e.o.client.Puller().Get(ctx, ref)
+	got, err := e.o.Client.Puller().Get(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/cnab-airgap/cnab-airgap/internal/opts"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
 	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 )
@@ -12,10 +13,7 @@ import (
 type Option func(*options) error
 
 type options struct {
-	client             *registry.Client
-	jobs               int
-	progress           progress.Func
-	log                *slog.Logger
+	opts.Common        // client, jobs, logger, progress
 	allowMissingDigest bool
 	resume             bool
 	dryRun             bool
@@ -26,18 +24,14 @@ type options struct {
 }
 
 func makeOptions(opts ...Option) (*options, error) {
-	o := &options{jobs: 6, log: slog.New(slog.DiscardHandler), maxMetadata: 8 << 20}
+	o := &options{maxMetadata: 8 << 20}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
 			return nil, err
 		}
 	}
-	if o.client == nil {
-		c, err := registry.New(registry.Options{})
-		if err != nil {
-			return nil, err
-		}
-		o.client = c
+	if err := o.Defaults(); err != nil {
+		return nil, err
 	}
 	if err := o.fit.check(o); err != nil {
 		return nil, err
@@ -48,39 +42,22 @@ func makeOptions(opts ...Option) (*options, error) {
 // WithClient sets the registry client (TLS, plain HTTP, credentials).
 // The default is a client with TLS verification and the docker config.
 func WithClient(c *registry.Client) Option {
-	return func(o *options) error {
-		if c == nil {
-			return errors.New("export: nil registry client")
-		}
-		o.client = c
-		return nil
-	}
+	return func(o *options) error { return o.SetClient("export", c) }
 }
 
 // WithJobs bounds how many blobs are fetched at once. The default is 6.
 func WithJobs(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return errors.New("export: jobs must be at least 1")
-		}
-		o.jobs = n
-		return nil
-	}
+	return func(o *options) error { return o.SetJobs("export", n) }
 }
 
 // WithProgress receives progress events. The default is none.
 func WithProgress(f progress.Func) Option {
-	return func(o *options) error { o.progress = f; return nil }
+	return func(o *options) error { o.Progress = f; return nil }
 }
 
 // WithLogger sets the logger. The default discards.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l != nil {
-			o.log = l
-		}
-		return nil
-	}
+	return func(o *options) error { o.SetLogger(l); return nil }
 }
 
 // WithAllowMissingDigest accepts images without `contentDigest`: their tag is

@@ -100,11 +100,11 @@ func (e *exporter) collectSignatures(ctx context.Context, src *bundleSource, ind
 	if so.off && so.notary == "" {
 		return nil
 	}
-	e.o.progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateStarted})
-	opts := append([]sigbundle.Option{sigbundle.WithJobs(e.o.jobs), sigbundle.WithMaxMetadata(e.o.maxMetadata), sigbundle.WithLogger(e.o.log)}, so.opts...)
+	e.o.Progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateStarted})
+	opts := append([]sigbundle.Option{sigbundle.WithJobs(e.o.Jobs), sigbundle.WithMaxMetadata(e.o.maxMetadata), sigbundle.WithLogger(e.o.Log)}, so.opts...)
 	col := &sigbundle.Collection{}
 	if !so.off {
-		found, err := sigbundle.Collect(ctx, e.o.client, e.subjects(index, res), opts...)
+		found, err := sigbundle.Collect(ctx, e.o.Client, e.subjects(index, res), opts...)
 		if err != nil {
 			return fmt.Errorf("bundle %s: %w", res.Bundle, err)
 		}
@@ -155,7 +155,7 @@ func (e *exporter) collectSignatures(ctx context.Context, src *bundleSource, ind
 			res.Signatures.NotaryImages = append(res.Signatures.NotaryImages, n)
 		}
 	}
-	e.o.progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateDone, Count: len(col.Roots)})
+	e.o.Progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateDone, Count: len(col.Roots)})
 	return nil
 }
 
@@ -174,7 +174,7 @@ func (e *exporter) collectImageNotary(ctx context.Context, res *Result, opts []s
 	col := &sigbundle.Collection{}
 	for _, img := range res.Images {
 		who := fmt.Sprintf("%s %s (%s)", img.Role, img.Name, img.Reference)
-		ref, err := e.o.client.ParseReference(img.Reference)
+		ref, err := e.o.Client.ParseReference(img.Reference)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", who, err)
 		}
@@ -200,7 +200,7 @@ func (e *exporter) collectImageNotary(ctx context.Context, res *Result, opts []s
 	found := make([]*sigbundle.Collection, len(jobs))
 	errs := make([]error, len(jobs))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.o.jobs)
+	g.SetLimit(e.o.Jobs)
 	for i, j := range jobs {
 		g.Go(func() error {
 			c, err := sigbundle.CollectNotary(gctx, sigbundle.NotaryRequest{
@@ -292,7 +292,7 @@ func (e *exporter) subjects(index *ocispec.Index, res *Result) []sigbundle.Subje
 	}
 	for _, img := range res.Images {
 		var extra *name.Repository
-		if ref, err := e.o.client.ParseReference(img.Reference); err == nil {
+		if ref, err := e.o.Client.ParseReference(img.Reference); err == nil {
 			r := ref.Context()
 			extra = &r
 		}

@@ -35,18 +35,18 @@ const (
 // tag (an .sbom, which cosign replaces too, or a foreign object) is
 // replaced, with a warning naming what was there.
 func (im *importer) putCosignTag(ctx context.Context, repo name.Repository, d ocispec.Descriptor, raw []byte, tag string) error {
-	ref, err := im.o.client.Tag(repo, tag)
+	ref, err := im.o.Client.Tag(repo, tag)
 	if err != nil {
 		return err
 	}
 	push := func(mt string, b []byte) error {
-		if err := im.o.client.Pusher().Push(ctx, ref, rawManifest{b, mt}); err != nil {
+		if err := im.o.Client.Pusher().Push(ctx, ref, rawManifest{b, mt}); err != nil {
 			return fmt.Errorf("signing artifact %s as %s: %w", d.Digest, ref, err)
 		}
 		atomic.AddInt64(&im.sig.res.Tags, 1)
 		return nil
 	}
-	cur, err := im.o.client.Puller().Get(ctx, ref)
+	cur, err := im.o.Client.Puller().Get(ctx, ref)
 	if err != nil {
 		if registry.IsNotFound(err) {
 			return push(d.MediaType, raw)
@@ -93,7 +93,7 @@ func (im *importer) putCosignTag(ctx context.Context, repo name.Repository, d oc
 		return err
 	}
 	cfgDesc := ocispec.Descriptor{MediaType: want.Config.MediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
-	if _, err := im.o.client.UploadBlob(ctx, registry.Upload{Repo: repo, Digest: cfgDesc.Digest, Size: cfgDesc.Size,
+	if _, err := im.o.Client.UploadBlob(ctx, registry.Upload{Repo: repo, Digest: cfgDesc.Digest, Size: cfgDesc.Size,
 		Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(cfg)), nil }}); err != nil {
 		return fmt.Errorf("signing artifact %s: config of the merged %s: %w", d.Digest, ref, err)
 	}

@@ -38,10 +38,10 @@ func checkDelta(ctx context.Context, o *options, b *Bundle, p *pushPlan) error {
 	have := map[key]bool{}
 	probe := func(keys []key) error {
 		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(o.jobs)
+		g.SetLimit(o.Jobs)
 		for _, k := range keys {
 			g.Go(func() error {
-				ok, err := o.client.BlobExists(gctx, p.repos[k.repo], k.d)
+				ok, err := o.Client.BlobExists(gctx, p.repos[k.repo], k.d)
 				if err != nil {
 					return fmt.Errorf("blob %s at %s: %w", k.d, k.repo, err)
 				}
@@ -150,7 +150,7 @@ func (im *importer) pushOmitted(ctx context.Context, repo string, d digest.Diges
 		return true, nil
 	}
 	from := im.p.repos[src]
-	_, err := im.o.client.UploadBlob(ctx, registry.Upload{Repo: im.p.repos[repo], Digest: d, Size: size, MountFrom: &from,
+	_, err := im.o.Client.UploadBlob(ctx, registry.Upload{Repo: im.p.repos[repo], Digest: d, Size: size, MountFrom: &from,
 		Open: func() (io.ReadCloser, error) {
 			return nil, fmt.Errorf("%w: %w: the delta archive does not carry blob %s and the registry declined to mount it from %s", ErrDeltaBaseMissing, layout.ErrBlobNotFound, d, src)
 		}})

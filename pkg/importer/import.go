@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cnab-airgap/cnab-airgap/internal/opts"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
@@ -31,54 +32,34 @@ var ErrVerification = errdefs.New("relocation verification failed", errdefs.ErrV
 type Option func(*options) error
 
 type options struct {
-	client   *registry.Client
-	jobs     int
-	progress progress.Func
-	log      *slog.Logger
-	naming   relocate.Naming
-	limits   relocate.Limits
-	dryRun   bool
-	open     layout.OpenOptions
-	signing  signingOptions // verification and re-publication of signing artifacts (signatures.go)
+	opts.Common // client, jobs, logger, progress
+	naming      relocate.Naming
+	limits      relocate.Limits
+	dryRun      bool
+	open        layout.OpenOptions
+	signing     signingOptions // verification and re-publication of signing artifacts (signatures.go)
 	// archiveKey checks the archive's own signature first (archivesig.go).
 	archiveKey *ArchiveKey
 }
 
 // WithClient sets the registry client. Default: TLS verified, docker config credentials.
 func WithClient(c *registry.Client) Option {
-	return func(o *options) error {
-		if c == nil {
-			return errors.New("import: nil registry client")
-		}
-		o.client = c
-		return nil
-	}
+	return func(o *options) error { return o.SetClient("import", c) }
 }
 
 // WithJobs bounds concurrent uploads. The default is 6.
 func WithJobs(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return errors.New("import: jobs must be at least 1")
-		}
-		o.jobs = n
-		return nil
-	}
+	return func(o *options) error { return o.SetJobs("import", n) }
 }
 
 // WithProgress receives progress events. The default is none.
 func WithProgress(f progress.Func) Option {
-	return func(o *options) error { o.progress = f; return nil }
+	return func(o *options) error { o.Progress = f; return nil }
 }
 
 // WithLogger sets the logger. The default discards.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l != nil {
-			o.log = l
-		}
-		return nil
-	}
+	return func(o *options) error { o.SetLogger(l); return nil }
 }
 
 // WithNaming chooses the naming strategy. The default is bundle-repo.
@@ -99,20 +80,35 @@ func WithOpenOptions(oo layout.OpenOptions) Option {
 }
 
 func makeOptions(opts ...Option) (*options, error) {
-	o := &options{jobs: 6, log: slog.New(slog.DiscardHandler), naming: relocate.NamingBundleRepo}
+	o := &options{naming: relocate.NamingBundleRepo}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
 			return nil, err
 		}
 	}
-	if o.client == nil {
-		c, err := registry.New(registry.Options{})
-		if err != nil {
-			return nil, err
-		}
-		o.client = c
+	if err := o.Defaults(); err != nil {
+		return nil, err
 	}
 	return o, nil
+}
+
+// load opens and checks the archive at path (Load) with the open options;
+// with WithArchiveKey its signature is checked first, over the bytes Load
+// then parses (archivesig.go).
+func (o *options) load(ctx context.Context, path string) (*Bundle, *ArchiveSignature, error) {
+	oo := o.open
+	var as *ArchiveSignature
+	if o.archiveKey != nil {
+		var err error
+		if oo, as, err = o.archiveKey.CheckOnOpen(path, oo); err != nil {
+			return nil, nil, err
+		}
+	}
+	b, err := Load(ctx, path, oo)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, as, nil
 }
 
 // Request says what to import where.
@@ -175,16 +171,8 @@ func Import(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateStarted})
-	oo := o.open
-	var as *ArchiveSignature
-	if o.archiveKey != nil {
-		// Checked over the bytes Load parses, before anything else (archivesig.go).
-		if oo, as, err = o.archiveKey.CheckOnOpen(req.Archive, oo); err != nil {
-			return nil, err
-		}
-	}
-	b, err := Load(ctx, req.Archive, oo)
+	o.Progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateStarted})
+	b, as, err := o.load(ctx, req.Archive)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +212,7 @@ func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Ta
 	// One conversation with the target before any blob (TLS, plain HTTP,
 	// credentials): a registry that refuses the client fails here once,
 	// not once per blob. Names are refused before, without contacting it.
-	if err := o.client.Check(ctx, target.Registry); err != nil {
+	if err := o.Client.Check(ctx, target.Registry); err != nil {
 		return nil, err
 	}
 	p := &pushPlan{names: names, repoBlobs: map[string]map[digest.Digest]bool{}, repoNodes: map[string]map[digest.Digest]bool{},
@@ -233,7 +221,7 @@ func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Ta
 		if _, ok := p.repos[r]; ok {
 			return nil
 		}
-		repo, err := o.client.Repository(r)
+		repo, err := o.Client.Repository(r)
 		if err != nil {
 			return err
 		}
@@ -277,7 +265,7 @@ func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Ta
 			p.tags[r][t] = e.Desc.Digest
 		}
 	}
-	if p.bundleTag, err = o.client.Tag(p.repos[names.BundleRepo], b.Tag); err != nil {
+	if p.bundleTag, err = o.Client.Tag(p.repos[names.BundleRepo], b.Tag); err != nil {
 		return nil, err
 	}
 
@@ -291,7 +279,7 @@ func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Ta
 		res.Mapping[e.Ref] = rel
 		res.Images = append(res.Images, Image{Role: e.Role, Name: e.Name, Reference: e.Ref, Relocated: rel, Digest: e.Desc.Digest.String(), MediaType: e.Desc.MediaType})
 	}
-	o.progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateDone})
+	o.Progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateDone})
 	// Signing evidence is verified offline before anything is pushed, and
 	// its artifacts are planned into the repositories of their subjects (signatures.go).
 	sig, err := verifySignatures(ctx, o, b, p, res)
@@ -393,7 +381,7 @@ func (im *importer) upload(j blobJob) registry.Upload {
 
 func (im *importer) pushBlobs(ctx context.Context) error {
 	first, second, total := im.blobJobs()
-	im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateTotal, Total: total, Count: len(first)})
+	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateTotal, Total: total, Count: len(first)})
 	// A failure names the images that need the blob; every failure is
 	// reported, none hides the others.
 	users := map[digest.Digest][]string{}
@@ -406,7 +394,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 	var errs []error
 	run := func(jobs []blobJob) error {
 		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(im.o.jobs)
+		g.SetLimit(im.o.Jobs)
 		for _, j := range jobs {
 			g.Go(func() error {
 				if err := im.pushBlob(gctx, j.repo, j.d, j.mount); err != nil {
@@ -432,7 +420,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 	if err := run(second); err != nil {
 		return err
 	}
-	im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone})
+	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone})
 	return nil
 }
 
@@ -444,7 +432,7 @@ func (im *importer) pushBlob(ctx context.Context, repo string, d digest.Digest, 
 	// Progress counts each digest once: bytes of a retried attempt are
 	// reported only past what an earlier attempt reached, and a mount job
 	// (the digest was counted by its first repository) reports none.
-	item := &progress.Item{F: im.o.progress, Phase: progress.PhaseBlobs, Name: d.String()}
+	item := &progress.Item{F: im.o.Progress, Phase: progress.PhaseBlobs, Name: d.String()}
 	u := im.upload(blobJob{repo: repo, d: d, mount: mountFrom})
 	// The archive's blob reader verifies size and digest as the bytes
 	// stream to the registry; a mismatch fails the upload.
@@ -459,7 +447,7 @@ func (im *importer) pushBlob(ctx context.Context, repo string, d digest.Digest, 
 		return io.NopCloser(item.Reader(r)), nil
 	}
 	if mountFrom == "" {
-		im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateStarted, Item: d.String(), Bytes: size})
+		im.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateStarted, Item: d.String(), Bytes: size})
 	}
 	// The probe before the hashing found it there, or found it missing
 	// (prehash.go): no second HEAD.
@@ -469,7 +457,7 @@ func (im *importer) pushBlob(ctx context.Context, repo string, d digest.Digest, 
 		return nil
 	}
 	u.Absent = probed
-	res, err := im.o.client.UploadBlob(ctx, u)
+	res, err := im.o.Client.UploadBlob(ctx, u)
 	if err != nil {
 		return err
 	}
@@ -485,14 +473,14 @@ func (im *importer) countBlob(res registry.UploadResult, d digest.Digest, mountF
 		atomic.AddInt64(&im.res.BlobsUploaded, 1)
 		atomic.AddInt64(&im.res.BytesUploaded, size)
 		if mountFrom == "" {
-			im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone, Item: d.String(), Bytes: size})
+			im.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone, Item: d.String(), Bytes: size})
 		}
 	case mountFrom != "":
 		atomic.AddInt64(&im.res.BlobsMounted, 1)
 	default:
 		atomic.AddInt64(&im.res.BlobsSkipped, 1)
 		atomic.AddInt64(&im.res.BytesSkipped, size)
-		im.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateSkipped, Item: d.String(), Bytes: size})
+		im.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateSkipped, Item: d.String(), Bytes: size})
 	}
 }
 
@@ -521,7 +509,7 @@ func (im *importer) pushManifests(ctx context.Context) error {
 			count++
 		}
 	}
-	im.o.progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateTotal, Count: count})
+	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateTotal, Count: count})
 	// The top manifest of an image in the image's repository completes it.
 	tops := map[string]string{}
 	for _, e := range im.b.Images {
@@ -539,7 +527,7 @@ func (im *importer) pushManifests(ctx context.Context) error {
 	var errs []error
 	for h := 0; h <= maxH; h++ {
 		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(im.o.jobs)
+		g.SetLimit(im.o.Jobs)
 		for _, j := range byHeight[h] {
 			failMu.Lock() // this level's pushes record their failures meanwhile
 			blocked := false
@@ -574,14 +562,14 @@ func (im *importer) pushManifests(ctx context.Context) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	im.o.progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateDone})
+	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateDone})
 	return nil
 }
 
 // pushManifest pushes one manifest (byte-identical) into repo unless the
 // repository already has it.
 func (im *importer) pushManifest(ctx context.Context, repo string, n *Node, tops map[string]string) error {
-	ref, err := im.o.client.Digest(im.p.repos[repo], n.Desc.Digest)
+	ref, err := im.o.Client.Digest(im.p.repos[repo], n.Desc.Digest)
 	if err != nil {
 		return err
 	}
@@ -594,18 +582,18 @@ func (im *importer) pushManifest(ctx context.Context, repo string, n *Node, tops
 		atomic.AddInt64(&im.res.ManifestsSkipped, 1)
 		state = progress.StateSkipped
 	} else {
-		if err := im.o.client.Pusher().Put(ctx, ref, rawManifest{n.Raw, n.Desc.MediaType}); err != nil {
+		if err := im.o.Client.Pusher().Put(ctx, ref, rawManifest{n.Raw, n.Desc.MediaType}); err != nil {
 			return im.refused(ref, n, err) // names the image of a sparse index (sparse.go)
 		}
 		atomic.AddInt64(&im.res.ManifestsPushed, 1)
 	}
-	im.o.progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: state, Item: ref.String(), Bytes: n.Desc.Size,
+	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: state, Item: ref.String(), Bytes: n.Desc.Size,
 		Image: tops[repo+"@"+n.Desc.Digest.String()]})
 	return nil
 }
 
 func (im *importer) manifestExists(ctx context.Context, ref name.Reference) (bool, error) {
-	_, err := im.o.client.Puller().Head(ctx, ref)
+	_, err := im.o.Client.Puller().Head(ctx, ref)
 	if err == nil {
 		return true, nil
 	}
@@ -619,20 +607,20 @@ func (im *importer) manifestExists(ctx context.Context, ref name.Reference) (boo
 func (im *importer) pushTags(ctx context.Context) error {
 	put := func(ref name.Tag, d digest.Digest) error {
 		n := im.b.Nodes[d]
-		if err := im.o.client.Pusher().Push(ctx, ref, rawManifest{n.Raw, n.Desc.MediaType}); err != nil {
+		if err := im.o.Client.Pusher().Push(ctx, ref, rawManifest{n.Raw, n.Desc.MediaType}); err != nil {
 			return fmt.Errorf("tag %s: %w", ref, err)
 		}
-		im.o.progress.Emit(progress.Event{Phase: progress.PhaseTags, State: progress.StateDone, Item: ref.String()})
+		im.o.Progress.Emit(progress.Event{Phase: progress.PhaseTags, State: progress.StateDone, Item: ref.String()})
 		return nil
 	}
 	count := 1 // the bundle tag
 	for _, ts := range im.p.tags {
 		count += len(ts)
 	}
-	im.o.progress.Emit(progress.Event{Phase: progress.PhaseTags, State: progress.StateTotal, Count: count})
+	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseTags, State: progress.StateTotal, Count: count})
 	for _, r := range sortedKeys(im.p.tags) {
 		for _, t := range sortedKeys(im.p.tags[r]) {
-			ref, err := im.o.client.Tag(im.p.repos[r], t)
+			ref, err := im.o.Client.Tag(im.p.repos[r], t)
 			if err != nil {
 				return err
 			}
@@ -644,7 +632,7 @@ func (im *importer) pushTags(ctx context.Context) error {
 	if err := put(im.p.bundleTag, im.b.Index.Digest); err != nil {
 		return err
 	}
-	im.o.progress.Emit(progress.Event{Phase: progress.PhaseTags, State: progress.StateDone})
+	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseTags, State: progress.StateDone})
 	return nil
 }
 
@@ -653,7 +641,7 @@ func (im *importer) pushTags(ctx context.Context) error {
 func (im *importer) verify(ctx context.Context) error {
 	var errs []error
 	check := func(ref name.Reference, want digest.Digest) {
-		d, err := im.o.client.Puller().Head(ctx, ref)
+		d, err := im.o.Client.Puller().Head(ctx, ref)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", ref, err))
 			return
@@ -664,7 +652,7 @@ func (im *importer) verify(ctx context.Context) error {
 	}
 	check(im.p.bundleTag, im.b.Index.Digest)
 	for _, e := range im.b.Images {
-		ref, err := im.o.client.ParseReference(im.res.Mapping[e.Ref])
+		ref, err := im.o.Client.ParseReference(im.res.Mapping[e.Ref])
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -690,7 +678,7 @@ func dryRun(ctx context.Context, o *options, b *Bundle, p *pushPlan, res *Result
 			if _, omitted := b.Omitted[d]; omitted {
 				continue // a delta's base: checked by checkDelta
 			}
-			ok, err := o.client.BlobExists(ctx, p.repos[r], d)
+			ok, err := o.Client.BlobExists(ctx, p.repos[r], d)
 			if err != nil {
 				return fmt.Errorf("blob %s at %s: %w", d, r, err)
 			}

@@ -28,13 +28,13 @@ func (im *importer) checkBeforeUpload(ctx context.Context) error {
 	jobs := append(first, second...)
 	answers := make([]bool, len(jobs))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(im.o.jobs, 1))
+	g.SetLimit(max(im.o.Jobs, 1))
 	for i, j := range jobs {
 		if _, omitted := im.b.Omitted[j.d]; omitted {
 			continue // a delta's blob: checked at the target (delta.go)
 		}
 		g.Go(func() error {
-			present, err := im.o.client.BlobPresent(gctx, im.upload(j))
+			present, err := im.o.Client.BlobPresent(gctx, im.upload(j))
 			if err != nil {
 				return fmt.Errorf("blob %s at %s: %w", j.d, j.repo, err)
 			}
@@ -56,7 +56,7 @@ func (im *importer) checkBeforeUpload(ctx context.Context) error {
 			send[j.d] = true
 		}
 	}
-	return im.b.hashBlobs(ctx, slices.Sorted(maps.Keys(send)), im.o.jobs, im.o.progress)
+	return im.b.hashBlobs(ctx, slices.Sorted(maps.Keys(send)), im.o.Jobs, im.o.Progress)
 }
 
 // HashBlobs reads every blob of the graph through a verifying reader (size

@@ -223,7 +223,7 @@ func verifySignatures(ctx context.Context, o *options, b *Bundle, p *pushPlan, r
 		}
 		return sp, nil
 	}
-	o.progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateStarted, Count: len(arts)})
+	o.Progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateStarted, Count: len(arts)})
 	opts := o.signing.opts
 	if o.signing.trustState != "" {
 		st, err := sigbundle.ReadTrustState(o.signing.trustState)
@@ -293,7 +293,7 @@ func verifySignatures(ctx context.Context, o *options, b *Bundle, p *pushPlan, r
 		}
 		left = next
 	}
-	o.progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateDone, Count: len(arts)})
+	o.Progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateDone, Count: len(arts)})
 	return sp, nil
 }
 
@@ -318,7 +318,7 @@ func (im *importer) pushSignatures(ctx context.Context) error {
 		if err := im.putManifest(ctx, repo, n.Desc, n.Raw, s.tag); err != nil {
 			return err
 		}
-		im.o.progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateDone, Item: repo.Name() + "@" + s.artifact.Digest.String(), Bytes: n.Desc.Size})
+		im.o.Progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateDone, Item: repo.Name() + "@" + s.artifact.Digest.String(), Bytes: n.Desc.Size})
 	}
 	return nil
 }
@@ -330,7 +330,7 @@ func (im *importer) putManifest(ctx context.Context, repo name.Repository, d oci
 	if tag != "" {
 		return im.putCosignTag(ctx, repo, d, raw, tag) // cosigntag.go
 	}
-	ref, err := im.o.client.Digest(repo, d.Digest)
+	ref, err := im.o.Client.Digest(repo, d.Digest)
 	if err != nil {
 		return err
 	}
@@ -351,7 +351,7 @@ func (im *importer) putManifest(ctx context.Context, repo name.Repository, d oci
 			return nil
 		}
 	}
-	if err := im.o.client.Pusher().Put(ctx, ref, rawManifest{raw, d.MediaType}); err != nil {
+	if err := im.o.Client.Pusher().Put(ctx, ref, rawManifest{raw, d.MediaType}); err != nil {
 		return fmt.Errorf("signing artifact %s: %w", ref, err)
 	}
 	atomic.AddInt64(&im.sig.res.Pushed, 1)
@@ -368,11 +368,11 @@ func (im *importer) listed(ctx context.Context, repo name.Repository, raw []byte
 	if err := json.Unmarshal(raw, &m); err != nil || m.Subject == nil {
 		return true, nil //nolint:nilerr // not a manifest with a subject: nothing to list (the archive's check parsed it)
 	}
-	sref, err := im.o.client.Digest(repo, m.Subject.Digest)
+	sref, err := im.o.Client.Digest(repo, m.Subject.Digest)
 	if err != nil {
 		return false, err
 	}
-	opts := append(slices.Clone(im.o.client.RemoteOptions()), remote.WithContext(ctx), remote.Reuse(im.o.client.Puller()))
+	opts := append(slices.Clone(im.o.Client.RemoteOptions()), remote.WithContext(ctx), remote.Reuse(im.o.Client.Puller()))
 	idx, err := remote.Referrers(sref, opts...)
 	if err != nil {
 		return false, err

@@ -65,19 +65,12 @@ func Verify(ctx context.Context, req VerifyRequest, opts ...Option) (*VerifyRepo
 	if (req.Target == "") != (req.Mapping == "") {
 		return nil, fmt.Errorf("%w: the relocation audit needs both a target and a mapping", relocate.ErrNaming)
 	}
-	oo := o.open
-	var as *ArchiveSignature
-	if o.archiveKey != nil {
-		if oo, as, err = o.archiveKey.CheckOnOpen(req.Archive, oo); err != nil {
-			return nil, err
-		}
-	}
-	b, err := Load(ctx, req.Archive, oo)
+	b, as, err := o.load(ctx, req.Archive)
 	if err != nil {
 		return nil, err
 	}
 	defer b.Close()
-	if err := b.HashBlobs(ctx, o.jobs, o.progress); err != nil {
+	if err := b.HashBlobs(ctx, o.Jobs, o.Progress); err != nil {
 		return nil, err
 	}
 	var total int64
@@ -139,9 +132,9 @@ func auditArchive(ctx context.Context, o *options, b *Bundle, req VerifyRequest)
 		ar.Bundle = &relocate.AuditBundle{Repository: names.BundleRepo, Tag: b.Tag, Digest: b.Index.Digest}
 	}
 	return relocate.Audit(ctx, ar,
-		relocate.WithAuditClient(o.client),
-		relocate.WithAuditJobs(o.jobs),
-		relocate.WithAuditLogger(o.log),
-		relocate.WithAuditProgress(o.progress),
+		relocate.WithAuditClient(o.Client),
+		relocate.WithAuditJobs(o.Jobs),
+		relocate.WithAuditLogger(o.Log),
+		relocate.WithAuditProgress(o.Progress),
 	)
 }

@@ -2,7 +2,6 @@ package relocate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -13,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cnab-airgap/cnab-airgap/internal/opts"
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -92,51 +92,31 @@ type AuditReport struct {
 type AuditOption func(*auditOptions) error
 
 type auditOptions struct {
-	client      *registry.Client
-	jobs        int
-	log         *slog.Logger
-	progress    progress.Func
+	opts.Common // client, jobs, logger, progress
 	maxMetadata int64
 }
 
 // WithAuditClient sets the registry client. The default verifies TLS and
 // takes credentials from the docker config.
 func WithAuditClient(c *registry.Client) AuditOption {
-	return func(o *auditOptions) error {
-		if c == nil {
-			return errors.New("audit: nil registry client")
-		}
-		o.client = c
-		return nil
-	}
+	return func(o *auditOptions) error { return o.SetClient("audit", c) }
 }
 
 // WithAuditJobs bounds concurrent blob checks. The default is 6.
 func WithAuditJobs(n int) AuditOption {
-	return func(o *auditOptions) error {
-		if n < 1 {
-			return errors.New("audit: jobs must be at least 1")
-		}
-		o.jobs = n
-		return nil
-	}
+	return func(o *auditOptions) error { return o.SetJobs("audit", n) }
 }
 
 // WithAuditLogger sets the logger. The default discards.
 func WithAuditLogger(l *slog.Logger) AuditOption {
-	return func(o *auditOptions) error {
-		if l != nil {
-			o.log = l
-		}
-		return nil
-	}
+	return func(o *auditOptions) error { o.SetLogger(l); return nil }
 }
 
 // WithAuditProgress receives progress events: PhaseManifests for each
 // manifest read, PhaseBlobs for each blob checked (its size counts as
 // done). The default is none.
 func WithAuditProgress(f progress.Func) AuditOption {
-	return func(o *auditOptions) error { o.progress = f; return nil }
+	return func(o *auditOptions) error { o.Progress = f; return nil }
 }
 
 // Audit checks a relocation at the registry, typically any day after an
@@ -151,18 +131,14 @@ func WithAuditProgress(f progress.Func) AuditOption {
 // not fatal: the error then wraps ErrRelocation. Failures that are not about
 // the content (network, authentication) are returned as they are.
 func Audit(ctx context.Context, req AuditRequest, opts ...AuditOption) (*AuditReport, error) {
-	o := &auditOptions{jobs: 6, log: slog.New(slog.DiscardHandler), maxMetadata: 8 << 20}
+	o := &auditOptions{maxMetadata: 8 << 20}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
 			return nil, err
 		}
 	}
-	if o.client == nil {
-		c, err := registry.New(registry.Options{})
-		if err != nil {
-			return nil, err
-		}
-		o.client = c
+	if err := o.Defaults(); err != nil {
+		return nil, err
 	}
 	a := &auditor{o: o, rep: &AuditReport{Target: req.Target.String()}, manifests: map[string]bool{}, blobs: map[string]blobCheck{}}
 	if req.Target.Registry == "" {
@@ -251,7 +227,7 @@ func (a *auditor) image(ctx context.Context, req AuditRequest, img Image, ir *Au
 		a.problem(owner, "%s: no contentDigest to check %s against", label, ir.Relocated)
 		return nil
 	}
-	ref, err := a.o.client.ParseReference(ir.Relocated)
+	ref, err := a.o.Client.ParseReference(ir.Relocated)
 	if err != nil {
 		a.problem(owner, "%s: mapped to %q: %v", label, ir.Relocated, err)
 		return nil
@@ -265,7 +241,7 @@ func (a *auditor) image(ctx context.Context, req AuditRequest, img Image, ir *Au
 	}
 	if tag, ok := ref.(name.Tag); ok {
 		// A tag value (allowed by CNAB 103) must resolve to contentDigest.
-		got, err := a.o.client.Puller().Head(ctx, tag)
+		got, err := a.o.Client.Puller().Head(ctx, tag)
 		if err != nil {
 			if registry.IsNotFound(err) {
 				a.problem(owner, "%s: %s not found at the target", label, ir.Relocated)
@@ -282,19 +258,19 @@ func (a *auditor) image(ctx context.Context, req AuditRequest, img Image, ir *Au
 }
 
 func (a *auditor) bundle(ctx context.Context, b AuditBundle) error {
-	repo, err := a.o.client.Repository(b.Repository)
+	repo, err := a.o.Client.Repository(b.Repository)
 	if err != nil {
 		return err
 	}
 	a.rep.Bundle = repo.Name() + "@" + b.Digest.String()
 	label := "bundle " + a.rep.Bundle
 	if b.Tag != "" {
-		tag, err := a.o.client.Tag(repo, b.Tag)
+		tag, err := a.o.Client.Tag(repo, b.Tag)
 		if err != nil {
 			return err
 		}
 		a.rep.Bundle = tag.String()
-		got, err := a.o.client.Puller().Head(ctx, tag)
+		got, err := a.o.Client.Puller().Head(ctx, tag)
 		switch {
 		case registry.IsNotFound(err):
 			a.problem(nil, "bundle tag %s not found at the target", tag)
@@ -328,11 +304,11 @@ func (a *auditor) walk(ctx context.Context, repo name.Repository, d layoutDesc, 
 	if done {
 		return nil
 	}
-	ref, err := a.o.client.Digest(repo, d.d)
+	ref, err := a.o.Client.Digest(repo, d.d)
 	if err != nil {
 		return err
 	}
-	got, err := a.o.client.Puller().Get(ctx, ref)
+	got, err := a.o.Client.Puller().Get(ctx, ref)
 	if err != nil {
 		if registry.IsNotFound(err) {
 			a.problem(owners, "%s: manifest %s not found at the target", label, ref)
@@ -340,7 +316,7 @@ func (a *auditor) walk(ctx context.Context, repo name.Repository, d layoutDesc, 
 		}
 		return fmt.Errorf("%s: manifest %s: %w", label, ref, err)
 	}
-	a.o.progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateDone, Item: ref.String(), Bytes: int64(len(got.Manifest))})
+	a.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateDone, Item: ref.String(), Bytes: int64(len(got.Manifest))})
 	if int64(len(got.Manifest)) > a.o.maxMetadata {
 		a.problem(owners, "%s: manifest %s is %d bytes, limit %d", label, ref, len(got.Manifest), a.o.maxMetadata)
 		return nil
@@ -396,13 +372,13 @@ func (a *auditor) checkBlobs(ctx context.Context) error {
 	for _, k := range keys {
 		total += a.blobs[k].size
 	}
-	a.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateTotal, Total: total, Count: len(keys)})
+	a.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateTotal, Total: total, Count: len(keys)})
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(a.o.jobs)
+	g.SetLimit(a.o.Jobs)
 	for _, k := range keys {
 		bc := a.blobs[k]
 		g.Go(func() error {
-			size, ok, err := a.o.client.StatBlob(gctx, bc.repo, bc.d)
+			size, ok, err := a.o.Client.StatBlob(gctx, bc.repo, bc.d)
 			if err != nil {
 				return fmt.Errorf("blob %s in %s: %w", bc.d, bc.repo, err)
 			}
@@ -422,14 +398,14 @@ func (a *auditor) checkBlobs(ctx context.Context) error {
 			case size >= 0 && size != bc.size:
 				a.problem(uniqueOwners(bc.owners), "blob %s in %s is %d bytes, its descriptor says %d", bc.d, bc.repo, size, bc.size)
 			}
-			a.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone, Item: bc.d.String(), Bytes: bc.size})
+			a.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone, Item: bc.d.String(), Bytes: bc.size})
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	a.o.progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone})
+	a.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone})
 	sort.Strings(a.rep.Problems)
 	return nil
 }

@@ -397,7 +397,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 		g.SetLimit(im.o.Jobs)
 		for _, j := range jobs {
 			g.Go(func() error {
-				if err := im.pushBlob(gctx, j.repo, j.d, j.mount); err != nil {
+				if err := im.pushBlob(gctx, j); err != nil {
 					what := ""
 					if u := users[j.d]; len(u) > 0 {
 						what = " (" + strings.Join(u, ", ") + ")"
@@ -424,7 +424,8 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 	return nil
 }
 
-func (im *importer) pushBlob(ctx context.Context, repo string, d digest.Digest, mountFrom string) error {
+func (im *importer) pushBlob(ctx context.Context, j blobJob) error {
+	repo, d, mountFrom := j.repo, j.d, j.mount
 	if done, err := im.pushOmitted(ctx, repo, d); done { // a delta's blob, not in the archive (delta.go)
 		return err
 	}
@@ -433,7 +434,7 @@ func (im *importer) pushBlob(ctx context.Context, repo string, d digest.Digest, 
 	// reported only past what an earlier attempt reached, and a mount job
 	// (the digest was counted by its first repository) reports none.
 	item := &progress.Item{F: im.o.Progress, Phase: progress.PhaseBlobs, Name: d.String()}
-	u := im.upload(blobJob{repo: repo, d: d, mount: mountFrom})
+	u := im.upload(j)
 	// The archive's blob reader verifies size and digest as the bytes
 	// stream to the registry; a mismatch fails the upload.
 	u.Open = func() (io.ReadCloser, error) {
@@ -451,7 +452,7 @@ func (im *importer) pushBlob(ctx context.Context, repo string, d digest.Digest, 
 	}
 	// The probe before the hashing found it there, or found it missing
 	// (prehash.go): no second HEAD.
-	present, probed := im.present[blobJob{repo: repo, d: d, mount: mountFrom}]
+	present, probed := im.present[j]
 	if probed && present {
 		im.countBlob(registry.BlobPresent, d, mountFrom)
 		return nil

@@ -5,16 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"sort"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/cnab-airgap/cnab-airgap/internal/opts"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 )
 
@@ -379,28 +379,17 @@ func (b *Bundle) closure(e *ImageEntry, d digest.Digest, platform *ocispec.Platf
 }
 
 // VerifyBlobs reads every blob of the archive through a verifying reader
-// (size and digest), reporting every failure.
-func (b *Bundle) VerifyBlobs(ctx context.Context, progress func(d digest.Digest, n int64)) error {
-	ds := make([]digest.Digest, 0, len(b.Blobs))
-	for d := range b.Blobs {
-		ds = append(ds, d)
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	var errs []error
-	for _, d := range ds {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		r, err := b.Archive.Blob(d, b.Blobs[d])
-		if err == nil {
-			_, err = io.Copy(io.Discard, r)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("blob %s: %w", d, err))
-		}
-		if progress != nil {
-			progress(d, b.Blobs[d])
+// (size and digest), a few at once, reporting every failure; done, if not
+// nil, is called for each blob that verified. It is HashBlobs with the
+// default concurrency and a plain callback.
+func (b *Bundle) VerifyBlobs(ctx context.Context, done func(d digest.Digest, n int64)) error {
+	var pf progress.Func
+	if done != nil {
+		pf = func(e progress.Event) {
+			if e.State == progress.StateDone && e.Item != "" {
+				done(digest.Digest(e.Item), e.Bytes)
+			}
 		}
 	}
-	return errors.Join(errs...)
+	return b.HashBlobs(ctx, opts.DefaultJobs, pf)
 }

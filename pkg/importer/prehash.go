@@ -66,10 +66,7 @@ func (im *importer) checkBeforeUpload(ctx context.Context) error {
 // streams. Progress events are of progress.PhaseVerify.
 func (b *Bundle) HashBlobs(ctx context.Context, jobs int, pf progress.Func) error {
 	ds := make([]digest.Digest, 0, len(b.Blobs))
-	for d := range b.Blobs {
-		if _, omitted := b.Omitted[d]; omitted {
-			continue // a delta's blob, not carried
-		}
+	for d := range b.Blobs { // a delta's omitted blobs are not among them
 		ds = append(ds, d)
 	}
 	slices.Sort(ds)

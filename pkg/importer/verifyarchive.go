@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
@@ -63,7 +64,7 @@ func Verify(ctx context.Context, req VerifyRequest, opts ...Option) (*VerifyRepo
 		return nil, err
 	}
 	if (req.Target == "") != (req.Mapping == "") {
-		return nil, fmt.Errorf("%w: the relocation audit needs both a target and a mapping", relocate.ErrNaming)
+		return nil, fmt.Errorf("%w: the relocation audit needs both a target and a mapping", errdefs.ErrUsage)
 	}
 	b, as, err := o.load(ctx, req.Archive)
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
-	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 )
 
 // Verify reports what it checked, hashes every blob once (progress counts
@@ -76,7 +75,7 @@ func TestVerify(t *testing.T) {
 	}
 
 	// An audit needs both a target and a mapping.
-	if _, err := importer.Verify(ctx, importer.VerifyRequest{Archive: fx.Path, Target: "registry.example/mirror"}); !errors.Is(err, relocate.ErrNaming) {
+	if _, err := importer.Verify(ctx, importer.VerifyRequest{Archive: fx.Path, Target: "registry.example/mirror"}); !errors.Is(err, errdefs.ErrUsage) {
 		t.Fatalf("target without mapping: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
@@ -50,6 +51,13 @@ var sentinelExits = []sentinelExit{
 	{"layout.ErrParts", layout.ErrParts, exitVerification},
 	{"layout.ErrIncomplete", layout.ErrIncomplete, exitFailure}, // the writer's own failure
 	{"layout.ErrInvalidSize", layout.ErrInvalidSize, exitUsage}, // a size flag's value
+	// pkg/content: the stores and the graph walk.
+	{"content.ErrNotFound", content.ErrNotFound, exitFailure},
+	{"content.ErrUnsupported", content.ErrUnsupported, exitUsage},
+	{"content.ErrTooLarge", content.ErrTooLarge, exitVerification},
+	{"content.ErrTooDeep", content.ErrTooDeep, exitVerification},
+	{"content.ErrInvalidManifest", content.ErrInvalidManifest, exitVerification},
+	{"content.ErrSkip", content.ErrSkip, exitUsage}, // a signal from PreVisit to Walk, never returned by it
 	// pkg/importer
 	{"importer.ErrInvalidArchive", importer.ErrInvalidArchive, exitVerification},
 	{"importer.ErrBundleMismatch", importer.ErrBundleMismatch, exitVerification},

@@ -66,7 +66,11 @@ func NewReader(r io.Reader, want digest.Digest, size int64) (*Reader, error) {
 }
 
 // Read implements io.Reader. At the end of the content it returns io.EOF
-// only when both size and digest match.
+// only when both size and digest match. When the size is known, the chunk
+// that completes the content is held back until the end is confirmed (one
+// more read finds nothing) and the digest checks out: a consumer that sends
+// bytes on as they come (an HTTP upload whose length is declared) never
+// sends the whole of content that fails, so the receiver cannot complete it.
 func (v *Reader) Read(p []byte) (int, error) {
 	if v.err != nil {
 		return 0, v.err
@@ -84,14 +88,41 @@ func (v *Reader) Read(p []byte) (int, error) {
 		return 0, v.err
 	}
 	v.h.Write(p[:n])
+	complete := v.size >= 0 && v.n == v.size // this chunk ends the content
+	if err == nil && complete {
+		err = v.probeEnd()
+	}
 	if err == io.EOF {
 		v.err = v.check()
+		if v.err != io.EOF {
+			return 0, v.err
+		}
 		return n, v.err
 	}
 	if err != nil {
 		v.err = err
+		if complete {
+			return 0, err // the completing chunk is not given out unconfirmed
+		}
 	}
 	return n, err
+}
+
+// probeEnd reads past the declared size: io.EOF when there is nothing more,
+// a size error when there is.
+func (v *Reader) probeEnd() error {
+	var one [1]byte
+	for range 100 {
+		m, err := v.r.Read(one[:])
+		if m > 0 {
+			v.n += int64(m)
+			return &Error{Want: v.want, WantSize: v.size, Read: v.n, kind: ErrSizeMismatch}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return io.ErrNoProgress
 }
 
 func (v *Reader) check() error {

@@ -173,3 +173,34 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
+
+// TestReaderHoldsBackTheLastChunk: a consumer that forwards bytes as they
+// come, reading exactly the declared length (an HTTP body with a
+// Content-Length), never gets all of content that fails: the chunk that
+// would complete it is withheld until the end and the digest are confirmed.
+func TestReaderHoldsBackTheLastChunk(t *testing.T) {
+	good := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+	size := int64(len(good))
+	tampered := bytes.Clone(good)
+	tampered[len(tampered)-1] ^= 1
+	for name, src := range map[string][]byte{
+		"longer":   append(bytes.Clone(good), 'x'),
+		"tampered": tampered,
+	} {
+		for rname, wrap := range readers {
+			r, err := NewReader(wrap(bytes.NewReader(src)), digest.FromBytes(good), size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got bytes.Buffer
+			n, err := io.Copy(&got, io.LimitReader(r, size))
+			if err == nil || n >= size {
+				t.Errorf("%s (%s reader): forwarded %d of %d bytes, err %v; want the last chunk withheld and an error", name, rname, n, size, err)
+			}
+		}
+	}
+	r, _ := NewReader(bytes.NewReader(good), digest.FromBytes(good), size)
+	if n, err := io.Copy(io.Discard, io.LimitReader(r, size)); err != nil || n != size {
+		t.Errorf("good content: %d bytes, %v", n, err)
+	}
+}

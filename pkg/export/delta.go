@@ -3,6 +3,7 @@ package export
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,12 +12,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/fsutil"
+	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
@@ -205,54 +206,52 @@ func TakeInventory(ctx context.Context, target string, opts ...Option) (*Invento
 			}
 			return nil, fmt.Errorf("%w: tags of %s: %w", ErrInventory, repo, err)
 		}
+		// Each tag's graph, with the shared graph walk of pkg/content; a
+		// manifest walked for one tag is not walked again for the next.
 		seen := map[digest.Digest]bool{}
-		var walk func(ref name.Reference, depth int) error
-		walk = func(ref name.Reference, depth int) error {
-			if depth > 8 {
-				return fmt.Errorf("%w: %s: manifests nested too deep", ErrInventory, ref)
-			}
-			desc, err := o.Client.Puller().Get(ctx, ref)
-			if err != nil {
-				if registry.IsNotFound(err) {
-					return nil
+		store := o.Client.Store(repo)
+		wo := content.WalkOptions{
+			Concurrency: 1,
+			MaxDepth:    8,
+			PreVisit: func(_ context.Context, d ocispec.Descriptor, _ int) error {
+				if layout.IsManifestOrIndex(d.MediaType) && seen[d.Digest] {
+					return content.ErrSkip
 				}
-				return fmt.Errorf("%w: %s: %w", ErrInventory, ref, err)
-			}
-			d := digest.FromBytes(desc.Manifest)
-			if seen[d] {
+				seen[d.Digest] = true
 				return nil
-			}
-			seen[d] = true
-			add(inv.Manifests, d, int64(len(desc.Manifest)), r)
-			mt := layout.MediaTypeOf(desc.Manifest)
-			if mt == "" {
-				mt = string(desc.MediaType)
-			}
-			children, err := layout.Children(mt, desc.Manifest)
-			if err != nil {
-				return fmt.Errorf("%w: %s: %w", ErrInventory, ref, err)
-			}
-			for _, c := range children {
-				if layout.IsManifestOrIndex(c.MediaType) {
-					cref, err := o.Client.Digest(repo, c.Digest)
-					if err != nil {
-						return err
-					}
-					if err := walk(cref, depth+1); err != nil {
-						return err
-					}
-					continue
+			},
+			OnError: func(d ocispec.Descriptor, err error) error {
+				if errors.Is(err, errdefs.ErrNotFound) {
+					return nil // a child the registry does not hold: not in the inventory
 				}
-				add(inv.Blobs, c.Digest, c.Size, r)
-			}
-			return nil
+				return fmt.Errorf("%w: %s@%s: %w", ErrInventory, repo, d.Digest, err)
+			},
 		}
 		for _, tag := range tags {
 			ref, err := o.Client.Tag(repo, tag)
 			if err != nil {
 				return nil, err
 			}
-			if err := walk(ref, 0); err != nil {
+			got, err := o.Client.Puller().Get(ctx, ref)
+			if err != nil {
+				if registry.IsNotFound(err) {
+					continue
+				}
+				return nil, fmt.Errorf("%w: %s: %w", ErrInventory, ref, err)
+			}
+			root := ocispec.Descriptor{MediaType: layout.DetectMediaType(got.Manifest), Digest: digest.FromBytes(got.Manifest), Size: int64(len(got.Manifest))}
+			if root.MediaType == "" {
+				root.MediaType = string(got.MediaType)
+			}
+			err = content.Walk(ctx, content.WithBytes(store, root, got.Manifest), []ocispec.Descriptor{root}, wo, func(_ context.Context, n content.Node) error {
+				if n.IsManifest() {
+					add(inv.Manifests, n.Desc.Digest, n.Desc.Size, r)
+				} else {
+					add(inv.Blobs, n.Desc.Digest, n.Desc.Size, r)
+				}
+				return nil
+			})
+			if err != nil {
 				return nil, err
 			}
 		}

@@ -22,9 +22,10 @@ import (
 
 	"github.com/cnab-airgap/cnab-airgap/internal/fsutil"
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/content"
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
-	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
@@ -235,7 +236,7 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	}
 	res.Compression = compression
 	fetched := &counter{}
-	fetch := e.fetcher(fetched)
+	fetch := e.streamFetcher(fetched)
 	o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateTotal, Total: fetchTotal, Count: len(plan.Blobs())})
 
 	if req.Output == "-" {
@@ -260,7 +261,9 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		if res.ResumedBytes > 0 {
 			o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateSkipped, Item: "resumed", Bytes: res.ResumedBytes})
 		}
-		if err := fw.Fill(ctx, o.Jobs, fetch); err != nil {
+		n, err := e.fill(ctx, fw)
+		fetched.add(n)
+		if err != nil {
 			fw.Close() // keep the staging file: --resume continues from it
 			return nil, fmt.Errorf("export of bundle %s: %w (the partial archive %s%s can be resumed with --resume)", res.Bundle, err, req.Output, layout.PartialSuffix)
 		}
@@ -319,35 +322,39 @@ type counter struct {
 func (c *counter) add(n int64) { c.mu.Lock(); c.n += n; c.mu.Unlock() }
 func (c *counter) get() int64  { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
 
-// fetcher returns the function that opens a blob: from each registry
-// repository known to hold it, then from its foreign URLs.
-func (e *exporter) fetcher(fetched *counter) layout.FetchFunc {
+// Fetch implements content.Fetcher over the sources known for each blob:
+// each registry repository known to hold it, then its foreign URLs. The
+// bytes are as the source sends them; the archive writer verifies them.
+func (e *exporter) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	e.mu.Lock()
+	s := e.blobs[d.Digest]
+	e.mu.Unlock()
+	if s == nil {
+		return nil, fmt.Errorf("blob %s: %w: no source known", d.Digest, content.ErrNotFound)
+	}
+	var errs []error
+	for _, repo := range s.repos {
+		rc, err := e.o.Client.FetchBlob(ctx, repo, d.Digest, d.Size)
+		if err == nil {
+			return rc, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", repo.Name(), err))
+	}
+	for _, u := range s.urls {
+		rc, err := e.o.Client.FetchURL(ctx, u)
+		if err == nil {
+			return rc, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// streamFetcher opens blobs for an archive written as one stream, counting
+// the bytes fetched and reporting progress as they are read.
+func (e *exporter) streamFetcher(fetched *counter) layout.FetchFunc {
 	return func(ctx context.Context, b layout.Blob) (io.ReadCloser, error) {
-		e.mu.Lock()
-		s := e.blobs[b.Digest]
-		e.mu.Unlock()
-		if s == nil {
-			return nil, fmt.Errorf("no source known")
-		}
-		var errs []error
-		open := func() (io.ReadCloser, error) {
-			for _, repo := range s.repos {
-				rc, err := e.o.Client.FetchBlob(ctx, repo, b.Digest, b.Size)
-				if err == nil {
-					return rc, nil
-				}
-				errs = append(errs, fmt.Errorf("%s: %w", repo.Name(), err))
-			}
-			for _, u := range s.urls {
-				rc, err := e.o.Client.FetchURL(ctx, u)
-				if err == nil {
-					return rc, nil
-				}
-				errs = append(errs, err)
-			}
-			return nil, errors.Join(errs...)
-		}
-		rc, err := open()
+		rc, err := e.Fetch(ctx, ocispec.Descriptor{Digest: b.Digest, Size: b.Size})
 		if err != nil {
 			return nil, err
 		}
@@ -355,6 +362,27 @@ func (e *exporter) fetcher(fetched *counter) layout.FetchFunc {
 		return &countingBody{rc: rc, e: e, d: b.Digest, size: b.Size, c: fetched}, nil
 	}
 }
+
+// fill writes the pending blobs of an archive file with the copy engine:
+// fetched from their sources, a few at once in archive order (so the
+// archive's digest is computed while they arrive), each verified by the
+// writer as it streams.
+func (e *exporter) fill(ctx context.Context, fw *layout.FileWriter) (int64, error) {
+	var pending []ocispec.Descriptor
+	for _, b := range fw.Pending() {
+		pending = append(pending, ocispec.Descriptor{MediaType: mediaTypeBlob, Digest: b.Digest, Size: b.Size})
+	}
+	stats, err := content.Copy(ctx, e, fw, pending, content.CopyOptions{
+		WalkOptions: content.WalkOptions{Concurrency: e.o.Jobs},
+		Progress:    e.o.Progress,
+		OmitTotals:  true, // announced with the whole plan, resumed bytes included
+	})
+	return stats.Bytes, err
+}
+
+// mediaTypeBlob describes a planned blob to the copy engine: content that
+// is copied as it is, never walked.
+const mediaTypeBlob = "application/octet-stream"
 
 type countingBody struct {
 	rc   io.ReadCloser
@@ -626,7 +654,7 @@ func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocisp
 		return nil, nil, err
 	}
 	if len(errs) > 0 {
-		return nil, nil, fmt.Errorf("bundle %s: %w", src.bundle.Name, registry.JoinDistinct(errs))
+		return nil, nil, fmt.Errorf("bundle %s: %w", src.bundle.Name, errdefs.JoinDistinct(errs))
 	}
 
 	index := &ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Annotations: map[string]string{
@@ -781,7 +809,7 @@ func (e *exporter) resolveImage(ctx context.Context, src *bundleSource, img relo
 		e.warn("%s (%s): bundle.json says size %d, the manifest is %d bytes", img.Label(), img.Ref, img.Size, len(raw))
 	}
 	r.desc = ocispec.Descriptor{MediaType: mt, Digest: top.Digest, Size: int64(len(raw))}
-	if err := e.walk(ctx, r, r.source, r.desc, raw, nil); err != nil {
+	if err := e.walk(ctx, r, r.source, r.desc, raw); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -807,53 +835,48 @@ func (e *exporter) getManifestLoose(ctx context.Context, repo name.Repository, d
 	return got.Manifest, nil
 }
 
-// walk records a manifest and everything below it.
-func (e *exporter) walk(ctx context.Context, r *resolved, repo name.Repository, d ocispec.Descriptor, raw []byte, platform *ocispec.Platform) error {
-	if err := e.addBlob(d.Digest, d.Size, repo, nil, raw); err != nil {
-		return err
-	}
-	r.bytes += d.Size
-	children, err := layout.Children(d.MediaType, raw)
-	if err != nil {
-		return fmt.Errorf("manifest %s: %w", d.Digest, err)
-	}
-	if layout.IsIndex(d.MediaType) {
-		for _, c := range children {
-			if !layout.IsManifestOrIndex(c.MediaType) {
-				// Artifacts in an index are carried as plain blobs.
-				if err := e.addBlob(c.Digest, c.Size, repo, c.URLs, nil); err != nil {
-					return err
-				}
-				r.bytes += c.Size
-				continue
+// walk records the image's graph below top, whose bytes raw were fetched
+// from repo: every manifest and index (read and verified by the shared graph
+// walk of pkg/content, through the registry store of repo), every blob with
+// its foreign URLs, the platforms, and the image's bytes. Index children of
+// platforms not selected (WithPlatforms) are left out.
+func (e *exporter) walk(ctx context.Context, r *resolved, repo name.Repository, top ocispec.Descriptor, raw []byte) error {
+	leftOut := map[digest.Digest]bool{}
+	opts := content.WalkOptions{
+		Concurrency:      1, // the images are walked in parallel; one's platforms keep their order
+		MaxManifestBytes: e.o.maxMetadata,
+		PreVisit: func(_ context.Context, d ocispec.Descriptor, _ int) error {
+			if leftOut[d.Digest] {
+				return content.ErrSkip
 			}
-			if e.leaveOut(r, d, c, children) { // a platform not selected (platform.go)
-				continue
-			}
-			craw, err := e.getManifest(ctx, repo, c)
-			if err != nil {
-				return err
-			}
-			if err := e.walk(ctx, r, repo, c, craw, c.Platform); err != nil {
-				return err
-			}
-		}
-		return nil
+			return nil
+		},
 	}
-	if platform != nil && platform.OS != "unknown" {
-		p := platform.OS + "/" + platform.Architecture
-		if platform.Variant != "" {
-			p += "/" + platform.Variant
-		}
-		r.platforms = append(r.platforms, p)
-	}
-	for _, c := range children {
-		if err := e.addBlob(c.Digest, c.Size, repo, c.URLs, nil); err != nil {
+	src := content.WithBytes(e.o.Client.Store(repo), top, raw)
+	return content.Walk(ctx, src, []ocispec.Descriptor{top}, opts, func(_ context.Context, n content.Node) error {
+		d := n.Desc
+		if err := e.addBlob(d.Digest, d.Size, repo, d.URLs, n.Raw); err != nil {
 			return err
 		}
-		r.bytes += c.Size
-	}
-	return nil
+		r.bytes += d.Size
+		switch {
+		case !n.IsManifest():
+		case layout.IsIndex(d.MediaType):
+			for _, c := range n.Children {
+				// Artifacts in an index are carried as plain blobs.
+				if layout.IsManifestOrIndex(c.MediaType) && e.leaveOut(r, d, c, n.Children) { // platform.go
+					leftOut[c.Digest] = true
+				}
+			}
+		case d.Platform != nil && d.Platform.OS != "unknown":
+			p := d.Platform.OS + "/" + d.Platform.Architecture
+			if d.Platform.Variant != "" {
+				p += "/" + d.Platform.Variant
+			}
+			r.platforms = append(r.platforms, p)
+		}
+		return nil
+	})
 }
 
 // synthesizeBundleIndex builds, for a bundle read from a local file, the

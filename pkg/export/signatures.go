@@ -1,10 +1,12 @@
 package export
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -13,6 +15,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
@@ -254,40 +257,43 @@ func (e *exporter) subjects(index *ocispec.Index, res *Result) []sigbundle.Subje
 			repos[d] = append(repos[d], r)
 		}
 	}
-	var walk func(d ocispec.Descriptor, extra *name.Repository, depth int)
-	walk = func(d ocispec.Descriptor, extra *name.Repository, depth int) {
-		e.mu.Lock()
-		s := e.blobs[d.Digest]
-		e.mu.Unlock()
-		if s == nil || s.data == nil || depth > 16 {
-			return
+	// The graph as the export holds it in memory (the shared graph walk of
+	// pkg/content, over manifests only): each manifest is a subject in the
+	// repositories it was read from, and in extra, the repository of the
+	// image string whose closure reaches it.
+	walk := func(root ocispec.Descriptor, extra *name.Repository) {
+		wo := content.WalkOptions{
+			Concurrency: 1,
+			Successors: func(mt string, raw []byte) ([]ocispec.Descriptor, error) {
+				if m := layout.MediaTypeOf(raw); m != "" {
+					mt = m
+				}
+				return layout.Children(mt, raw)
+			},
+			PreVisit: func(_ context.Context, d ocispec.Descriptor, depth int) error {
+				if depth > 0 && !layout.IsManifestOrIndex(d.MediaType) {
+					return content.ErrSkip
+				}
+				return nil
+			},
+			OnError: func(ocispec.Descriptor, error) error { return nil }, // not held in memory: not a subject
 		}
-		mt := d.MediaType
-		if m := layout.MediaTypeOf(s.data); m != "" {
-			mt = m
-		}
-		if !layout.IsManifestOrIndex(mt) {
-			return
-		}
-		for _, r := range s.repos {
-			add(d.Digest, r)
-		}
-		if extra != nil {
-			add(d.Digest, *extra)
-		}
-		children, err := layout.Children(mt, s.data)
-		if err != nil {
-			return
-		}
-		for _, c := range children {
-			if layout.IsManifestOrIndex(c.MediaType) {
-				walk(c, extra, depth+1)
+		_ = content.Walk(context.Background(), heldInMemory{e}, []ocispec.Descriptor{root}, wo, func(_ context.Context, n content.Node) error {
+			e.mu.Lock()
+			repos := slices.Clone(e.blobs[n.Desc.Digest].repos)
+			e.mu.Unlock()
+			for _, r := range repos {
+				add(n.Desc.Digest, r)
 			}
-		}
+			if extra != nil {
+				add(n.Desc.Digest, *extra)
+			}
+			return nil
+		})
 	}
 	for _, d := range index.Manifests {
 		if d.Annotations[layout.AnnotationRole] == layout.RoleBundle {
-			walk(d, nil, 0)
+			walk(d, nil)
 		}
 	}
 	for _, img := range res.Images {
@@ -296,7 +302,7 @@ func (e *exporter) subjects(index *ocispec.Index, res *Result) []sigbundle.Subje
 			r := ref.Context()
 			extra = &r
 		}
-		walk(ocispec.Descriptor{MediaType: img.MediaType, Digest: digest.Digest(img.Digest)}, extra, 0)
+		walk(ocispec.Descriptor{MediaType: img.MediaType, Digest: digest.Digest(img.Digest), Size: -1}, extra)
 	}
 	var out []sigbundle.Subject
 	for _, d := range slices.Sorted(func(yield func(digest.Digest) bool) {
@@ -309,4 +315,18 @@ func (e *exporter) subjects(index *ocispec.Index, res *Result) []sigbundle.Subje
 		out = append(out, sigbundle.Subject{Digest: d, Repos: repos[d]})
 	}
 	return out
+}
+
+// heldInMemory serves the manifests the export holds in memory; anything
+// else is not found.
+type heldInMemory struct{ e *exporter }
+
+func (h heldInMemory) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	h.e.mu.Lock()
+	s := h.e.blobs[d.Digest]
+	h.e.mu.Unlock()
+	if s == nil || s.data == nil {
+		return nil, fmt.Errorf("%s: %w", d.Digest, content.ErrNotFound)
+	}
+	return io.NopCloser(bytes.NewReader(s.data)), nil
 }

@@ -412,7 +412,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 		if err := g.Wait(); err != nil {
 			return err
 		}
-		return registry.JoinDistinct(errs) // one line per distinct cause
+		return errdefs.JoinDistinct(errs) // one line per distinct cause
 	}
 	if err := run(first); err != nil {
 		return err

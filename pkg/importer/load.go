@@ -12,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/opts"
+	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
@@ -290,63 +291,82 @@ func sanitizeTag(v string) string {
 	}, v)
 }
 
-// walk reads and verifies a manifest or index and all below it, recording
-// nodes and blobs; every referenced blob must be in the archive with its
-// declared size.
-func (b *Bundle) walk(d ocispec.Descriptor, depth int) error {
-	if depth > 16 {
-		return fmt.Errorf("%w: manifests nested more than 16 deep", ErrInvalidArchive)
-	}
-	if n, ok := b.Nodes[d.Digest]; ok {
-		_ = n
-		return nil
-	}
-	if b.leftOut(d, depth) { // declared absent (--platform) or left to a delta's base (formats.go)
-		return nil
-	}
-	if !layout.IsManifestOrIndex(d.MediaType) {
-		size, ok := b.Archive.Has(d.Digest)
-		if !ok {
-			return fmt.Errorf("%w: blob %s (%s) is missing", ErrInvalidArchive, d.Digest, d.MediaType)
-		}
-		if size != d.Size {
-			return fmt.Errorf("%w: blob %s is described as %d bytes, the archive holds %d", ErrInvalidArchive, d.Digest, d.Size, size)
-		}
-		b.Blobs[d.Digest] = d.Size
-		return nil
-	}
-	// The model holds every manifest and index, so their total is bounded
-	// before one more is read: an archive of many large manifests, each
-	// within Limits.MaxMetadataBytes, cannot take memory without end.
+// walk reads and verifies root and all below it with the shared graph walk
+// (pkg/content) over the archive, recording nodes and blobs: every manifest
+// is capped, verified and parsed, every referenced blob must be in the
+// archive with its declared size, and what the model holds stays within
+// Limits.MaxTotalMetadataBytes and Limits.MaxDescriptors. Content walked by
+// an earlier call is not walked again. One node at a time, so that the
+// first problem reported is the same on every run.
+func (b *Bundle) walk(root ocispec.Descriptor, _ int) error {
 	lim := b.Archive.Limits()
-	if size, ok := b.Archive.Has(d.Digest); ok && b.metaBytes+size > lim.MaxTotalMetadataBytes {
-		return fmt.Errorf("%w: manifest %s (%d bytes) would bring the manifests and indexes held to %d bytes, limit %d (Limits.MaxTotalMetadataBytes)",
-			layout.ErrTooLarge, d.Digest, size, b.metaBytes+size, lim.MaxTotalMetadataBytes)
+	opts := content.WalkOptions{
+		Concurrency:      1,
+		MaxManifestBytes: lim.MaxMetadataBytes,
+		PreVisit: func(_ context.Context, d ocispec.Descriptor, depth int) error {
+			if _, ok := b.Nodes[d.Digest]; ok {
+				return content.ErrSkip
+			}
+			if b.leftOut(d, depth) { // declared absent (--platform) or left to a delta's base (formats.go)
+				return content.ErrSkip
+			}
+			if !layout.IsManifestOrIndex(d.MediaType) {
+				return nil
+			}
+			// The model holds every manifest and index, so their total is
+			// bounded before one more is read: an archive of many large
+			// manifests, each within Limits.MaxMetadataBytes, cannot take
+			// memory without end.
+			if size, ok := b.Archive.Has(d.Digest); ok && b.metaBytes+size > lim.MaxTotalMetadataBytes {
+				return fmt.Errorf("%w: manifest %s (%d bytes) would bring the manifests and indexes held to %d bytes, limit %d (Limits.MaxTotalMetadataBytes)",
+					layout.ErrTooLarge, d.Digest, size, b.metaBytes+size, lim.MaxTotalMetadataBytes)
+			}
+			return nil
+		},
+		OnError: func(_ ocispec.Descriptor, err error) error {
+			return fmt.Errorf("%w: %w", ErrInvalidArchive, err)
+		},
 	}
-	raw, err := b.Archive.Metadata(d.Digest, d.Size)
-	if err != nil {
-		return fmt.Errorf("%w: manifest %s: %w", ErrInvalidArchive, d.Digest, err)
-	}
-	b.metaBytes += int64(len(raw))
-	children, err := layout.Children(d.MediaType, raw)
-	if err != nil {
-		return fmt.Errorf("%w: manifest %s: %w", ErrInvalidArchive, d.Digest, err)
-	}
-	if b.descriptors += len(children); b.descriptors > lim.MaxDescriptors {
-		return fmt.Errorf("%w: manifest %s brings the descriptors of index.json and the archive's manifests and indexes to %d, limit %d (Limits.MaxDescriptors)",
-			layout.ErrTooLarge, d.Digest, b.descriptors, lim.MaxDescriptors)
-	}
-	n := &Node{Desc: ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}, Raw: raw, Children: children}
-	b.Nodes[d.Digest] = n
-	for _, c := range children {
-		if err := b.walk(c, depth+1); err != nil {
-			return err
+	err := content.Walk(context.Background(), b.Archive, []ocispec.Descriptor{root}, opts, func(_ context.Context, n content.Node) error {
+		d := n.Desc
+		if !n.IsManifest() {
+			size, ok := b.Archive.Has(d.Digest)
+			if !ok {
+				return fmt.Errorf("%w: blob %s (%s) is missing", ErrInvalidArchive, d.Digest, d.MediaType)
+			}
+			if size != d.Size {
+				return fmt.Errorf("%w: blob %s is described as %d bytes, the archive holds %d", ErrInvalidArchive, d.Digest, d.Size, size)
+			}
+			b.Blobs[d.Digest] = d.Size
+			return nil
 		}
-		if cn, ok := b.Nodes[c.Digest]; ok && cn.Height+1 > n.Height {
-			n.Height = cn.Height + 1
+		b.metaBytes += int64(len(n.Raw))
+		if b.descriptors += len(n.Children); b.descriptors > lim.MaxDescriptors {
+			return fmt.Errorf("%w: manifest %s brings the descriptors of index.json and the archive's manifests and indexes to %d, limit %d (Limits.MaxDescriptors)",
+				layout.ErrTooLarge, d.Digest, b.descriptors, lim.MaxDescriptors)
 		}
+		b.Nodes[d.Digest] = &Node{Desc: ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}, Raw: n.Raw, Children: n.Children}
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, ErrInvalidArchive) && !errors.Is(err, layout.ErrTooLarge) {
+			err = fmt.Errorf("%w: %w", ErrInvalidArchive, err) // two descriptors of one digest disagree on its size
+		}
+		return err
 	}
+	b.setHeights()
 	return nil
+}
+
+// setHeights sets every node's Height (children before parents).
+func (b *Bundle) setHeights() {
+	children := make(map[digest.Digest][]ocispec.Descriptor, len(b.Nodes))
+	for d, n := range b.Nodes {
+		children[d] = n.Children
+	}
+	for d, h := range content.Heights(children) {
+		b.Nodes[d].Height = h
+	}
 }
 
 // closure records the manifests, blobs, platforms and bytes of an image.

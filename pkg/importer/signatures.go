@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"sort"
 	"strings"
@@ -106,20 +105,6 @@ type SignatureResult struct {
 	TrustState string `json:"trustState,omitempty"`
 }
 
-// archiveStore serves the archive's blobs, verified as they are read.
-type archiveStore struct{ a *layout.Archive }
-
-var _ sigbundle.Store = archiveStore{}
-
-// Open implements sigbundle.Store.
-func (s archiveStore) Open(_ context.Context, d digest.Digest, size int64) (io.ReadCloser, error) {
-	r, err := s.a.Blob(d, size)
-	if err != nil {
-		return nil, err
-	}
-	return io.NopCloser(r), nil
-}
-
 // SigningArtifacts returns the index.json entries of the archive's signing
 // artifacts.
 func (b *Bundle) SigningArtifacts() []ocispec.Descriptor {
@@ -168,7 +153,7 @@ func (b *Bundle) Labels() map[digest.Digest]string {
 // sigbundle.Verify. Nothing is written anywhere.
 func (b *Bundle) VerifySignatures(ctx context.Context, opts ...sigbundle.Option) (*sigbundle.Report, error) {
 	c := sigbundle.Carried{BundleJSON: b.BundleJSON, Index: b.Index, Manifests: b.Labels(), Artifacts: b.SigningArtifacts(), Names: b.Names()}
-	return sigbundle.Verify(ctx, archiveStore{b.Archive}, c, opts...)
+	return sigbundle.Verify(ctx, b.Archive, c, opts...)
 }
 
 // Names are the publisher's names of the bundle's content, the ones Import

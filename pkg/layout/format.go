@@ -189,6 +189,30 @@ func Children(mt string, raw []byte) ([]ocispec.Descriptor, error) {
 	return out, nil
 }
 
+// DetectMediaType returns the media type of a manifest or index: its
+// mediaType field, or, where the field is absent (which only the OCI types
+// allow, Docker's require it), the OCI index for content with a manifests
+// list and the OCI image manifest for content with a config; "" otherwise.
+func DetectMediaType(raw []byte) string {
+	var v struct {
+		MediaType string          `json:"mediaType"`
+		Manifests json.RawMessage `json:"manifests"`
+		Config    json.RawMessage `json:"config"`
+	}
+	if json.Unmarshal(raw, &v) != nil {
+		return ""
+	}
+	switch {
+	case v.MediaType != "":
+		return v.MediaType
+	case v.Manifests != nil && v.Config == nil:
+		return ocispec.MediaTypeImageIndex
+	case v.Config != nil && v.Manifests == nil:
+		return ocispec.MediaTypeImageManifest
+	}
+	return ""
+}
+
 // MediaTypeOf returns the mediaType field of a manifest or index, or "" if absent.
 func MediaTypeOf(raw []byte) string {
 	var v struct {

@@ -450,6 +450,17 @@ type dropBehind struct {
 	read, dropped int64
 }
 
+// Seek moves within the blob (an upload that starts over); pages already
+// dropped are read again from the disk.
+func (d *dropBehind) Seek(offset int64, whence int) (int64, error) {
+	pos, err := d.r.Seek(offset, whence)
+	if err == nil {
+		d.read = pos
+		d.dropped = min(d.dropped, pos)
+	}
+	return pos, err
+}
+
 func (d *dropBehind) Read(p []byte) (int, error) {
 	n, err := d.r.Read(p)
 	d.read += int64(n)

@@ -99,8 +99,16 @@ type Item struct {
 }
 
 // Reader returns a reader for one attempt: it reads r from the item's
-// first byte on.
-func (it *Item) Reader(r io.Reader) io.Reader { return &itemReader{it: it, r: r} }
+// first byte on. When r is an io.Seeker, so is the reader: an attempt that
+// starts over (seeks back) reports again only the bytes past the furthest
+// offset reached before.
+func (it *Item) Reader(r io.Reader) io.Reader {
+	ir := &itemReader{it: it, r: r}
+	if s, ok := r.(io.Seeker); ok {
+		return &seekingItemReader{itemReader: ir, s: s}
+	}
+	return ir
+}
 
 // Reported returns how many bytes of the item have been reported.
 func (it *Item) Reported() int64 {
@@ -136,4 +144,17 @@ func (r *itemReader) Read(p []byte) (int, error) {
 		r.it.advance(r.pos)
 	}
 	return n, err
+}
+
+type seekingItemReader struct {
+	*itemReader
+	s io.Seeker
+}
+
+func (r *seekingItemReader) Seek(offset int64, whence int) (int64, error) {
+	pos, err := r.s.Seek(offset, whence)
+	if err == nil {
+		r.pos = pos
+	}
+	return pos, err
 }

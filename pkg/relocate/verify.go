@@ -2,6 +2,7 @@ package relocate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -10,10 +11,11 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/opts"
-	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
@@ -254,7 +256,7 @@ func (a *auditor) image(ctx context.Context, req AuditRequest, img Image, ir *Au
 			return nil
 		}
 	}
-	return a.walk(ctx, ref.Context(), layoutDesc{mt: img.MediaType, d: img.ContentDigest, size: -1}, owner, label, 0)
+	return a.walk(ctx, ref.Context(), ocispec.Descriptor{MediaType: img.MediaType, Digest: img.ContentDigest, Size: -1}, owner, label)
 }
 
 func (a *auditor) bundle(ctx context.Context, b AuditBundle) error {
@@ -280,89 +282,87 @@ func (a *auditor) bundle(ctx context.Context, b AuditBundle) error {
 			a.problem(nil, "bundle tag %s resolves to %s, the archive's bundle index is %s", tag, got.Digest, b.Digest)
 		}
 	}
-	return a.walk(ctx, repo, layoutDesc{d: b.Digest, size: -1}, nil, label, 0)
+	return a.walk(ctx, repo, ocispec.Descriptor{Digest: b.Digest, Size: -1}, nil, label)
 }
 
-type layoutDesc struct {
-	mt   string
-	d    digest.Digest
-	size int64
-}
-
-// walk fetches a manifest or index by digest, checks its bytes and visits
-// its children; blobs are queued for checkBlobs.
-func (a *auditor) walk(ctx context.Context, repo name.Repository, d layoutDesc, owners []*AuditImage, label string, depth int) error {
-	if depth > 16 {
-		a.problem(owners, "%s: manifests nested more than 16 deep", label)
-		return nil
+// walk reads the graph below root in repo through the registry store:
+// every manifest and index is fetched and checked against its digest (the
+// shared graph walk of pkg/content), its children visited; blobs are queued
+// for checkBlobs. What the target serves wrong, or not at all, is a problem
+// of the images in owners; a failure to talk to the target is returned.
+func (a *auditor) walk(ctx context.Context, repo name.Repository, root ocispec.Descriptor, owners []*AuditImage, label string) error {
+	store := a.o.Client.Store(repo)
+	opts := content.WalkOptions{
+		Concurrency:      1,
+		MaxManifestBytes: a.o.maxMetadata,
+		// Children are read by the media type the content declares; a
+		// disagreement with the descriptor is reported by visit.
+		Successors: func(mt string, raw []byte) ([]ocispec.Descriptor, error) {
+			if actual := layout.MediaTypeOf(raw); actual != "" {
+				mt = actual
+			}
+			return layout.Children(mt, raw)
+		},
+		// A manifest is walked once per repository, whichever image reaches it first.
+		PreVisit: func(_ context.Context, d ocispec.Descriptor, depth int) error {
+			if depth > 0 && !layout.IsManifestOrIndex(d.MediaType) {
+				return nil
+			}
+			key := repo.Name() + "@" + d.Digest.String()
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if a.manifests[key] {
+				return content.ErrSkip
+			}
+			a.manifests[key] = true
+			return nil
+		},
+		OnError: func(d ocispec.Descriptor, err error) error {
+			ref := repo.Name() + "@" + d.Digest.String()
+			switch {
+			case errors.Is(err, errdefs.ErrNotFound):
+				a.problem(owners, "%s: manifest %s not found at the target", label, ref)
+			case errors.Is(err, errdefs.ErrVerification), errors.Is(err, errdefs.ErrInvalidInput):
+				a.problem(owners, "%s: %s: %v", label, ref, err)
+			default:
+				return fmt.Errorf("%s: manifest %s: %w", label, ref, err)
+			}
+			return nil
+		},
 	}
-	key := repo.Name() + "@" + d.d.String()
-	a.mu.Lock()
-	done := a.manifests[key]
-	a.manifests[key] = true
-	a.mu.Unlock()
-	if done {
-		return nil
-	}
-	ref, err := a.o.Client.Digest(repo, d.d)
-	if err != nil {
-		return err
-	}
-	got, err := a.o.Client.Puller().Get(ctx, ref)
-	if err != nil {
-		if registry.IsNotFound(err) {
-			a.problem(owners, "%s: manifest %s not found at the target", label, ref)
+	return content.Walk(ctx, store, []ocispec.Descriptor{root}, opts, func(_ context.Context, n content.Node) error {
+		if !n.IsManifest() {
+			a.queueBlob(repo, n.Desc, owners)
 			return nil
 		}
-		return fmt.Errorf("%s: manifest %s: %w", label, ref, err)
-	}
-	a.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateDone, Item: ref.String(), Bytes: int64(len(got.Manifest))})
-	if int64(len(got.Manifest)) > a.o.maxMetadata {
-		a.problem(owners, "%s: manifest %s is %d bytes, limit %d", label, ref, len(got.Manifest), a.o.maxMetadata)
-		return nil
-	}
-	if err := verify.Bytes(got.Manifest, d.d, d.size); err != nil {
-		a.problem(owners, "%s: manifest %s: %v", label, ref, err)
-		return nil
-	}
-	mt := layout.MediaTypeOf(got.Manifest)
-	if mt == "" {
-		mt = string(got.MediaType)
-	}
-	if d.mt != "" && mt != d.mt {
-		a.problem(owners, "%s: manifest %s is a %s, expected %s", label, ref, mt, d.mt)
-	}
-	a.mu.Lock()
-	a.rep.Manifests++
-	a.rep.Bytes += int64(len(got.Manifest))
-	for _, ir := range owners {
-		ir.Manifests++
-		ir.Bytes += int64(len(got.Manifest))
-	}
-	a.mu.Unlock()
-	children, err := layout.Children(mt, got.Manifest)
-	if err != nil {
-		a.problem(owners, "%s: manifest %s: %v", label, ref, err)
-		return nil
-	}
-	for _, c := range children {
-		if layout.IsManifestOrIndex(c.MediaType) {
-			if err := a.walk(ctx, repo, layoutDesc{mt: c.MediaType, d: c.Digest, size: c.Size}, owners, label, depth+1); err != nil {
-				return err
-			}
-			continue
+		ref := repo.Name() + "@" + n.Desc.Digest.String()
+		a.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateDone, Item: ref, Bytes: int64(len(n.Raw))})
+		if actual := layout.MediaTypeOf(n.Raw); actual != "" && n.Desc.MediaType != actual {
+			a.problem(owners, "%s: manifest %s is a %s, expected %s", label, ref, actual, n.Desc.MediaType)
 		}
-		bkey := repo.Name() + "@" + c.Digest.String()
 		a.mu.Lock()
-		bc, ok := a.blobs[bkey]
-		if !ok {
-			bc = blobCheck{repo: repo, d: c.Digest, size: c.Size}
+		defer a.mu.Unlock()
+		a.rep.Manifests++
+		a.rep.Bytes += int64(len(n.Raw))
+		for _, ir := range owners {
+			ir.Manifests++
+			ir.Bytes += int64(len(n.Raw))
 		}
-		bc.owners = append(bc.owners, owners...)
-		a.blobs[bkey] = bc
-		a.mu.Unlock()
+		return nil
+	})
+}
+
+// queueBlob records that blob d must be in repo, for the images in owners.
+func (a *auditor) queueBlob(repo name.Repository, d ocispec.Descriptor, owners []*AuditImage) {
+	bkey := repo.Name() + "@" + d.Digest.String()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	bc, ok := a.blobs[bkey]
+	if !ok {
+		bc = blobCheck{repo: repo, d: d.Digest, size: d.Size}
 	}
-	return nil
+	bc.owners = append(bc.owners, owners...)
+	a.blobs[bkey] = bc
 }
 
 // checkBlobs asks the target for every queued blob, in parallel.

@@ -16,7 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 )
@@ -287,7 +287,7 @@ func (col *collector) take(ctx context.Context, f found, key string) error {
 	raw := f.raw
 	if raw == nil {
 		var err error
-		raw, err = col.manifest(ctx, f.repo, f.desc)
+		raw, err = content.ReadAll(ctx, col.c.Store(f.repo), f.desc, col.o.maxMetadata)
 		if err != nil {
 			return fmt.Errorf("artifact %s of %s in %s: %w", f.desc.Digest, f.subject, f.repo.Name(), err)
 		}
@@ -300,7 +300,7 @@ func (col *collector) take(ctx context.Context, f found, key string) error {
 		return fmt.Errorf("artifact %s listed as a referrer of %s in %s: %w", f.desc.Digest, f.subject, f.repo.Name(),
 			wrapf(ErrBinding, "its subject field names %v", subjectDigest(&m)))
 	}
-	if err := col.closure(ctx, f.repo, f.desc, raw, 0); err != nil {
+	if err := col.closure(ctx, f.repo, f.desc, raw); err != nil {
 		return fmt.Errorf("artifact %s of %s in %s: %w", f.desc.Digest, f.subject, f.repo.Name(), err)
 	}
 	ann := map[string]string{}
@@ -334,52 +334,24 @@ func subjectDigest(m *manifest) string {
 	return m.Subject.Digest.String()
 }
 
-// manifest fetches a manifest by digest and checks its bytes.
-func (col *collector) manifest(ctx context.Context, repo name.Repository, d ocispec.Descriptor) ([]byte, error) {
-	if d.Size > col.o.maxMetadata {
-		return nil, fmt.Errorf("manifest %s: %d bytes, limit %d", d.Digest, d.Size, col.o.maxMetadata)
-	}
-	ref, err := col.c.Digest(repo, d.Digest)
-	if err != nil {
-		return nil, err
-	}
-	got, err := col.c.Puller().Get(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	if err := verify.Bytes(got.Manifest, d.Digest, d.Size); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", d.Digest, err)
-	}
-	return got.Manifest, nil
-}
-
-// closure records a manifest and everything it references.
-func (col *collector) closure(ctx context.Context, repo name.Repository, d ocispec.Descriptor, raw []byte, depth int) error {
-	if depth > 8 {
-		return fmt.Errorf("manifests nested more than 8 deep")
-	}
-	col.addBlob(Blob{Digest: d.Digest, Size: int64(len(raw)), MediaType: d.MediaType, Repo: repo, Data: raw})
-	children, err := layout.Children(d.MediaType, raw)
-	if err != nil {
-		return fmt.Errorf("manifest %s: %w", d.Digest, err)
-	}
-	for _, c := range children {
-		if layout.IsManifestOrIndex(c.MediaType) && layout.IsIndex(d.MediaType) {
-			craw, err := col.manifest(ctx, repo, c)
-			if err != nil {
-				return err
-			}
-			if err := col.closure(ctx, repo, c, craw, depth+1); err != nil {
-				return err
-			}
-			continue
+// closure records the artifact d (its bytes raw, already fetched) and
+// everything below it, read from repo with the shared graph walk of
+// pkg/content: every manifest verified and kept in memory, every blob
+// recorded to be fetched. Signing artifacts may not point at foreign URLs.
+func (col *collector) closure(ctx context.Context, repo name.Repository, d ocispec.Descriptor, raw []byte) error {
+	wo := content.WalkOptions{Concurrency: 1, MaxDepth: 8, MaxManifestBytes: col.o.maxMetadata}
+	src := content.WithBytes(col.c.Store(repo), d, raw)
+	return content.Walk(ctx, src, []ocispec.Descriptor{d}, wo, func(_ context.Context, n content.Node) error {
+		if n.IsManifest() {
+			col.addBlob(Blob{Digest: n.Desc.Digest, Size: int64(len(n.Raw)), MediaType: n.Desc.MediaType, Repo: repo, Data: n.Raw})
+			return nil
 		}
-		if len(c.URLs) > 0 {
-			return fmt.Errorf("blob %s has foreign URLs, which signing artifacts may not use", c.Digest)
+		if len(n.Desc.URLs) > 0 {
+			return fmt.Errorf("blob %s has foreign URLs, which signing artifacts may not use", n.Desc.Digest)
 		}
-		col.addBlob(Blob{Digest: c.Digest, Size: c.Size, MediaType: c.MediaType, Repo: repo})
-	}
-	return nil
+		col.addBlob(Blob{Digest: n.Desc.Digest, Size: n.Desc.Size, MediaType: n.Desc.MediaType, Repo: repo})
+		return nil
+	})
 }
 
 func (col *collector) addBlob(b Blob) {

@@ -11,7 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 )
@@ -19,14 +19,17 @@ import (
 // Remote is a bundle and its signing evidence as a registry serves them,
 // ready for Verify (a bundle imported earlier, checked in place).
 type Remote struct {
-	Store   Store
+	// Store serves the content Verify reads: what was collected from
+	// memory, everything else from the registry.
+	Store   content.Fetcher
 	Carried Carried
 	// Collection is what was found.
 	Collection *Collection
 }
 
-// remoteStore serves collected manifests from memory and other blobs from
-// the registry, verified as they stream.
+// remoteStore serves collected manifests from memory and other content
+// from the repository it was found in (the bundle's by default), as stored:
+// Verify reads it through content.Open, which verifies.
 type remoteStore struct {
 	c     *registry.Client
 	repo  name.Repository
@@ -34,33 +37,16 @@ type remoteStore struct {
 	repos map[digest.Digest]name.Repository
 }
 
-var _ Store = (*remoteStore)(nil)
-
-// Open implements Store.
-func (s *remoteStore) Open(ctx context.Context, d digest.Digest, size int64) (io.ReadCloser, error) {
-	if b, ok := s.data[d]; ok {
-		if err := verify.Bytes(b, d, size); err != nil {
-			return nil, err
-		}
+// Fetch implements content.Fetcher.
+func (s *remoteStore) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	if b, ok := s.data[d.Digest]; ok {
 		return io.NopCloser(bytes.NewReader(b)), nil
 	}
 	repo := s.repo
-	if r, ok := s.repos[d]; ok && r.RepositoryStr() != "" {
+	if r, ok := s.repos[d.Digest]; ok && r.RepositoryStr() != "" {
 		repo = r
 	}
-	rc, err := s.c.FetchBlob(ctx, repo, d, size)
-	if err != nil {
-		return nil, err
-	}
-	vr, err := verify.NewReader(rc, d, size)
-	if err != nil {
-		rc.Close()
-		return nil, err
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{vr, rc}, nil
+	return s.c.Store(repo).Fetch(ctx, d)
 }
 
 // CollectRemote reads the bundle at ref (a cnab-to-oci bundle index), the
@@ -93,36 +79,31 @@ func CollectRemote(ctx context.Context, c *registry.Client, ref string, opts ...
 	names := &Names{Relocated: true}
 	names.Add(idx.Digest, r.String())
 	carried := Carried{Index: idx, Manifests: map[digest.Digest]string{}, Names: names}
-	col := &collector{o: o, c: c}
-	var walk func(d ocispec.Descriptor, raw []byte, label string, depth int) error
-	walk = func(d ocispec.Descriptor, raw []byte, label string, depth int) error {
-		if depth > 8 {
-			return fmt.Errorf("bundle %s: manifests nested more than 8 deep", ref)
-		}
-		st.data[d.Digest] = raw
-		carried.Manifests[d.Digest] = label
-		children, err := layout.Children(d.MediaType, raw)
-		if err != nil {
-			return fmt.Errorf("manifest %s: %w", d.Digest, err)
-		}
-		if !layout.IsIndex(d.MediaType) {
+	// The manifests of the bundle's graph, each labelled by its place
+	// (the shared graph walk of pkg/content; blobs are not visited).
+	wo := content.WalkOptions{
+		Concurrency:      1,
+		MaxDepth:         8,
+		MaxManifestBytes: o.maxMetadata,
+		PreVisit: func(_ context.Context, d ocispec.Descriptor, depth int) error {
+			if depth > 0 && !layout.IsManifestOrIndex(d.MediaType) {
+				return content.ErrSkip
+			}
 			return nil
-		}
-		for _, ch := range children {
-			if !layout.IsManifestOrIndex(ch.MediaType) {
-				continue
-			}
-			craw, err := col.manifest(ctx, repo, ch)
-			if err != nil {
-				return fmt.Errorf("bundle %s: %w", ref, err)
-			}
-			if err := walk(ch, craw, childLabel(label, ch), depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
+		},
+		OnError: func(_ ocispec.Descriptor, err error) error { return fmt.Errorf("bundle %s: %w", ref, err) },
 	}
-	if err := walk(idx, got.Manifest, "bundle index", 0); err != nil {
+	src := content.WithBytes(c.Store(repo), idx, got.Manifest)
+	err = content.Walk(ctx, src, []ocispec.Descriptor{idx}, wo, func(_ context.Context, n content.Node) error {
+		label := "bundle index"
+		if n.Depth > 0 {
+			label = childLabel(carried.Manifests[n.Parent], n.Desc)
+		}
+		st.data[n.Desc.Digest] = n.Raw
+		carried.Manifests[n.Desc.Digest] = label
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	// bundle.json: the config of the config manifest.
@@ -138,7 +119,7 @@ func CollectRemote(ctx context.Context, c *registry.Client, ref string, opts ...
 		if err := json.Unmarshal(st.data[ch.Digest], &m); err != nil {
 			return nil, fmt.Errorf("bundle %s: config manifest: %w", ref, err)
 		}
-		rc, err := st.Open(ctx, m.Config.Digest, m.Config.Size)
+		rc, err := content.Open(ctx, st, m.Config)
 		if err != nil {
 			return nil, fmt.Errorf("bundle %s: bundle.json: %w", ref, err)
 		}

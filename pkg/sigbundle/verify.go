@@ -15,14 +15,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 )
-
-// Store reads carried content by digest. Open must return a reader that
-// fails unless exactly size bytes hashing to d are read.
-type Store interface {
-	Open(ctx context.Context, d digest.Digest, size int64) (io.ReadCloser, error)
-}
 
 // Carried is the content Verify checks evidence against.
 type Carried struct {
@@ -90,7 +85,7 @@ type Report struct {
 // WithCosignKey keys, Notary v1 trust data against the operator's trust
 // anchor (WithNotaryPin, WithNotaryCA or WithNotaryTOFU) with the expiry
 // policy, and in-toto data. It returns the first failure as an *Error.
-func Verify(ctx context.Context, st Store, c Carried, opts ...Option) (*Report, error) {
+func Verify(ctx context.Context, st content.Fetcher, c Carried, opts ...Option) (*Report, error) {
 	o, err := makeOptions(opts...)
 	if err != nil {
 		return nil, err
@@ -272,7 +267,7 @@ func (v *verifier) claim(ar *ArtifactReport, claim string, verified bool) {
 
 type verifier struct {
 	o       *options
-	st      Store
+	st      content.Fetcher
 	c       Carried
 	rep     *Report
 	carried map[digest.Digest]bool
@@ -297,15 +292,7 @@ func (v *verifier) label(d digest.Digest) string {
 
 // read returns the exact bytes of a small carried object.
 func (v *verifier) read(ctx context.Context, d ocispec.Descriptor) ([]byte, error) {
-	if d.Size > v.o.maxMetadata {
-		return nil, fmt.Errorf("blob %s: %d bytes, limit %d", d.Digest, d.Size, v.o.maxMetadata)
-	}
-	rc, err := v.st.Open(ctx, d.Digest, d.Size)
-	if err != nil {
-		return nil, fmt.Errorf("blob %s: %w", d.Digest, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, v.o.maxMetadata+1))
+	b, err := content.ReadAll(ctx, v.st, d, v.o.maxMetadata)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", d.Digest, err)
 	}
@@ -314,7 +301,7 @@ func (v *verifier) read(ctx context.Context, d ocispec.Descriptor) ([]byte, erro
 
 // drain reads a carried blob through the store's verification.
 func (v *verifier) drain(ctx context.Context, d ocispec.Descriptor) error {
-	rc, err := v.st.Open(ctx, d.Digest, d.Size)
+	rc, err := content.Open(ctx, v.st, d)
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", d.Digest, err)
 	}

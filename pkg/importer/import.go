@@ -4,18 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sort"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/opts"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
@@ -301,10 +296,7 @@ func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Ta
 	if err := im.checkBeforeUpload(ctx); err != nil {
 		return nil, err
 	}
-	if err := im.pushBlobs(ctx); err != nil {
-		return nil, err
-	}
-	if err := im.pushManifests(ctx); err != nil {
+	if err := im.push(ctx); err != nil { // blobs, then manifests, with the copy engine (push.go)
 		return nil, err
 	}
 	if err := im.pushSignatures(ctx); err != nil { // after their subjects, before the tags (signatures.go)
@@ -379,218 +371,20 @@ func (im *importer) upload(j blobJob) registry.Upload {
 	return u
 }
 
-func (im *importer) pushBlobs(ctx context.Context) error {
-	first, second, total := im.blobJobs()
-	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateTotal, Total: total, Count: len(first)})
-	// A failure names the images that need the blob; every failure is
-	// reported, none hides the others.
-	users := map[digest.Digest][]string{}
-	for _, e := range im.b.Images {
-		for _, d := range e.Blobs {
-			users[d] = append(users[d], e.Label())
-		}
-	}
-	var errMu sync.Mutex
-	var errs []error
-	run := func(jobs []blobJob) error {
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(im.o.Jobs)
-		for _, j := range jobs {
-			g.Go(func() error {
-				if err := im.pushBlob(gctx, j); err != nil {
-					what := ""
-					if u := users[j.d]; len(u) > 0 {
-						what = " (" + strings.Join(u, ", ") + ")"
-					}
-					errMu.Lock()
-					errs = append(errs, fmt.Errorf("blob %s%s to %s: %w", j.d, what, j.repo, err))
-					errMu.Unlock()
-				}
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return err
-		}
-		return errdefs.JoinDistinct(errs) // one line per distinct cause
-	}
-	if err := run(first); err != nil {
-		return err
-	}
-	if err := run(second); err != nil {
-		return err
-	}
-	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone})
-	return nil
-}
-
-func (im *importer) pushBlob(ctx context.Context, j blobJob) error {
-	repo, d, mountFrom := j.repo, j.d, j.mount
-	if done, err := im.pushOmitted(ctx, repo, d); done { // a delta's blob, not in the archive (delta.go)
-		return err
-	}
-	size := im.b.Blobs[d]
-	// Progress counts each digest once: bytes of a retried attempt are
-	// reported only past what an earlier attempt reached, and a mount job
-	// (the digest was counted by its first repository) reports none.
-	item := &progress.Item{F: im.o.Progress, Phase: progress.PhaseBlobs, Name: d.String()}
-	u := im.upload(j)
-	// The archive's blob reader verifies size and digest as the bytes
-	// stream to the registry; a mismatch fails the upload.
-	u.Open = func() (io.ReadCloser, error) {
-		r, err := im.b.Archive.Blob(d, size)
-		if err != nil {
-			return nil, err
-		}
-		if mountFrom != "" {
-			return io.NopCloser(r), nil
-		}
-		return io.NopCloser(item.Reader(r)), nil
-	}
-	if mountFrom == "" {
-		im.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateStarted, Item: d.String(), Bytes: size})
-	}
-	// The probe before the hashing found it there, or found it missing
-	// (prehash.go): no second HEAD.
-	present, probed := im.present[j]
-	if probed && present {
-		im.countBlob(registry.BlobPresent, d, mountFrom)
-		return nil
-	}
-	u.Absent = probed
-	res, err := im.o.Client.UploadBlob(ctx, u)
-	if err != nil {
-		return err
-	}
-	im.countBlob(res, d, mountFrom)
-	return nil
-}
-
-// countBlob accounts for what became of one blob job.
+// countBlob accounts for what became of one blob job. Progress is the
+// copy engine's, per digest (push.go).
 func (im *importer) countBlob(res registry.UploadResult, d digest.Digest, mountFrom string) {
 	size := im.b.Blobs[d]
 	switch {
 	case res == registry.BlobUploaded:
 		atomic.AddInt64(&im.res.BlobsUploaded, 1)
 		atomic.AddInt64(&im.res.BytesUploaded, size)
-		if mountFrom == "" {
-			im.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateDone, Item: d.String(), Bytes: size})
-		}
 	case mountFrom != "":
 		atomic.AddInt64(&im.res.BlobsMounted, 1)
 	default:
 		atomic.AddInt64(&im.res.BlobsSkipped, 1)
 		atomic.AddInt64(&im.res.BytesSkipped, size)
-		im.o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateSkipped, Item: d.String(), Bytes: size})
 	}
-}
-
-// rawManifest pushes exact manifest bytes with their media type.
-type rawManifest struct {
-	raw []byte
-	mt  string
-}
-
-func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
-func (m rawManifest) MediaType() (types.MediaType, error) { return types.MediaType(m.mt), nil }
-
-func (im *importer) pushManifests(ctx context.Context) error {
-	type job struct {
-		repo string
-		n    *Node
-	}
-	byHeight := map[int][]job{}
-	maxH := 0
-	count := 0
-	for _, r := range sortedKeys(im.p.repoNodes) {
-		for _, d := range sortedKeys(im.p.repoNodes[r]) {
-			n := im.b.Nodes[d]
-			byHeight[n.Height] = append(byHeight[n.Height], job{r, n})
-			maxH = max(maxH, n.Height)
-			count++
-		}
-	}
-	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateTotal, Count: count})
-	// The top manifest of an image in the image's repository completes it.
-	tops := map[string]string{}
-	for _, e := range im.b.Images {
-		k := im.p.names.ImageRepos[e.Ref] + "@" + e.Desc.Digest.String()
-		if _, ok := tops[k]; !ok {
-			tops[k] = e.Ref
-		}
-	}
-	// Children before parents: level by level, deepest (height 0) first.
-	// A failure does not stop the others: every manifest whose children
-	// are all in place is still pushed (a re-run then has less to do), the
-	// parents of a failed one are not tried, and every failure is reported.
-	var failMu sync.Mutex
-	failed := map[string]bool{} // repo@digest
-	var errs []error
-	for h := 0; h <= maxH; h++ {
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(im.o.Jobs)
-		for _, j := range byHeight[h] {
-			failMu.Lock() // this level's pushes record their failures meanwhile
-			blocked := false
-			for _, c := range j.n.Children {
-				blocked = blocked || failed[j.repo+"@"+c.Digest.String()]
-			}
-			if blocked {
-				failed[j.repo+"@"+j.n.Desc.Digest.String()] = true
-			}
-			failMu.Unlock()
-			if blocked {
-				continue
-			}
-			g.Go(func() error {
-				err := im.pushManifest(gctx, j.repo, j.n, tops)
-				if err != nil {
-					failMu.Lock()
-					failed[j.repo+"@"+j.n.Desc.Digest.String()] = true
-					errs = append(errs, err)
-					failMu.Unlock()
-				}
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil { // the jobs record their failures and return nil
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateDone})
-	return nil
-}
-
-// pushManifest pushes one manifest (byte-identical) into repo unless the
-// repository already has it.
-func (im *importer) pushManifest(ctx context.Context, repo string, n *Node, tops map[string]string) error {
-	ref, err := im.o.Client.Digest(im.p.repos[repo], n.Desc.Digest)
-	if err != nil {
-		return err
-	}
-	exists, err := im.manifestExists(ctx, ref)
-	if err != nil {
-		return fmt.Errorf("manifest %s: %w", ref, err)
-	}
-	state := progress.StateDone
-	if exists {
-		atomic.AddInt64(&im.res.ManifestsSkipped, 1)
-		state = progress.StateSkipped
-	} else {
-		if err := im.o.Client.Pusher().Put(ctx, ref, rawManifest{n.Raw, n.Desc.MediaType}); err != nil {
-			return im.refused(ref, n, err) // names the image of a sparse index (sparse.go)
-		}
-		atomic.AddInt64(&im.res.ManifestsPushed, 1)
-	}
-	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: state, Item: ref.String(), Bytes: n.Desc.Size,
-		Image: tops[repo+"@"+n.Desc.Digest.String()]})
-	return nil
 }
 
 func (im *importer) manifestExists(ctx context.Context, ref name.Reference) (bool, error) {

@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
@@ -65,10 +66,10 @@ func TestRoundTrip(t *testing.T) {
 	dst := startRegistry(t)
 	pb := sample(t, src, harness.SampleOptions{})
 	dir := t.TempDir()
-	archive := filepath.Join(dir, "bundle.tar")
+	archivePath := filepath.Join(dir, "bundle.tar")
 
 	c := clientFor(t, src, dst)
-	res, err := export.Export(ctx, export.Request{Reference: pb.Ref, Output: archive}, export.WithClient(c))
+	res, err := export.Export(ctx, export.Request{Reference: pb.Ref, Output: archivePath}, export.WithClient(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,11 +79,11 @@ func TestRoundTrip(t *testing.T) {
 	if len(res.Images) != len(pb.Images) {
 		t.Fatalf("exported %d images, bundle has %d", len(res.Images), len(pb.Images))
 	}
-	sum, err := os.ReadFile(archive + ".sha256")
+	sum, err := os.ReadFile(archivePath + ".sha256")
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(archive)
+	raw, err := os.ReadFile(archivePath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	// Every blob once: the archive's blob bytes equal the unique content.
-	b, err := importer.Load(ctx, archive, layout.OpenOptions{})
+	b, err := archive.Load(ctx, archivePath, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func TestRoundTrip(t *testing.T) {
 
 	src.Close() // the import side has no route to the source
 	mapping := filepath.Join(dir, "relocation-mapping.json")
-	ir, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap", MappingPath: mapping}, importer.WithClient(c))
+	ir, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/airgap", MappingPath: mapping}, importer.WithClient(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestRoundTrip(t *testing.T) {
 
 	// A second import uploads nothing.
 	dst.ResetCounts()
-	ir2, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap", MappingPath: mapping}, importer.WithClient(clientFor(t, dst)))
+	ir2, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/airgap", MappingPath: mapping}, importer.WithClient(clientFor(t, dst)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,16 +261,16 @@ func TestImportStopsOnCorruptBlobBeforeAnyTag(t *testing.T) {
 	dst, writes := untouchedTarget(t)
 	pb := sample(t, src, harness.SampleOptions{})
 	dir := t.TempDir()
-	archive := filepath.Join(dir, "bundle.tar")
-	if _, err := export.Export(ctx, export.Request{Reference: pb.Ref, Output: archive}, export.WithClient(clientFor(t, src))); err != nil {
+	archivePath := filepath.Join(dir, "bundle.tar")
+	if _, err := export.Export(ctx, export.Request{Reference: pb.Ref, Output: archivePath}, export.WithClient(clientFor(t, src))); err != nil {
 		t.Fatal(err)
 	}
 	// Flip one byte in the middle of the largest blob.
-	big := largestBlob(t, archive)
-	corruptBlob(t, archive, big)
+	big := largestBlob(t, archivePath)
+	corruptBlob(t, archivePath, big)
 
 	mapping := filepath.Join(dir, "relocation-mapping.json")
-	_, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host, MappingPath: mapping}, importer.WithClient(clientFor(t, dst)))
+	_, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host, MappingPath: mapping}, importer.WithClient(clientFor(t, dst)))
 	if err == nil {
 		t.Fatal("import of a corrupted archive succeeded")
 	}
@@ -297,9 +298,9 @@ func TestImportStopsOnCorruptBlobBeforeAnyTag(t *testing.T) {
 }
 
 // largestBlob returns the digest of the largest blob an archive carries.
-func largestBlob(t *testing.T, archive string) digest.Digest {
+func largestBlob(t *testing.T, archivePath string) digest.Digest {
 	t.Helper()
-	a, err := layout.Open(context.Background(), archive, layout.OpenOptions{})
+	a, err := layout.Open(context.Background(), archivePath, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,18 +328,18 @@ func TestImportHashesWhatItSends(t *testing.T) {
 	dst, writes := untouchedTarget(t)
 	pb := sample(t, src, harness.SampleOptions{})
 	dir := t.TempDir()
-	archive := filepath.Join(dir, "bundle.tar")
-	if _, err := export.Export(ctx, export.Request{Reference: pb.Ref, Output: archive}, export.WithClient(clientFor(t, src))); err != nil {
+	archivePath := filepath.Join(dir, "bundle.tar")
+	if _, err := export.Export(ctx, export.Request{Reference: pb.Ref, Output: archivePath}, export.WithClient(clientFor(t, src))); err != nil {
 		t.Fatal(err)
 	}
-	first, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/one"}, importer.WithClient(clientFor(t, dst)))
+	first, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/one"}, importer.WithClient(clientFor(t, dst)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	big := largestBlob(t, archive)
-	corruptBlob(t, archive, big)
+	big := largestBlob(t, archivePath)
+	corruptBlob(t, archivePath, big)
 
-	again, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/one"}, importer.WithClient(clientFor(t, dst)))
+	again, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/one"}, importer.WithClient(clientFor(t, dst)))
 	if err != nil {
 		t.Fatalf("re-import into repositories that hold every blob: %v", err)
 	}
@@ -347,7 +348,7 @@ func TestImportHashesWhatItSends(t *testing.T) {
 	}
 
 	before := writes.n.Load()
-	_, err = importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/two"}, importer.WithClient(clientFor(t, dst)))
+	_, err = importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/two"}, importer.WithClient(clientFor(t, dst)))
 	if err == nil || !strings.Contains(err.Error(), big.String()) || !errors.Is(err, errdefs.ErrDigestMismatch) {
 		t.Fatalf("import into repositories that lack %s: %v", big, err)
 	}
@@ -365,8 +366,8 @@ func TestSkopeoReadsArchive(t *testing.T) {
 	src := startRegistry(t)
 	pb := sample(t, src, harness.SampleOptions{})
 	dir := t.TempDir()
-	archive := filepath.Join(dir, "bundle.tar")
-	if _, err := export.Export(ctx, export.Request{Reference: pb.Ref, Output: archive}, export.WithClient(clientFor(t, src))); err != nil {
+	archivePath := filepath.Join(dir, "bundle.tar")
+	if _, err := export.Export(ctx, export.Request{Reference: pb.Ref, Output: archivePath}, export.WithClient(clientFor(t, src))); err != nil {
 		t.Fatal(err)
 	}
 	// containers/image looks up ref.name only among OCI-typed descriptors,
@@ -381,7 +382,7 @@ func TestSkopeoReadsArchive(t *testing.T) {
 		if n == "web" {
 			args = args[:3]
 		}
-		args = append(args, "oci-archive:"+archive+":"+img.Image, "oci:"+out+":copied")
+		args = append(args, "oci-archive:"+archivePath+":"+img.Image, "oci:"+out+":copied")
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		cmd := exec.CommandContext(cctx, skopeo, args...)
 		cmd.Env = append(os.Environ(), "TMPDIR="+dir)
@@ -415,7 +416,7 @@ func TestSkopeoReadsArchive(t *testing.T) {
 			}
 		} else {
 			got := childDigests(t, a, root)
-			ours, err := layout.Open(ctx, archive, layout.OpenOptions{})
+			ours, err := layout.Open(ctx, archivePath, layout.OpenOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -459,8 +460,8 @@ func TestRoundTripFromBundleFile(t *testing.T) {
 	if err := os.WriteFile(bf, pb.BundleJSON, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	archive := filepath.Join(dir, "bundle.tar")
-	res, err := export.Export(ctx, export.Request{BundleFile: bf, Output: archive}, export.WithClient(clientFor(t, src)))
+	archivePath := filepath.Join(dir, "bundle.tar")
+	res, err := export.Export(ctx, export.Request{BundleFile: bf, Output: archivePath}, export.WithClient(clientFor(t, src)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +472,7 @@ func TestRoundTripFromBundleFile(t *testing.T) {
 	}
 	src.Close()
 	mapping := filepath.Join(dir, "relocation-mapping.json")
-	ir, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/mirror", MappingPath: mapping}, importer.WithClient(clientFor(t, dst)))
+	ir, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/mirror", MappingPath: mapping}, importer.WithClient(clientFor(t, dst)))
 	if err != nil {
 		t.Fatal(err)
 	}

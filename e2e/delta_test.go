@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -53,7 +54,7 @@ func sampleV2(t *testing.T, src *harness.Registry, v1 *harness.PushedBundle) *ha
 // metadata) and the rest.
 func blobSet(t *testing.T, path string) (all map[digest.Digest]bool, manifests map[digest.Digest]bool) {
 	t.Helper()
-	b, err := importer.Load(context.Background(), path, layout.OpenOptions{})
+	b, err := archive.Load(context.Background(), path, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

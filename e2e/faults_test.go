@@ -19,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -33,22 +34,22 @@ func exportedSample(t *testing.T, o harness.SampleOptions) (string, *harness.Pus
 	t.Helper()
 	src := startRegistry(t)
 	pb := sample(t, src, o)
-	archive := filepath.Join(t.TempDir(), "bundle.tar")
-	if _, err := export.Export(context.Background(), export.Request{Reference: pb.Ref, Output: archive}, export.WithClient(clientFor(t, src))); err != nil {
+	archivePath := filepath.Join(t.TempDir(), "bundle.tar")
+	if _, err := export.Export(context.Background(), export.Request{Reference: pb.Ref, Output: archivePath}, export.WithClient(clientFor(t, src))); err != nil {
 		t.Fatal(err)
 	}
 	src.Close()
-	return archive, pb
+	return archivePath, pb
 }
 
 // assertTargetHoldsArchive checks, byte for byte, that repo at reg serves every
 // manifest of the archive with its exact bytes and every blob with content
 // that hashes to its digest, and that every image of the mapping resolves
 // to its contentDigest.
-func assertTargetHoldsArchive(t *testing.T, reg *harness.Registry, repo, archive string, m relocate.Mapping) {
+func assertTargetHoldsArchive(t *testing.T, reg *harness.Registry, repo, archivePath string, m relocate.Mapping) {
 	t.Helper()
 	ctx := context.Background()
-	b, err := importer.Load(ctx, archive, layout.OpenOptions{})
+	b, err := archive.Load(ctx, archivePath, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func tagsAtTarget(t *testing.T, reg *harness.Registry) []string {
 // the registry was asked to wait as long as it said.
 func TestImportThroughFaults(t *testing.T) {
 	ctx := context.Background()
-	archive, _ := exportedSample(t, harness.SampleOptions{})
+	archivePath, _ := exportedSample(t, harness.SampleOptions{})
 	dst := startRegistry(t)
 	px, err := harness.StartFaultProxy(ctx, dst,
 		harness.Fault{Name: "blob HEAD 503", Method: http.MethodHead, Route: harness.FaultBlob, Status: http.StatusServiceUnavailable, Every: 2, Max: 4},
@@ -144,7 +145,7 @@ func TestImportThroughFaults(t *testing.T) {
 	}
 	mapping := filepath.Join(t.TempDir(), "relocation-mapping.json")
 	start := time.Now()
-	res, err := importer.Import(ctx, importer.Request{Archive: archive, Target: px.Host + "/airgap", MappingPath: mapping}, importer.WithClient(c))
+	res, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: px.Host + "/airgap", MappingPath: mapping}, importer.WithClient(c))
 	if err != nil {
 		t.Fatalf("import through faults failed: %v\ninjected: %v", err, px.Injected())
 	}
@@ -176,7 +177,7 @@ func TestImportThroughFaults(t *testing.T) {
 	}
 	// Resets happened mid-body: the registry received more upload bytes
 	// than the blobs hold.
-	b, err := importer.Load(ctx, archive, layout.OpenOptions{})
+	b, err := archive.Load(ctx, archivePath, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +197,7 @@ func TestImportThroughFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertTargetHoldsArchive(t, dst, ref.Context().RepositoryStr(), archive, m)
+	assertTargetHoldsArchive(t, dst, ref.Context().RepositoryStr(), archivePath, m)
 	pulled, err := harness.ReadBundle(ctx, dst, strings.Replace(res.BundleReference, px.Host, dst.Host, 1))
 	if err != nil {
 		t.Fatal(err)
@@ -211,9 +212,9 @@ func TestImportThroughFaults(t *testing.T) {
 // and the retries are bounded.
 func TestImportReportsEveryFailureAndTagsNothing(t *testing.T) {
 	ctx := context.Background()
-	archive, _ := exportedSample(t, harness.SampleOptions{})
+	archivePath, _ := exportedSample(t, harness.SampleOptions{})
 	dst := startRegistry(t)
-	b, err := importer.Load(ctx, archive, layout.OpenOptions{})
+	b, err := archive.Load(ctx, archivePath, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +258,7 @@ func TestImportReportsEveryFailureAndTagsNothing(t *testing.T) {
 	}
 	mapping := filepath.Join(t.TempDir(), "relocation-mapping.json")
 	start := time.Now()
-	_, err = importer.Import(ctx, importer.Request{Archive: archive, Target: px.Host + "/airgap", MappingPath: mapping}, importer.WithClient(c))
+	_, err = importer.Import(ctx, importer.Request{Archive: archivePath, Target: px.Host + "/airgap", MappingPath: mapping}, importer.WithClient(c))
 	if err == nil {
 		t.Fatal("the import succeeded although two blobs could never be uploaded")
 	}
@@ -295,7 +296,7 @@ func TestImportReportsEveryFailureAndTagsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = importer.Import(ctx, importer.Request{Archive: archive, Target: px2.Host + "/airgap", MappingPath: mapping}, importer.WithClient(c2))
+	_, err = importer.Import(ctx, importer.Request{Archive: archivePath, Target: px2.Host + "/airgap", MappingPath: mapping}, importer.WithClient(c2))
 	if err == nil {
 		t.Fatal("the import succeeded although two manifests were always refused")
 	}
@@ -315,7 +316,7 @@ func TestImportReportsEveryFailureAndTagsNothing(t *testing.T) {
 		t.Errorf("the web image, which did not fail, was not pushed: %v", err)
 	}
 	before := dst2.Counts()
-	if _, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst2.Host + "/airgap", MappingPath: mapping}, importer.WithClient(c2)); err != nil {
+	if _, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst2.Host + "/airgap", MappingPath: mapping}, importer.WithClient(c2)); err != nil {
 		t.Fatal(err)
 	}
 	after := dst2.Counts()
@@ -370,12 +371,12 @@ func TestExportResumesBrokenDownloads(t *testing.T) {
 		t.Fatalf("no Range request after %d broken downloads", px.Injected()["cut download"])
 	}
 	t.Logf("%d downloads broken, %d resumed with Range", px.Injected()["cut download"], resumed)
-	a, err := importer.Load(ctx, clean, layout.OpenOptions{})
+	a, err := archive.Load(ctx, clean, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := importer.Load(ctx, broken, layout.OpenOptions{})
+	b, err := archive.Load(ctx, broken, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

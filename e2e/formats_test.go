@@ -28,6 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -215,7 +216,7 @@ func TestImportForeignThickBundles(t *testing.T) {
 		{"porter archive", porter, layout.FormatPorter, "porter"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := importer.Load(ctx, tc.path, layout.OpenOptions{})
+			b, err := archive.Load(ctx, tc.path, layout.OpenOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -255,7 +256,7 @@ func TestImportForeignThickBundles(t *testing.T) {
 	}
 }
 
-func imageKey(e importer.ImageEntry) string {
+func imageKey(e archive.ImageEntry) string {
 	if e.Role == relocate.RoleInvocation {
 		return harness.Invocation
 	}
@@ -383,7 +384,7 @@ func TestCNABThickExportReadByCNABGo(t *testing.T) {
 	}
 
 	// Our importer reads it back (detected as our own, annotated, thick).
-	b, err := importer.Load(ctx, out, layout.OpenOptions{})
+	b, err := archive.Load(ctx, out, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +426,7 @@ func TestForeignThickBundleWithWrongDigest(t *testing.T) {
 		return data
 	})
 	_, err = importer.Import(ctx, importer.Request{Archive: tampered, Target: dst.Host}, importer.WithClient(clientFor(t, dst)))
-	if !errors.Is(err, importer.ErrBundleMismatch) || !strings.Contains(err.Error(), "component db") {
+	if !errors.Is(err, archive.ErrBundleMismatch) || !strings.Contains(err.Error(), "component db") {
 		t.Fatalf("want a bundle mismatch naming component db, got %v", err)
 	}
 	if n := dst.Counts(); n.BlobUploadStarts != 0 || n.ManifestPuts != 0 {

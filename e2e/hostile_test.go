@@ -22,6 +22,7 @@ import (
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 )
@@ -241,11 +242,11 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 	ctx := context.Background()
 	valid, _ := exportedSample(t, harness.SampleOptions{})
 	base := readHostileArchive(t, valid)
-	b, err := importer.Load(ctx, valid, layout.OpenOptions{})
+	b, err := archive.Load(ctx, valid, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var worker, db importer.ImageEntry
+	var worker, db archive.ImageEntry
 	for _, e := range b.Images {
 		switch e.Label() {
 		case "component worker":
@@ -315,7 +316,7 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 		{"truncated blob", bytesOf(forge(func(a *hostileArchive) {
 			d := a.get(layout.BlobName(biggest))
 			a.set(layout.BlobName(biggest), d[:len(d)/2])
-		})), importer.ErrInvalidArchive, biggest.String()},
+		})), archive.ErrInvalidArchive, biggest.String()},
 		{"descriptor size smaller than the blob", bytesOf(forge(func(a *hostileArchive) {
 			var m map[string]any
 			json.Unmarshal(workerManifest.Raw, &m)
@@ -323,7 +324,7 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 			l["size"] = l["size"].(float64) - 1
 			shorter, _ := json.Marshal(m)
 			a.replaceBlob(worker.Desc.Digest, shorter)
-		})), importer.ErrInvalidArchive, "described as"},
+		})), archive.ErrInvalidArchive, "described as"},
 		{"index.json references a missing blob", bytesOf(forge(func(a *hostileArchive) { a.remove(layout.BlobName(worker.Desc.Digest)) })), layout.ErrBlobNotFound, worker.Desc.Digest.String()},
 		{"duplicate entries with different contents", bytesOf(forge(func(a *hostileArchive) { a.add(reg(layout.BundleFile, `{"name":"evil"}`)) })), layout.ErrUnsafeEntry, "duplicate"},
 		{"50 MB of JSON nesting in index.json", bytesOf(forge(func(a *hostileArchive) { a.set(layout.IndexFile, deep(25<<20)) })), layout.ErrTooLarge, "index.json"},
@@ -344,7 +345,7 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 			}
 			a.set(layout.BundleFile, forged)
 			a.replaceBlob(digest.FromBytes(bj), forged)
-		})), importer.ErrBundleMismatch, "component db"},
+		})), archive.ErrBundleMismatch, "component db"},
 	}
 
 	dst := startRegistry(t)

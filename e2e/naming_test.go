@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -88,7 +89,7 @@ func TestNamingPolicies(t *testing.T) {
 	ctx := context.Background()
 	src := startRegistry(t)
 	pb := sample(t, src, harness.SampleOptions{})
-	archive := exportSample(t, src, pb)
+	archivePath := exportSample(t, src, pb)
 	src.Close()
 
 	cases := []struct {
@@ -110,7 +111,7 @@ func TestNamingPolicies(t *testing.T) {
 				opts = append(opts, maxPathSegments(tc.lim))
 			}
 			dst := startRegistry(t, opts...)
-			ir, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap"}, importer.WithClient(clientFor(t, dst)),
+			ir, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/airgap"}, importer.WithClient(clientFor(t, dst)),
 				importer.WithNaming(tc.naming), importer.WithNameLimits(relocate.Limits{MaxPathSegments: tc.lim}))
 			if err != nil {
 				t.Fatal(err)
@@ -182,7 +183,7 @@ func TestNamingRefusedBeforeAnyByteMoves(t *testing.T) {
 	src := startRegistry(t)
 	src2 := startRegistry(t)
 	pb := sample(t, src, harness.SampleOptions{})
-	archive := exportSample(t, src, pb)
+	archivePath := exportSample(t, src, pb)
 
 	// A bundle.json with the same library/web path on two registries.
 	web := mustImage(t, pb, "web")
@@ -213,23 +214,23 @@ func TestNamingRefusedBeforeAnyByteMoves(t *testing.T) {
 
 	dst := startRegistry(t, maxPathSegments(2))
 	cases := []struct {
-		name    string
-		archive string
-		prefix  string
-		naming  relocate.Naming
-		lim     int
-		want    string
+		name        string
+		archivePath string
+		prefix      string
+		naming      relocate.Naming
+		lim         int
+		want        string
 	}{
-		{"preserve over two segments", archive, "airgap", relocate.NamingPreserve, 2, "try --naming flatten"},
-		{"bundle-repo over two segments", archive, "airgap", relocate.NamingBundleRepo, 2, "path segments"},
-		{"longer than 255", archive, strings.Repeat("p", 250), relocate.NamingPreserve, 0, "255 characters"},
+		{"preserve over two segments", archivePath, "airgap", relocate.NamingPreserve, 2, "try --naming flatten"},
+		{"bundle-repo over two segments", archivePath, "airgap", relocate.NamingBundleRepo, 2, "path segments"},
+		{"longer than 255", archivePath, strings.Repeat("p", 250), relocate.NamingPreserve, 0, "255 characters"},
 		{"collision", twoWebs, "airgap", relocate.NamingPreserve, 0, "would both be placed at"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dst.ResetCounts()
 			mapping := filepath.Join(t.TempDir(), "m.json")
-			_, err := importer.Import(ctx, importer.Request{Archive: tc.archive, Target: dst.Host + "/" + tc.prefix, MappingPath: mapping}, importer.WithClient(clientFor(t, dst)),
+			_, err := importer.Import(ctx, importer.Request{Archive: tc.archivePath, Target: dst.Host + "/" + tc.prefix, MappingPath: mapping}, importer.WithClient(clientFor(t, dst)),
 				importer.WithNaming(tc.naming), importer.WithNameLimits(relocate.Limits{MaxPathSegments: tc.lim}))
 			if !errors.Is(err, relocate.ErrNaming) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want a naming error with %q, got %v", tc.want, err)
@@ -255,7 +256,7 @@ func TestNamingRefusedBeforeAnyByteMoves(t *testing.T) {
 	}
 	// Without --max-path-segments the registry itself refuses, mid-import,
 	// with its own diagnosis.
-	_, err = importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap"}, importer.WithClient(clientFor(t, dst)), importer.WithNaming(relocate.NamingPreserve))
+	_, err = importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/airgap"}, importer.WithClient(clientFor(t, dst)), importer.WithNaming(relocate.NamingPreserve))
 	if err == nil || !strings.Contains(err.Error(), "400 Bad Request") {
 		t.Fatalf("want the registry's refusal (400), got %v", err)
 	}
@@ -282,10 +283,10 @@ func TestImportDryRun(t *testing.T) {
 	cli := newCLI(t)
 	src := startRegistry(t)
 	pb := sample(t, src, harness.SampleOptions{})
-	archive := exportSample(t, src, pb)
+	archivePath := exportSample(t, src, pb)
 	src.Close()
 	dst := startRegistry(t, maxPathSegments(2))
-	b, err := importer.Load(ctx, archive, layout.OpenOptions{})
+	b, err := archive.Load(ctx, archivePath, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +298,7 @@ func TestImportDryRun(t *testing.T) {
 	b.Close()
 
 	mapping := filepath.Join(t.TempDir(), "relocation-mapping.json")
-	args := []string{"--plain-http", dst.Host, "import", "--target", dst.Host + "/airgap", "--mapping", mapping, "--naming", "flatten", "--max-path-segments", "2", "--dry-run", archive}
+	args := []string{"--plain-http", dst.Host, "import", "--target", dst.Host + "/airgap", "--mapping", mapping, "--naming", "flatten", "--max-path-segments", "2", "--dry-run", archivePath}
 	dryRun := func(wantUpload int, wantBytes int64) {
 		t.Helper()
 		before := listing(t, dst)
@@ -337,7 +338,7 @@ func TestImportDryRun(t *testing.T) {
 		}
 	}
 	dryRun(allBlobs, allBytes)
-	if _, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap"}, importer.WithClient(clientFor(t, dst)),
+	if _, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/airgap"}, importer.WithClient(clientFor(t, dst)),
 		importer.WithNaming(relocate.NamingFlatten), importer.WithNameLimits(relocate.Limits{MaxPathSegments: 2})); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -58,8 +59,8 @@ func TestPlatformSelection(t *testing.T) {
 	dir := t.TempDir()
 
 	// Through the CLI: --platform linux/amd64.
-	archive := filepath.Join(dir, "amd64.tar")
-	code, out, errOut := cli(t, "--plain-http", src.Host, "export", "--platform", "linux/amd64", "-o", archive, pb.Ref)
+	archivePath := filepath.Join(dir, "amd64.tar")
+	code, out, errOut := cli(t, "--plain-http", src.Host, "export", "--platform", "linux/amd64", "-o", archivePath, pb.Ref)
 	if code != 0 {
 		t.Fatalf("export exit %d: %s", code, errOut)
 	}
@@ -68,7 +69,7 @@ func TestPlatformSelection(t *testing.T) {
 	}
 	full := exportSample(t, src, pb)
 
-	a, err := layout.Open(ctx, archive, layout.OpenOptions{})
+	a, err := layout.Open(ctx, archivePath, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestPlatformSelection(t *testing.T) {
 	fa.Close()
 	a.Close()
 
-	b, err := importer.Load(ctx, archive, layout.OpenOptions{})
+	b, err := archive.Load(ctx, archivePath, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestPlatformSelection(t *testing.T) {
 
 	t.Run("registry accepting sparse indexes", func(t *testing.T) {
 		dst := startRegistry(t, harness.WithSparseIndexes())
-		code, out, errOut := cli(t, "--plain-http", dst.Host, "import", "--target", dst.Host+"/airgap", "--mapping", filepath.Join(t.TempDir(), "m.json"), archive)
+		code, out, errOut := cli(t, "--plain-http", dst.Host, "import", "--target", dst.Host+"/airgap", "--mapping", filepath.Join(t.TempDir(), "m.json"), archivePath)
 		if code != 0 {
 			t.Fatalf("import exit %d: %s\n%s", code, errOut, out)
 		}
@@ -142,7 +143,7 @@ func TestPlatformSelection(t *testing.T) {
 		// distribution's default; the option makes it explicit.
 		dst := startRegistry(t, harness.WithIndexValidation())
 		mapping := filepath.Join(t.TempDir(), "m.json")
-		_, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap", MappingPath: mapping}, importer.WithClient(clientFor(t, dst)))
+		_, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/airgap", MappingPath: mapping}, importer.WithClient(clientFor(t, dst)))
 		if !errors.Is(err, importer.ErrSparseRefused) {
 			t.Fatalf("want a refused sparse index, got %v", err)
 		}

@@ -19,8 +19,8 @@ import (
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
 	"github.com/cnab-airgap/cnab-airgap/e2e/sigfixtures"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
-	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
@@ -185,8 +185,8 @@ func TestSigningInToto301AndImages(t *testing.T) {
 	}
 
 	// The full export.
-	archive := filepath.Join(dir, "signed.tar")
-	code, stdout, stderr = sigCLI(t, exportArgs(archive, "--notary-images", "--in-toto-dir", itDir)...)
+	archivePath := filepath.Join(dir, "signed.tar")
+	code, stdout, stderr = sigCLI(t, exportArgs(archivePath, "--notary-images", "--in-toto-dir", itDir)...)
 	if code != 0 {
 		t.Fatalf("export: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -221,17 +221,17 @@ func TestSigningInToto301AndImages(t *testing.T) {
 	src.Close()
 	notary.Close()
 
-	code, stdout, stderr = sigCLI(t, "inspect", archive)
+	code, stdout, stderr = sigCLI(t, "inspect", archivePath)
 	if code != 0 || strings.Count(stdout, "trust ") != 1+len(imgs) || !strings.Contains(stdout, "(notary "+gun+":"+harness.DefaultSampleTag+")") ||
 		!strings.Contains(stdout, "(notary "+imgs[0].gun+":"+imgs[0].tag+")") {
 		t.Fatalf("inspect (exit %d) does not list the trust data per subject:\n%s\n%s", code, stdout, stderr)
 	}
-	code, stdout, stderr = sigCLI(t, append([]string{"verify", archive}, pins...)...)
+	code, stdout, stderr = sigCLI(t, append([]string{"verify", archivePath}, pins...)...)
 	if code != 0 || !strings.Contains(stdout, "cnab-301 form: steps build, 3 carried files checked against their signed hashes, verified true") ||
 		strings.Count(stdout, "notary      GUN ") != 1+len(imgs) {
 		t.Fatalf("verify (exit %d):\n%s\n%s", code, stdout, stderr)
 	}
-	code, stdout, stderr = sigCLI(t, "verify", archive, "--notary-pin", gun+"="+rootID)
+	code, stdout, stderr = sigCLI(t, "verify", archivePath, "--notary-pin", gun+"="+rootID)
 	if code != 3 || !strings.Contains(stderr, "trust anchor") {
 		t.Fatalf("verify with the bundle's pin only: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -240,7 +240,7 @@ func TestSigningInToto301AndImages(t *testing.T) {
 	// each image's trust data is a referrer of its manifest at the target.
 	dst := startRegistry(t)
 	mapping := filepath.Join(dir, "mapping.json")
-	code, stdout, stderr = sigCLI(t, append([]string{"--plain-http", dst.Host, "import", archive, "-t", dst.Host + "/airgap", "--naming", "preserve", "-m", mapping}, pins...)...)
+	code, stdout, stderr = sigCLI(t, append([]string{"--plain-http", dst.Host, "import", archivePath, "-t", dst.Host + "/airgap", "--naming", "preserve", "-m", mapping}, pins...)...)
 	if code != 0 {
 		t.Fatalf("import: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -286,7 +286,7 @@ func TestSigningInToto301AndImages(t *testing.T) {
 		t.Setenv("NOTARY_"+r+"_PASSPHRASE", "inside-"+r)
 	}
 	dst2 := startRegistry(t)
-	code, stdout, stderr = sigCLI(t, append([]string{"--plain-http", dst2.Host, "import", archive, "-t", dst2.Host + "/airgap", "--naming", "preserve",
+	code, stdout, stderr = sigCLI(t, append([]string{"--plain-http", dst2.Host, "import", archivePath, "-t", dst2.Host + "/airgap", "--naming", "preserve",
 		"-m", filepath.Join(dir, "m2.json"), "--notary-resign", "--notary-server", inside.URL, "--notary-trust-dir", filepath.Join(dir, "inside-keys")}, pins...)...)
 	if code != 0 || strings.Count(stdout, "re-signed   GUN ") != 1+len(imgs) {
 		t.Fatalf("import --notary-resign: exit %d\n%s\n%s", code, stdout, stderr)
@@ -334,8 +334,8 @@ func TestSigningInToto301AndImages(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run("refused/"+tc.name, func(t *testing.T) {
-			a := editTrust(archive, tc.edit)(t)
-			b, err := importer.Load(ctx, a, layout.OpenOptions{})
+			a := editTrust(archivePath, tc.edit)(t)
+			b, err := archive.Load(ctx, a, layout.OpenOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

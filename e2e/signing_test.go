@@ -29,6 +29,7 @@ import (
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
 	"github.com/cnab-airgap/cnab-airgap/e2e/sigfixtures"
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -204,11 +205,11 @@ func TestSigning(t *testing.T) {
 	ctx := context.Background()
 	s := newSignedSource(t)
 	dir := s.dir
-	archive := filepath.Join(dir, "signed.tar")
+	archivePath := filepath.Join(dir, "signed.tar")
 	pin := s.gun + "=" + s.rootID
 
 	// Export through the CLI: it prints the root key ID to pin.
-	code, stdout, stderr := sigCLI(t, "--plain-http", s.src.Host, "--ca-file", s.notary.CAFile, "--output", "json", "export", "-o", archive, "--notary-server", s.notary.URL, s.pb.Ref)
+	code, stdout, stderr := sigCLI(t, "--plain-http", s.src.Host, "--ca-file", s.notary.CAFile, "--output", "json", "export", "-o", archivePath, "--notary-server", s.notary.URL, s.pb.Ref)
 	if code != 0 {
 		t.Fatalf("export: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -231,7 +232,7 @@ func TestSigning(t *testing.T) {
 	if !equalCounts(er.Signatures.ByRole, wantRoles) || er.Signatures.Artifacts != len(s.arts)+1 {
 		t.Fatalf("export carries %d artifacts %v, want %d %v", er.Signatures.Artifacts, er.Signatures.ByRole, len(s.arts)+1, wantRoles)
 	}
-	checkCarried(t, archive, s)
+	checkCarried(t, archivePath, s)
 	code, stdout, _ = sigCLI(t, "--plain-http", s.src.Host, "--ca-file", s.notary.CAFile, "export", "-o", filepath.Join(dir, "text.tar"), "--notary-server", s.notary.URL, s.pb.Ref)
 	if code != 0 || !strings.Contains(stdout, "--notary-pin "+pin) {
 		t.Fatalf("text export (exit %d) does not print the pin:\n%s", code, stdout)
@@ -298,7 +299,7 @@ func TestSigning(t *testing.T) {
 
 	// notation: verified against the signer's certificate as trust store,
 	// and refused against a CA that did not issue it.
-	code, stdout, stderr = sigCLI(t, "--output", "json", "verify", archive, "--notary-pin", pin, "--notation-cert", s.notationCert)
+	code, stdout, stderr = sigCLI(t, "--output", "json", "verify", archivePath, "--notary-pin", pin, "--notation-cert", s.notationCert)
 	var vr struct{ Signatures sigbundle.Report }
 	if code != 0 || json.Unmarshal([]byte(stdout), &vr) != nil ||
 		!slices.ContainsFunc(vr.Signatures.Artifacts, func(a sigbundle.ArtifactReport) bool {
@@ -306,17 +307,17 @@ func TestSigning(t *testing.T) {
 		}) {
 		t.Fatalf("verify --notation-cert (exit %d):\n%s\n%s", code, stdout, stderr)
 	}
-	code, stdout, stderr = sigCLI(t, "verify", archive, "--notary-pin", pin, "--notation-cert", otherCA.File)
+	code, stdout, stderr = sigCLI(t, "verify", archivePath, "--notary-pin", pin, "--notation-cert", otherCA.File)
 	if code != 3 || !strings.Contains(stderr, "none of the notation signatures of image db") || !strings.Contains(stderr, "unknown authority") {
 		t.Fatalf("verify with another notation trust store (exit %d):\n%s\n%s", code, stdout, stderr)
 	}
 
-	code, stdout, stderr = sigCLI(t, "inspect", archive)
+	code, stdout, stderr = sigCLI(t, "inspect", archivePath)
 	if code != 0 || !strings.Contains(stdout, "signing artifacts (per subject):") || !strings.Contains(stdout, "image web linux/amd64") ||
 		!strings.Contains(stdout, "sha256-"+s.pb.Digest.Encoded()+".sig") {
 		t.Fatalf("inspect (exit %d) does not list the artifacts per subject:\n%s\n%s", code, stdout, stderr)
 	}
-	code, stdout, stderr = sigCLI(t, "verify", archive, "--notary-pin", pin, "--cosign-key", s.keyFile, "--require-signatures")
+	code, stdout, stderr = sigCLI(t, "verify", archivePath, "--notary-pin", pin, "--cosign-key", s.keyFile, "--require-signatures")
 	if code != 0 || !strings.Contains(stdout, "notary      GUN "+s.gun+" target 0.1.0 in targets/releases verified") ||
 		!strings.Contains(stdout, "bundle signed: true") || !strings.Contains(stdout, "valid at export time") {
 		t.Fatalf("verify (exit %d):\n%s\n%s", code, stdout, stderr)
@@ -324,7 +325,7 @@ func TestSigning(t *testing.T) {
 
 	t.Run("import/fallback-tags", func(t *testing.T) {
 		dst := startRegistry(t)
-		ir, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap", MappingPath: filepath.Join(t.TempDir(), "m.json")},
+		ir, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/airgap", MappingPath: filepath.Join(t.TempDir(), "m.json")},
 			importer.WithClient(clientFor(t, dst)),
 			importer.WithSigningOptions(sigbundle.WithNotaryPin(s.gun, s.rootID), cosignKey(t, s.keyFile), sigbundle.WithRequireSignatures(true)))
 		if err != nil {
@@ -351,7 +352,7 @@ func TestSigning(t *testing.T) {
 			t.Fatalf("verify --reference (exit %d):\n%s\n%s", code, stdout, stderr)
 		}
 		// A second import pushes no signing artifact again.
-		ir2, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap"},
+		ir2, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/airgap"},
 			importer.WithClient(clientFor(t, dst)), importer.WithSigningOptions(sigbundle.WithNotaryPin(s.gun, s.rootID)))
 		if err != nil {
 			t.Fatal(err)
@@ -369,7 +370,7 @@ func TestSigning(t *testing.T) {
 		if err := remote.Put(br.Tag("sha256-"+s.pb.Digest.Encoded()), rawIndex(empty), dst.RemoteOptions()...); err != nil {
 			t.Fatal(err)
 		}
-		ir3, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap"},
+		ir3, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/airgap"},
 			importer.WithClient(clientFor(t, dst)), importer.WithSigningOptions(sigbundle.WithNotaryPin(s.gun, s.rootID)))
 		if err != nil {
 			t.Fatal(err)
@@ -407,7 +408,7 @@ func TestSigning(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ir, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap"},
+		ir, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/airgap"},
 			importer.WithClient(clientFor(t, dst)), importer.WithSigningOptions(sigbundle.WithNotaryPin(s.gun, s.rootID)))
 		if err != nil {
 			t.Fatal(err)
@@ -438,7 +439,7 @@ func TestSigning(t *testing.T) {
 		if i < 0 || !slices.Equal(slices.Sorted(slices.Values(vr.Signatures.Artifacts[i].Keys)), []string{"cosign.pub", "inside.pub"}) {
 			t.Fatalf("the bundle index's .sig at the target: %+v", vr.Signatures.Artifacts)
 		}
-		ir2, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap"},
+		ir2, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/airgap"},
 			importer.WithClient(clientFor(t, dst)), importer.WithSigningOptions(sigbundle.WithNotaryPin(s.gun, s.rootID)))
 		if err != nil {
 			t.Fatal(err)
@@ -456,7 +457,7 @@ func TestSigning(t *testing.T) {
 		srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.WithReferrersSupport(true), ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 		t.Cleanup(srv.Close)
 		apiHost = strings.TrimPrefix(srv.URL, "http://")
-		code, stdout, stderr := sigCLI(t, "--plain-http", apiHost, "--output", "json", "import", archive, "-t", apiHost+"/airgap",
+		code, stdout, stderr := sigCLI(t, "--plain-http", apiHost, "--output", "json", "import", archivePath, "-t", apiHost+"/airgap",
 			"-m", filepath.Join(t.TempDir(), "m.json"), "--notary-pin", pin, "--cosign-key", s.keyFile, "--in-toto-run-inspections")
 		if code != 0 {
 			t.Fatalf("import: exit %d\n%s\n%s", code, stdout, stderr)
@@ -476,10 +477,10 @@ func TestSigning(t *testing.T) {
 		if res.Signatures == nil || res.Signatures.Artifacts != len(s.arts)+1 {
 			t.Fatalf("export through the Referrers API found %+v, want %d artifacts", res.Signatures, len(s.arts)+1)
 		}
-		if got, want := carriedDigests(t, again), carriedDigests(t, archive); !slices.Equal(got, want) {
+		if got, want := carriedDigests(t, again), carriedDigests(t, archivePath); !slices.Equal(got, want) {
 			t.Fatalf("artifacts read back through the Referrers API differ:\n got %v\nwant %v", got, want)
 		}
-		b, err := importer.Load(ctx, again, layout.OpenOptions{})
+		b, err := archive.Load(ctx, again, layout.OpenOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -508,7 +509,7 @@ func TestSigning(t *testing.T) {
 		for _, r := range []string{"ROOT", "TARGETS", "SNAPSHOT"} {
 			t.Setenv("NOTARY_"+r+"_PASSPHRASE", "inside-"+r)
 		}
-		code, stdout, stderr := sigCLI(t, "--plain-http", dst.Host, "import", archive, "-t", dst.Host+"/airgap", "-m", filepath.Join(tdir, "m.json"),
+		code, stdout, stderr := sigCLI(t, "--plain-http", dst.Host, "import", archivePath, "-t", dst.Host+"/airgap", "-m", filepath.Join(tdir, "m.json"),
 			"--notary-pin", pin, "--notary-resign", "--notary-server", inside.URL, "--notary-trust-dir", filepath.Join(tdir, "keys"))
 		if code != 0 || !strings.Contains(stdout, "re-signed   GUN "+dst.Host+"/airgap/"+harness.DefaultSampleRepository) {
 			t.Fatalf("import --notary-resign (exit %d):\n%s\n%s", code, stdout, stderr)
@@ -537,7 +538,7 @@ func TestSigning(t *testing.T) {
 
 	t.Run("import/no-signatures", func(t *testing.T) {
 		dst := startRegistry(t)
-		ir, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap"}, importer.WithClient(clientFor(t, dst)), importer.WithSignatures(false))
+		ir, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/airgap"}, importer.WithClient(clientFor(t, dst)), importer.WithSignatures(false))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -557,34 +558,34 @@ func TestSigning(t *testing.T) {
 		future := func() time.Time { return time.Now().AddDate(4, 0, 0) }
 		relocatedGUN := neg.Host + "/airgap/" + harness.DefaultSampleRepository
 		cases := []struct {
-			name    string
-			archive func(t *testing.T) string
-			opts    []sigbundle.Option
-			want    error
-			msg     string
+			name        string
+			archivePath func(t *testing.T) string
+			opts        []sigbundle.Option
+			want        error
+			msg         string
 		}{
-			{"wrong pin", keep(archive), []sigbundle.Option{sigbundle.WithNotaryPin(s.gun, strings.Repeat("ab", 32))}, sigbundle.ErrTrustAnchor, "does not satisfy the pin trust anchor"},
-			{"no trust anchor", keep(archive), nil, sigbundle.ErrTrustAnchor, s.rootID},
-			{"one byte changed in a carried role", editTrust(archive, func(m *ocispec.Manifest, roles map[string][]byte) {
+			{"wrong pin", keep(archivePath), []sigbundle.Option{sigbundle.WithNotaryPin(s.gun, strings.Repeat("ab", 32))}, sigbundle.ErrTrustAnchor, "does not satisfy the pin trust anchor"},
+			{"no trust anchor", keep(archivePath), nil, sigbundle.ErrTrustAnchor, s.rootID},
+			{"one byte changed in a carried role", editTrust(archivePath, func(m *ocispec.Manifest, roles map[string][]byte) {
 				r := roles["targets/releases"]
 				i := bytes.Index(r, []byte(`"expires":"`)) + len(`"expires":"`)
 				r[i+3]++ // the year, one byte
 			}), good, sigbundle.ErrTrustData, "targets/releases"},
-			{"bundle.json changed", changeBundle(archive), good, sigbundle.ErrTargetMismatch, "signs sha256 " + s.pb.BundleJSONDigest.Encoded()},
-			{"bundle.json byte flipped", flipBundle(archive), good, importer.ErrBundleMismatch, "bundle.json"},
-			{"referrer blob changed", corruptPayload(archive, s), good, verify.ErrDigestMismatch, "blob sha256:"},
-			{"expired targets role", keep(archive), append(slices.Clone(good), sigbundle.WithClock(future)), sigbundle.ErrExpired, "targets expired"},
-			{"relocated GUN presented as the original", editTrust(archive, func(m *ocispec.Manifest, roles map[string][]byte) {
+			{"bundle.json changed", changeBundle(archivePath), good, sigbundle.ErrTargetMismatch, "signs sha256 " + s.pb.BundleJSONDigest.Encoded()},
+			{"bundle.json byte flipped", flipBundle(archivePath), good, archive.ErrBundleMismatch, "bundle.json"},
+			{"referrer blob changed", corruptPayload(archivePath, s), good, verify.ErrDigestMismatch, "blob sha256:"},
+			{"expired targets role", keep(archivePath), append(slices.Clone(good), sigbundle.WithClock(future)), sigbundle.ErrExpired, "targets expired"},
+			{"relocated GUN presented as the original", editTrust(archivePath, func(m *ocispec.Manifest, roles map[string][]byte) {
 				m.Annotations[sigbundle.AnnotationNotaryGUN] = relocatedGUN
 			}), []sigbundle.Option{sigbundle.WithNotaryPin(relocatedGUN, s.rootID)}, sigbundle.ErrTrustAnchor, "issued to GUN \"" + s.gun + "\""},
 			{"layout with inspections", keep(inspectArchive), good, sigbundle.ErrInspections, "--in-toto-run-inspections"},
-			{"cosign signature and the wrong key", keep(archive), []sigbundle.Option{sigbundle.WithNotaryPin(s.gun, s.rootID), cosignKey(t, s.wrongFile)}, sigbundle.ErrSignature, "wrong.pub"},
+			{"cosign signature and the wrong key", keep(archivePath), []sigbundle.Option{sigbundle.WithNotaryPin(s.gun, s.rootID), cosignKey(t, s.wrongFile)}, sigbundle.ErrSignature, "wrong.pub"},
 			{"root not issued by the trusted CA", keep(caArchive), []sigbundle.Option{sigbundle.WithNotaryCA(s.src.Host+"/", otherCA.File)}, sigbundle.ErrTrustAnchor, "does not satisfy the ca trust anchor"},
 			{"unsigned bundle with --require-signatures", keep(unsigned), []sigbundle.Option{sigbundle.WithRequireSignatures(true)}, sigbundle.ErrUnsigned, "signatures are required"},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				a := tc.archive(t)
+				a := tc.archivePath(t)
 				_, err := importer.Import(ctx, importer.Request{Archive: a, Target: neg.Host + "/airgap", MappingPath: filepath.Join(t.TempDir(), "m.json")},
 					importer.WithClient(nc), importer.WithSigningOptions(tc.opts...))
 				if err == nil {
@@ -603,12 +604,12 @@ func TestSigning(t *testing.T) {
 			})
 		}
 		// The CLI reports them with the verification exit code.
-		code, _, stderr := sigCLI(t, "--plain-http", neg.Host, "import", archive, "-t", neg.Host+"/airgap", "--notary-pin", s.gun+"="+strings.Repeat("cd", 32))
+		code, _, stderr := sigCLI(t, "--plain-http", neg.Host, "import", archivePath, "-t", neg.Host+"/airgap", "--notary-pin", s.gun+"="+strings.Repeat("cd", 32))
 		if code != 3 || !strings.Contains(stderr, "trust anchor") {
 			t.Fatalf("CLI import with a wrong pin: exit %d, %s", code, stderr)
 		}
 		// The escape hatches, which say what they give up.
-		b, err := importer.Load(ctx, archive, layout.OpenOptions{})
+		b, err := archive.Load(ctx, archivePath, layout.OpenOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -621,7 +622,7 @@ func TestSigning(t *testing.T) {
 			!slices.ContainsFunc(rep.Warnings, func(w string) bool { return strings.Contains(w, "trusted on first use") }) {
 			t.Fatalf("--notary-tofu: %v %+v", err, rep)
 		}
-		cb, err := importer.Load(ctx, caArchive, layout.OpenOptions{})
+		cb, err := archive.Load(ctx, caArchive, layout.OpenOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -630,7 +631,7 @@ func TestSigning(t *testing.T) {
 			rep.Notary[0].Anchor != "ca" || rep.Notary[0].GUN != caGUN {
 			t.Fatalf("--notary-ca: %v %+v", err, rep)
 		}
-		ib, err := importer.Load(ctx, inspectArchive, layout.OpenOptions{})
+		ib, err := archive.Load(ctx, inspectArchive, layout.OpenOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -678,9 +679,9 @@ func plainClient(t *testing.T, hosts ...string) *registry.Client {
 // checkCarried checks index.json: every artifact pushed at the source is
 // there, byte for byte, with its subject and repository, cosign objects
 // with their tag; the trust-data artifact is attached to the bundle index.
-func checkCarried(t *testing.T, archive string, s *signedSource) {
+func checkCarried(t *testing.T, archivePath string, s *signedSource) {
 	t.Helper()
-	b, err := importer.Load(context.Background(), archive, layout.OpenOptions{})
+	b, err := archive.Load(context.Background(), archivePath, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -717,9 +718,9 @@ func checkCarried(t *testing.T, archive string, s *signedSource) {
 }
 
 // carriedDigests lists an archive's signing artifacts.
-func carriedDigests(t *testing.T, archive string) []string {
+func carriedDigests(t *testing.T, archivePath string) []string {
 	t.Helper()
-	b, err := importer.Load(context.Background(), archive, layout.OpenOptions{})
+	b, err := archive.Load(context.Background(), archivePath, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

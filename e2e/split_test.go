@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -169,7 +170,7 @@ func TestSplitCompressed(t *testing.T) {
 	if res.Parts == nil || len(res.Parts.Parts) < 5 || res.Archive != out+layout.PartsSuffix {
 		t.Fatalf("parts %+v archive %s", res.Parts, res.Archive)
 	}
-	b, err := importer.Load(ctx, res.Archive, layout.OpenOptions{})
+	b, err := archive.Load(ctx, res.Archive, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

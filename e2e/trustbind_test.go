@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -188,7 +189,7 @@ func TestTrustBoundToPushedName(t *testing.T) {
 			t.Fatalf("verify of older trust data: exit %d\n%s\n%s", code, stdout, stderr)
 		}
 		// The library says which sentinel.
-		b, err := importer.Load(ctx, signed, layout.OpenOptions{})
+		b, err := archive.Load(ctx, signed, layout.OpenOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 )
@@ -47,12 +48,12 @@ func openOptions(c *cli.Context) (layout.OpenOptions, error) {
 // loadArchive loads and checks the archive given as the argument with the
 // options of archiveOptsFlags; with ak, its signature is checked first,
 // over the bytes that are then parsed.
-func loadArchive(c *cli.Context, ak *importer.ArchiveKey) (*importer.Bundle, *importer.ArchiveSignature, error) {
+func loadArchive(c *cli.Context, ak *importer.ArchiveKey) (*archive.Bundle, *importer.ArchiveSignature, error) {
 	oo, as, err := archiveOpenOptions(c, ak)
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := importer.Load(c.Context, c.Args().First(), oo)
+	b, err := archive.Load(c.Context, c.Args().First(), oo)
 	if err != nil {
 		return nil, nil, err
 	}

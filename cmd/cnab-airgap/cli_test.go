@@ -18,7 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
-	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 )
@@ -166,10 +166,10 @@ func TestCLIRoundTripJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	archive := filepath.Join(dir, "bundle.tar")
+	archivePath := filepath.Join(dir, "bundle.tar")
 
 	// export: global flags after the command, --output json anywhere.
-	r := runCLI(t, "export", pb.Ref, "-o", archive, "--plain-http", src.Host, "--output", "json")
+	r := runCLI(t, "export", pb.Ref, "-o", archivePath, "--plain-http", src.Host, "--output", "json")
 	var ex exportJSON
 	r.decode(t, "export", &ex)
 	if ex.IndexDigest != pb.Digest.String() || ex.BundleDigest != pb.BundleJSONDigest.String() || ex.Bundle != "sample-app" || ex.Version != "0.1.0" {
@@ -200,15 +200,15 @@ func TestCLIRoundTripJSON(t *testing.T) {
 			t.Fatalf("export does not list %s", img.Image)
 		}
 	}
-	raw, err := os.ReadFile(archive)
+	raw, err := os.ReadFile(archivePath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(raw)
-	if ex.ArchiveDigest != "sha256:"+hex.EncodeToString(sum[:]) || ex.ArchiveBytes != int64(len(raw)) || ex.Archive != archive {
+	if ex.ArchiveDigest != "sha256:"+hex.EncodeToString(sum[:]) || ex.ArchiveBytes != int64(len(raw)) || ex.Archive != archivePath {
 		t.Fatalf("export says %s (%d bytes), the file is %x (%d)", ex.ArchiveDigest, ex.ArchiveBytes, sum, len(raw))
 	}
-	b, err := importer.Load(ctx, archive, layout.OpenOptions{})
+	b, err := archive.Load(ctx, archivePath, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestCLIRoundTripJSON(t *testing.T) {
 	}
 
 	// inspect and verify agree with the archive.
-	r = runCLI(t, "inspect", archive, "-O", "json")
+	r = runCLI(t, "inspect", archivePath, "-O", "json")
 	var in inspectJSON
 	r.decode(t, "inspect", &in)
 	if in.UniqueBytes != b.UniqueBytes() || in.Blobs != len(b.Blobs) || in.Manifests != len(b.Nodes) || len(in.Images) != len(pb.Images) || in.IndexDigest != pb.Digest.String() ||
@@ -251,7 +251,7 @@ func TestCLIRoundTripJSON(t *testing.T) {
 			t.Fatalf("inspect: %s is %s, bundle says %s", img.Reference, img.Digest, want.ContentDigest)
 		}
 	}
-	r = runCLI(t, "--output", "json", "verify", archive)
+	r = runCLI(t, "--output", "json", "verify", archivePath)
 	var ve verifyJSON
 	r.decode(t, "verify", &ve)
 	if !ve.OK || ve.Blobs != len(b.Blobs) || ve.Bytes != blobBytes || ve.Images != len(pb.Images) {
@@ -265,7 +265,7 @@ func TestCLIRoundTripJSON(t *testing.T) {
 	// import: flags after the archive; every relocated reference resolves.
 	mapping := filepath.Join(dir, "relocation-mapping.json")
 	src.Close() // the inside has no route to the source
-	r = runCLI(t, "import", archive, "--target", dst.Host+"/airgap", "--mapping", mapping, "--plain-http", dst.Host, "--output", "json")
+	r = runCLI(t, "import", archivePath, "--target", dst.Host+"/airgap", "--mapping", mapping, "--plain-http", dst.Host, "--output", "json")
 	var im importJSON
 	r.decode(t, "import", &im)
 	if im.BundleReference != dst.Host+"/airgap/bundles/sample-app:0.1.0" || im.IndexDigest != pb.Digest.String() || im.MappingFile != mapping {
@@ -306,7 +306,7 @@ func TestCLIRoundTripJSON(t *testing.T) {
 	}
 
 	// A second import moves nothing; skipped blobs count as done.
-	r = runCLI(t, "import", archive, "-t", dst.Host+"/airgap", "-m", mapping, "--plain-http", dst.Host, "--output", "json")
+	r = runCLI(t, "import", archivePath, "-t", dst.Host+"/airgap", "-m", mapping, "--plain-http", dst.Host, "--output", "json")
 	r.decode(t, "import", &im)
 	if im.BytesUploaded != 0 || im.BytesSkipped != blobBytes || im.ManifestsPushed != 0 {
 		t.Fatalf("second import: %+v", im)
@@ -316,7 +316,7 @@ func TestCLIRoundTripJSON(t *testing.T) {
 	}
 
 	// The relocation audit, then the same with a wrong mapping.
-	r = runCLI(t, "verify", archive, "--target", dst.Host+"/airgap", "--mapping", mapping, "--plain-http", dst.Host, "--output", "json")
+	r = runCLI(t, "verify", archivePath, "--target", dst.Host+"/airgap", "--mapping", mapping, "--plain-http", dst.Host, "--output", "json")
 	r.decode(t, "verify", &ve)
 	if !ve.OK || ve.Relocation == nil || !ve.Relocation.OK || len(ve.Relocation.Images) != len(pb.Images) || ve.Relocation.Blobs == 0 ||
 		ve.Relocation.Bundle != dst.Host+"/airgap/bundles/sample-app:0.1.0" {
@@ -333,7 +333,7 @@ func TestCLIRoundTripJSON(t *testing.T) {
 	if err := bad.WriteFile(badFile); err != nil {
 		t.Fatal(err)
 	}
-	r = runCLI(t, "verify", archive, "--target", dst.Host+"/airgap", "--mapping", badFile, "--plain-http", dst.Host, "--output", "json")
+	r = runCLI(t, "verify", archivePath, "--target", dst.Host+"/airgap", "--mapping", badFile, "--plain-http", dst.Host, "--output", "json")
 	if r.code != exitVerification {
 		t.Fatalf("audit of a wrong mapping exited %d, want %d:\n%s", r.code, exitVerification, r.stderr)
 	}
@@ -342,13 +342,13 @@ func TestCLIRoundTripJSON(t *testing.T) {
 	if ve.OK || ve.Relocation.OK || !strings.Contains(strings.Join(ve.Relocation.Problems, "\n"), "component web ("+web.Image+")") {
 		t.Fatalf("audit of a wrong mapping: %+v", ve.Relocation)
 	}
-	r = runCLI(t, "verify", archive, "--target", dst.Host+"/airgap", "--mapping", badFile, "--plain-http", dst.Host)
+	r = runCLI(t, "verify", archivePath, "--target", dst.Host+"/airgap", "--mapping", badFile, "--plain-http", dst.Host)
 	if r.code != exitVerification || !strings.Contains(r.stdout, "FAILED") || !strings.Contains(r.stderr, "relocation does not verify") {
 		t.Fatalf("text audit of a wrong mapping: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
 	// --quiet: nothing but errors.
-	r = runCLI(t, "-q", "import", archive, "-t", dst.Host+"/airgap", "-m", mapping, "--plain-http", dst.Host)
+	r = runCLI(t, "-q", "import", archivePath, "-t", dst.Host+"/airgap", "-m", mapping, "--plain-http", dst.Host)
 	if r.code != 0 || r.stdout != "" || r.stderr != "" {
 		t.Fatalf("quiet import printed:\n%q\n%q", r.stdout, r.stderr)
 	}
@@ -489,7 +489,7 @@ func TestCompletion(t *testing.T) {
 // serve prints where to pull from, writes the mapping onto the served
 // address, answers a real client and returns 0 when its context ends.
 func TestServeCommand(t *testing.T) {
-	archive := writeFixture(t)
+	archivePath := writeFixture(t)
 	mapping := filepath.Join(t.TempDir(), "served-mapping.json")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -497,7 +497,7 @@ func TestServeCommand(t *testing.T) {
 	var stderr bytes.Buffer
 	code := make(chan int, 1)
 	go func() {
-		c := run(ctx, []string{"cnab-airgap", "serve", archive, "--addr", "127.0.0.1:0", "--mapping", mapping, "-O", "json"}, strings.NewReader(""), pw, &stderr)
+		c := run(ctx, []string{"cnab-airgap", "serve", archivePath, "--addr", "127.0.0.1:0", "--mapping", mapping, "-O", "json"}, strings.NewReader(""), pw, &stderr)
 		pw.Close()
 		code <- c
 	}()

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 )
 
 // shells are the shells completion can write a script for.
@@ -67,7 +69,7 @@ type compTree struct {
 var flagChoices = map[string][]string{
 	"output":      {"text", "json"},
 	"naming":      {"bundle-repo", "preserve", "flatten"},
-	"compression": {"none", "gzip", "zstd"},
+	"compression": {layout.CompressionNone, layout.CompressionGzip, layout.CompressionZstd},
 	"format":      {"oci", "cnab-thick"},
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/verify"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
@@ -58,9 +59,9 @@ var sentinelExits = []sentinelExit{
 	{"content.ErrTooDeep", content.ErrTooDeep, exitVerification},
 	{"content.ErrInvalidManifest", content.ErrInvalidManifest, exitVerification},
 	{"content.ErrSkip", content.ErrSkip, exitUsage}, // a signal from PreVisit to Walk, never returned by it
-	// pkg/importer
-	{"importer.ErrInvalidArchive", importer.ErrInvalidArchive, exitVerification},
-	{"importer.ErrBundleMismatch", importer.ErrBundleMismatch, exitVerification},
+	// pkg/archive and pkg/importer
+	{"archive.ErrInvalidArchive", archive.ErrInvalidArchive, exitVerification},
+	{"archive.ErrBundleMismatch", archive.ErrBundleMismatch, exitVerification},
 	{"importer.ErrVerification", importer.ErrVerification, exitVerification},
 	{"importer.ErrDeltaBaseMissing", importer.ErrDeltaBaseMissing, exitVerification}, // the archive is incomplete for this target
 	{"importer.ErrSparseRefused", importer.ErrSparseRefused, exitFailure},            // the registry's refusal

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -77,7 +76,7 @@ func inspectCommand(e *env) *cli.Command {
 			r := inspectResult{Bundle: b.Bundle.Name, Version: b.Bundle.Version, Reference: b.Reference,
 				BundleDigest: b.BundleDigest.String(), IndexDigest: b.Index.Digest.String(),
 				Blobs: len(b.Blobs), Manifests: len(b.Nodes), UniqueBytes: b.UniqueBytes(), Warnings: b.Warnings,
-				Format: string(b.Format), Compression: compressionName(b.Archive.Compressed)}
+				Format: string(b.Format), Compression: b.Archive.Compressed}
 			if p := b.Archive.Parts; p != nil {
 				r.Parts = len(p.Parts)
 			}
@@ -139,18 +138,4 @@ func inspectCommand(e *env) *cli.Command {
 			return nil
 		},
 	}
-}
-
-// compressionName spells an archive's outer compression as export's
-// --compression does.
-func compressionName(c string) string {
-	switch strings.ToLower(c) {
-	case "":
-		return ""
-	case "gz", "gzip":
-		return "gzip"
-	case "zst", "zstd":
-		return "zstd"
-	}
-	return strings.ToLower(c)
 }

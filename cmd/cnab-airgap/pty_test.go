@@ -22,7 +22,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
-	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 )
 
@@ -175,10 +175,10 @@ func TestProgressOnTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	archive := filepath.Join(dir, "bundle.tar")
+	archivePath := filepath.Join(dir, "bundle.tar")
 
-	out := runPTY(t, bin, "export", pb.Ref, "-o", archive, "--plain-http", src.Host, "--jobs", "1")
-	b, err := importer.Load(ctx, archive, layout.OpenOptions{})
+	out := runPTY(t, bin, "export", pb.Ref, "-o", archivePath, "--plain-http", src.Host, "--jobs", "1")
+	b, err := archive.Load(ctx, archivePath, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,21 +189,21 @@ func TestProgressOnTerminal(t *testing.T) {
 	fetched := blobBytes - int64(len(b.BundleJSON))
 	b.Close()
 	checkBars(t, "export", out, "blobs", fetched)
-	if !strings.Contains(out, "archive     "+archive) {
+	if !strings.Contains(out, "archive     "+archivePath) {
 		t.Fatalf("export result missing:\n%q", out)
 	}
 
-	out = runPTY(t, bin, "import", archive, "--target", dst.Host+"/airgap", "--mapping", filepath.Join(dir, "m.json"), "--plain-http", dst.Host, "--jobs", "1")
+	out = runPTY(t, bin, "import", archivePath, "--target", dst.Host+"/airgap", "--mapping", filepath.Join(dir, "m.json"), "--plain-http", dst.Host, "--jobs", "1")
 	checkBars(t, "import", out, "blobs", blobBytes)
 
 	// A second import skips every blob: the bar still reaches its total.
-	out = runPTY(t, bin, "import", archive, "--target", dst.Host+"/airgap", "--mapping", filepath.Join(dir, "m.json"), "--plain-http", dst.Host)
+	out = runPTY(t, bin, "import", archivePath, "--target", dst.Host+"/airgap", "--mapping", filepath.Join(dir, "m.json"), "--plain-http", dst.Host)
 	if s := summaries(out)["blobs"]; s[2] != blobBytes || s[3] != blobBytes {
 		t.Fatalf("second import: blobs summary %v, want %d bytes", s, blobBytes)
 	}
 
 	// Standard error on a pipe: plain lines only.
-	cmd := exec.CommandContext(ctx, bin, "import", archive, "--target", dst.Host+"/airgap", "--mapping", filepath.Join(dir, "m.json"), "--plain-http", dst.Host)
+	cmd := exec.CommandContext(ctx, bin, "import", archivePath, "--target", dst.Host+"/airgap", "--mapping", filepath.Join(dir, "m.json"), "--plain-http", dst.Host)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.Stdout = io.Discard
@@ -216,14 +216,14 @@ func TestProgressOnTerminal(t *testing.T) {
 		t.Fatalf("no per-image line without a terminal:\n%s", stderr.String())
 	}
 	t.Logf("pipe run took %s", time.Since(start))
-	_ = os.Remove(archive)
+	_ = os.Remove(archivePath)
 }
 
 // serve runs until SIGINT, then stops cleanly with exit code 0.
 func TestServeStopsOnSIGINT(t *testing.T) {
 	bin := buildBinary(t)
-	archive := writeFixture(t)
-	cmd := exec.CommandContext(t.Context(), bin, "serve", archive, "--addr", "127.0.0.1:0", "--output", "json")
+	archivePath := writeFixture(t)
+	cmd := exec.CommandContext(t.Context(), bin, "serve", archivePath, "--addr", "127.0.0.1:0", "--output", "json")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v2"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -292,7 +293,7 @@ func printSigningReport(w io.Writer, rep *sigbundle.Report) {
 }
 
 // printSigningArtifacts lists an archive's signing artifacts per subject.
-func printSigningArtifacts(w io.Writer, b *importer.Bundle) {
+func printSigningArtifacts(w io.Writer, b *archive.Bundle) {
 	arts := b.SigningArtifacts()
 	if len(arts) == 0 {
 		return

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
 	"github.com/cnab-airgap/cnab-airgap/e2e/sigfixtures"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -55,7 +56,7 @@ func run(ctx context.Context) error {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return err
 	}
-	archive := filepath.Join(outDir, "bundle.tar")
+	archivePath := filepath.Join(outDir, "bundle.tar")
 	mappingFile := filepath.Join(outDir, relocate.MappingFile)
 
 	step("starting two registries on 127.0.0.1 (distribution v3, in-process)")
@@ -84,12 +85,12 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	step("export (connected side): bundle, every image, every platform, into %s", archive)
+	step("export (connected side): bundle, every image, every platform, into %s", archivePath)
 	srcClient, err := registry.New(registry.Options{PlainHTTP: []string{src.Host}})
 	if err != nil {
 		return err
 	}
-	ex, err := export.Export(ctx, export.Request{Reference: pb.Ref, Output: archive}, export.WithClient(srcClient))
+	ex, err := export.Export(ctx, export.Request{Reference: pb.Ref, Output: archivePath}, export.WithClient(srcClient))
 	if err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func run(ctx context.Context) error {
 	src.Close()
 
 	step("verify (offline): every blob re-hashed, the graph closed, bundle.json matched")
-	b, err := importer.Load(ctx, archive, layout.OpenOptions{})
+	b, err := archive.Load(ctx, archivePath, layout.OpenOptions{})
 	if err != nil {
 		return err
 	}
@@ -132,7 +133,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	im, err := importer.Import(ctx, importer.Request{Archive: archive, Target: dst.Host + "/airgap", MappingPath: mappingFile}, importer.WithClient(dstClient),
+	im, err := importer.Import(ctx, importer.Request{Archive: archivePath, Target: dst.Host + "/airgap", MappingPath: mappingFile}, importer.WithClient(dstClient),
 		importer.WithSigningOptions(sigbundle.WithCosignKey("cosign.pub", pub), sigbundle.WithRequireSignatures(true)))
 	if err != nil {
 		return err
@@ -173,7 +174,7 @@ func run(ctx context.Context) error {
 	fmt.Printf("    same index digest and byte-identical bundle.json\n")
 
 	step("no registry at all? serve the archive read-only and pull from it with cnab-to-oci")
-	servedDigest, err := pullServed(ctx, archive)
+	servedDigest, err := pullServed(ctx, archivePath)
 	if err != nil {
 		return err
 	}
@@ -192,7 +193,7 @@ func run(ctx context.Context) error {
 	}
 	fmt.Printf("  signatures   %d carried and re-attached at the target; the bundle signature verified offline with %s\n", ex.Signatures.Artifacts, keyFile)
 	fmt.Printf("  bytes        %s of content (each blob once), %s uploaded\n", human(ex.BlobBytes), human(im.BytesUploaded))
-	fmt.Printf("  archive      %s, %s, %s\n", archive, human(ex.ArchiveBytes), ex.ArchiveDigest)
+	fmt.Printf("  archive      %s, %s, %s\n", archivePath, human(ex.ArchiveBytes), ex.ArchiveDigest)
 	fmt.Printf("  mapping      %s\n", mappingFile)
 	fmt.Printf("  took         %s\n", time.Since(start).Round(time.Millisecond))
 	return nil
@@ -244,8 +245,8 @@ func signSource(ctx context.Context, src *harness.Registry, pb *harness.PushedBu
 
 // pullServed serves the archive on 127.0.0.1 and pulls the bundle from it
 // with cnab-to-oci, returning the index digest pulled.
-func pullServed(ctx context.Context, archive string) (string, error) {
-	s, err := serve.Open(ctx, archive)
+func pullServed(ctx context.Context, archivePath string) (string, error) {
+	s, err := serve.Open(ctx, archivePath)
 	if err != nil {
 		return "", err
 	}

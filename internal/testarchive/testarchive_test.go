@@ -5,11 +5,11 @@ import (
 	"testing"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/testarchive"
-	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 )
 
-// The fixture is a valid archive: importer.Load checks it completely and
+// The fixture is a valid archive: archive.Load checks it completely and
 // every blob verifies; two writes give the same bytes.
 func TestWriteLoads(t *testing.T) {
 	dir := t.TempDir()
@@ -17,7 +17,7 @@ func TestWriteLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := importer.Load(t.Context(), a.Path, layout.OpenOptions{})
+	b, err := archive.Load(t.Context(), a.Path, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -248,7 +248,7 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 			return nil, err
 		}
 		res.ArchiveDigest = d.String()
-	} else if compression != "none" {
+	} else if compression != layout.CompressionNone {
 		if err := e.writeCompressedFile(ctx, plan, req.Output, compression, fetch, res); err != nil {
 			return nil, err
 		}
@@ -307,11 +307,11 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 func compressionFor(out string) string {
 	switch {
 	case strings.HasSuffix(out, ".tar.gz"), strings.HasSuffix(out, ".tgz"):
-		return "gzip"
+		return layout.CompressionGzip
 	case strings.HasSuffix(out, ".tar.zst"), strings.HasSuffix(out, ".tzst"):
-		return "zstd"
+		return layout.CompressionZstd
 	}
-	return "none"
+	return layout.CompressionNone
 }
 
 type counter struct {
@@ -411,16 +411,16 @@ func (b *countingBody) Close() error { return b.rc.Close() }
 // writeCompressedStream writes the archive sequentially to w, compressed
 // as asked, and returns the sha256 of the bytes written to w.
 func writeCompressedStream(ctx context.Context, plan *layout.Plan, w io.Writer, compression string, fetch layout.FetchFunc) (digest.Digest, error) {
-	if compression == "none" || compression == "" {
+	if compression == layout.CompressionNone || compression == "" {
 		return plan.WriteStream(ctx, w, fetch)
 	}
 	dw := digest.SHA256.Digester()
 	mw := io.MultiWriter(w, dw.Hash())
 	var zw io.WriteCloser
 	switch compression {
-	case "gzip":
+	case layout.CompressionGzip:
 		zw = gzip.NewWriter(mw)
-	case "zstd":
+	case layout.CompressionZstd:
 		z, err := zstd.NewWriter(mw, zstd.WithEncoderConcurrency(1))
 		if err != nil {
 			return "", err
@@ -884,62 +884,30 @@ func (e *exporter) walk(ctx context.Context, r *resolved, repo name.Repository, 
 // invocation images, then components by name), so that an import can push
 // the bundle and cnab-to-oci or Porter can pull it from the target.
 func (e *exporter) synthesizeBundleIndex(src *bundleSource, images []*resolved) (ocispec.Descriptor, error) {
-	cfg := ocispec.Descriptor{MediaType: layout.MediaTypeCNABConfig, Digest: digest.FromBytes(src.bundleJSON), Size: int64(len(src.bundleJSON))}
-	cm, err := json.Marshal(struct {
-		SchemaVersion int                  `json:"schemaVersion"`
-		MediaType     string               `json:"mediaType"`
-		Config        ocispec.Descriptor   `json:"config"`
-		Layers        []ocispec.Descriptor `json:"layers"`
-	}{2, ocispec.MediaTypeImageManifest, cfg, []ocispec.Descriptor{}})
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	cmDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(cm), Size: int64(len(cm)),
-		Annotations: map[string]string{layout.AnnotationCNABManifestType: "config"}}
-	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{cmDesc},
-		Annotations: map[string]string{
-			"io.cnab.runtime_version":         string(src.bundle.Parsed.SchemaVersion),
-			"org.opencontainers.artifactType": "application/vnd.cnab.manifest.v1",
-			ocispec.AnnotationTitle:           src.bundle.Name,
-			ocispec.AnnotationVersion:         src.bundle.Version,
-		}}
-	idx.SchemaVersion = 2
+	var entries []ocispec.Descriptor
 	for _, r := range images {
-		if r == nil {
-			continue
+		if r != nil {
+			entries = append(entries, relocate.IndexEntry(r.img, r.desc))
 		}
-		d := ocispec.Descriptor{MediaType: r.desc.MediaType, Digest: r.desc.Digest, Size: r.desc.Size, Annotations: map[string]string{}}
-		if r.img.Role == relocate.RoleInvocation {
-			d.Annotations[layout.AnnotationCNABManifestType] = "invocation"
-		} else {
-			d.Annotations[layout.AnnotationCNABManifestType] = "component"
-			d.Annotations[layout.AnnotationCNABComponentName] = r.img.Name
-		}
-		idx.Manifests = append(idx.Manifests, d)
 	}
-	raw, err := json.Marshal(idx)
+	bj := ocispec.Descriptor{Digest: digest.FromBytes(src.bundleJSON), Size: int64(len(src.bundleJSON))}
+	f, err := relocate.NewRegistryForm(src.bundle, bj, entries)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	for _, b := range []struct {
 		d   digest.Digest
 		raw []byte
-	}{{cfg.Digest, src.bundleJSON}, {cmDesc.Digest, cm}, {digest.FromBytes(raw), raw}} {
+	}{{bj.Digest, src.bundleJSON}, {f.ConfigDesc.Digest, f.ConfigManifest}, {f.IndexDesc.Digest, f.Index}} {
 		if err := e.addBlob(b.d, int64(len(b.raw)), name.Repository{}, nil, b.raw); err != nil {
 			return ocispec.Descriptor{}, err
 		}
 	}
-	tag := strings.Map(func(r rune) rune {
-		if r == '+' {
-			return '_'
-		}
-		return r
-	}, src.bundle.Version)
-	ref := relocate.SanitizePath(src.bundle.Name) + ":" + tag
-	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromBytes(raw), Size: int64(len(raw)),
-		Annotations: map[string]string{
-			layout.AnnotationRefName:     ref,
-			layout.AnnotationRole:        layout.RoleBundle,
-			"io.cnab.airgap.synthesized": "true",
-		}}, nil
+	d := f.IndexDesc
+	d.Annotations = map[string]string{
+		layout.AnnotationRefName:     relocate.SanitizePath(src.bundle.Name) + ":" + relocate.VersionTag(src.bundle.Version),
+		layout.AnnotationRole:        layout.RoleBundle,
+		"io.cnab.airgap.synthesized": "true",
+	}
+	return d, nil
 }

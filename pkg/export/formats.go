@@ -43,8 +43,8 @@ func (f *fitOptions) check(o *options) error {
 		// CNAB-104: a thick bundle is a gzipped tar; duffle and Porter read
 		// nothing else.
 		switch o.compression {
-		case "", "gzip":
-			o.compression = "gzip"
+		case "", layout.CompressionGzip:
+			o.compression = layout.CompressionGzip
 		default:
 			return fmt.Errorf("export: the cnab-thick format is a gzipped tar; compression %q is not possible", o.compression)
 		}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/opts"
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
 	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 )
@@ -82,7 +83,7 @@ func WithDryRun(b bool) Option {
 func WithCompression(c string) Option {
 	return func(o *options) error {
 		switch c {
-		case "", "none", "gzip", "zstd":
+		case "", layout.CompressionNone, layout.CompressionGzip, layout.CompressionZstd:
 			o.compression = c
 			return nil
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
@@ -26,7 +27,7 @@ var ErrDeltaBaseMissing = errdefs.New("delta base missing at the target", errdef
 // it, or in another repository of this import it can be mounted from. It
 // records where each comes from (p.delta) and names every missing blob and
 // the images that need it.
-func checkDelta(ctx context.Context, o *options, b *Bundle, p *pushPlan) error {
+func checkDelta(ctx context.Context, o *options, b *archive.Bundle, p *pushPlan) error {
 	if b.Base == nil || len(b.Omitted) == 0 {
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/opts"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
@@ -90,7 +91,7 @@ func makeOptions(opts ...Option) (*options, error) {
 // load opens and checks the archive at path (Load) with the open options;
 // with WithArchiveKey its signature is checked first, over the bytes Load
 // then parses (archivesig.go).
-func (o *options) load(ctx context.Context, path string) (*Bundle, *ArchiveSignature, error) {
+func (o *options) load(ctx context.Context, path string) (*archive.Bundle, *ArchiveSignature, error) {
 	oo := o.open
 	var as *ArchiveSignature
 	if o.archiveKey != nil {
@@ -99,7 +100,7 @@ func (o *options) load(ctx context.Context, path string) (*Bundle, *ArchiveSigna
 			return nil, nil, err
 		}
 	}
-	b, err := Load(ctx, path, oo)
+	b, err := archive.Load(ctx, path, oo)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -195,7 +196,7 @@ type pushPlan struct {
 	delta map[string]map[digest.Digest]string
 }
 
-func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Target, mappingPath string) (*Result, error) {
+func importBundle(ctx context.Context, o *options, b *archive.Bundle, target relocate.Target, mappingPath string) (*Result, error) {
 	var imgs []relocate.Image
 	for _, e := range b.Images {
 		imgs = append(imgs, e.Image)
@@ -231,10 +232,10 @@ func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Ta
 	}
 	// The bundle repository holds everything: the bundle index refers to
 	// every image by digest, and registries resolve children per repository.
-	all := &ImageEntry{}
-	b.closure(all, b.Index.Digest, nil, map[digest.Digest]bool{})
+	all := &archive.ImageEntry{}
+	b.Closure(all, b.Index.Digest)
 	for _, e := range b.Images {
-		b.closure(all, e.Desc.Digest, nil, map[digest.Digest]bool{})
+		b.Closure(all, e.Desc.Digest)
 	}
 	for _, d := range all.Manifests {
 		p.repoNodes[names.BundleRepo][d] = true
@@ -325,7 +326,7 @@ func importBundle(ctx context.Context, o *options, b *Bundle, target relocate.Ta
 
 type importer struct {
 	o   *options
-	b   *Bundle
+	b   *archive.Bundle
 	p   *pushPlan
 	res *Result
 	sig *signingPlan // signing artifacts to push (signatures.go)
@@ -462,7 +463,7 @@ func (im *importer) verify(ctx context.Context) error {
 
 // dryRun asks the target which blobs it already holds and reports what an
 // import would upload, without pushing anything.
-func dryRun(ctx context.Context, o *options, b *Bundle, p *pushPlan, res *Result) error {
+func dryRun(ctx context.Context, o *options, b *archive.Bundle, p *pushPlan, res *Result) error {
 	seen := map[digest.Digest]bool{}
 	for _, r := range sortedKeys(p.repoBlobs) {
 		for _, d := range sortedKeys(p.repoBlobs[r]) {

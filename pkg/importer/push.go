@@ -1,7 +1,6 @@
 package importer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
@@ -79,7 +79,7 @@ func (im *importer) push(ctx context.Context) error {
 			}
 		},
 	}
-	if _, err := content.Copy(ctx, loaded{im.b}, t, roots, opts); err != nil {
+	if _, err := content.Copy(ctx, im.b, t, roots, opts); err != nil {
 		return err
 	}
 	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateDone})
@@ -88,17 +88,6 @@ func (im *importer) push(ctx context.Context) error {
 
 // mediaTypeBlob describes a blob copied as it is, never walked.
 const mediaTypeBlob = "application/octet-stream"
-
-// loaded serves the manifests Load checked from memory and blobs from the
-// archive (seekable, so a failed upload can start over).
-type loaded struct{ b *Bundle }
-
-func (l loaded) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
-	if n, ok := l.b.Nodes[d.Digest]; ok {
-		return io.NopCloser(bytes.NewReader(n.Raw)), nil
-	}
-	return l.b.Archive.Fetch(ctx, d)
-}
 
 // pushTarget is the import's destination as one content store: a blob or
 // manifest is held when every repository that needs it holds it.
@@ -261,7 +250,7 @@ func (t *pushTarget) pushManifest(ctx context.Context, d ocispec.Descriptor) err
 	im := t.im
 	n := im.b.Nodes[d.Digest]
 	if n == nil {
-		return fmt.Errorf("%w: manifest %s is not loaded", ErrInvalidArchive, d.Digest)
+		return fmt.Errorf("%w: manifest %s is not loaded", archive.ErrInvalidArchive, d.Digest)
 	}
 	t.mu.Lock()
 	repos, asked := t.lacking[d.Digest]

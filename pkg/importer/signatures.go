@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
@@ -105,82 +106,6 @@ type SignatureResult struct {
 	TrustState string `json:"trustState,omitempty"`
 }
 
-// SigningArtifacts returns the index.json entries of the archive's signing
-// artifacts.
-func (b *Bundle) SigningArtifacts() []ocispec.Descriptor {
-	var out []ocispec.Descriptor
-	for _, x := range b.Extra {
-		if sigbundle.IsSigningRole(x.Annotations[layout.AnnotationRole]) && x.Annotations[layout.AnnotationSubject] != "" {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-// Labels names every manifest of the bundle's graph for messages: "bundle
-// index", "image web", "image web linux/arm64", ...
-func (b *Bundle) Labels() map[digest.Digest]string {
-	out := map[digest.Digest]string{}
-	var walk func(d digest.Digest, label string, depth int)
-	walk = func(d digest.Digest, label string, depth int) {
-		n, ok := b.Nodes[d]
-		if !ok || depth > 16 {
-			return
-		}
-		if _, seen := out[d]; seen {
-			return
-		}
-		out[d] = label
-		if !layout.IsIndex(n.Desc.MediaType) {
-			return
-		}
-		for _, c := range n.Children {
-			walk(c.Digest, sigbundle.ChildLabel(label, c), depth+1)
-		}
-	}
-	for _, e := range b.Images {
-		l := "image " + e.Name
-		if e.Role == "invocation" {
-			l = "invocation image " + e.Name
-		}
-		walk(e.Desc.Digest, l, 0)
-	}
-	walk(b.Index.Digest, "bundle index", 0)
-	return out
-}
-
-// VerifySignatures checks the archive's signing evidence offline with
-// sigbundle.Verify. Nothing is written anywhere.
-func (b *Bundle) VerifySignatures(ctx context.Context, opts ...sigbundle.Option) (*sigbundle.Report, error) {
-	c := sigbundle.Carried{BundleJSON: b.BundleJSON, Index: b.Index, Manifests: b.Labels(), Artifacts: b.SigningArtifacts(), Names: b.Names()}
-	return sigbundle.Verify(ctx, b.Archive, c, opts...)
-}
-
-// Names are the publisher's names of the bundle's content, the ones Import
-// pushes it under (the registry and prefix aside): the bundle index and
-// config manifest under the bundle's reference with the tag that is
-// pushed, and every manifest of an image under that image's reference from
-// bundle.json. Signing evidence is bound to them (sigbundle.Names): trust
-// data for another repository or tag is refused, whatever index.json says.
-func (b *Bundle) Names() *sigbundle.Names {
-	n := &sigbundle.Names{}
-	if b.Reference != "" {
-		ref := b.Reference
-		if r, err := name.ParseReference(ref); err == nil && strings.Contains(ref, "/") {
-			// The tag pushed, spelled out even where the reference had none.
-			ref = r.Context().Name() + ":" + b.Tag
-		}
-		n.Add(b.Index.Digest, ref)
-		n.Add(b.ConfigManifest, ref)
-	}
-	for _, e := range b.Images {
-		for _, d := range e.Manifests {
-			n.Add(d, e.Ref)
-		}
-	}
-	return n
-}
-
 // signingPlan is where each artifact goes at the target, parents first.
 type signingPlan struct {
 	res   *SignatureResult
@@ -190,14 +115,14 @@ type signingPlan struct {
 type signingStep struct {
 	repo     string
 	artifact ocispec.Descriptor
-	children []*Node // manifests inside an index artifact, deepest first
-	tag      string  // cosign tag to recreate
+	children []*archive.Node // manifests inside an index artifact, deepest first
+	tag      string          // cosign tag to recreate
 }
 
 // verifySignatures runs the offline verification before anything is
 // pushed and plans where each artifact goes: into every repository that
 // holds its subject, after it.
-func verifySignatures(ctx context.Context, o *options, b *Bundle, p *pushPlan, res *Result) (*signingPlan, error) {
+func verifySignatures(ctx context.Context, o *options, b *archive.Bundle, p *pushPlan, res *Result) (*signingPlan, error) {
 	sp := &signingPlan{res: &SignatureResult{}}
 	res.Signatures = sp.res
 	arts := b.SigningArtifacts()
@@ -252,8 +177,8 @@ func verifySignatures(ctx context.Context, o *options, b *Bundle, p *pushPlan, r
 				if a.Annotations[sigbundle.AnnotationVia] == sigbundle.ViaCosignTag {
 					step.tag = a.Annotations[layout.AnnotationRefName]
 				}
-				all := &ImageEntry{}
-				b.closure(all, a.Digest, nil, map[digest.Digest]bool{})
+				all := &archive.ImageEntry{}
+				b.Closure(all, a.Digest)
 				for _, d := range all.Blobs {
 					p.repoBlobs[r][d] = true
 				}
@@ -274,7 +199,7 @@ func verifySignatures(ctx context.Context, o *options, b *Bundle, p *pushPlan, r
 			for _, a := range next {
 				ds = append(ds, a.Digest.String())
 			}
-			return nil, fmt.Errorf("%w: signing artifacts %s have subjects that are not pushed", ErrInvalidArchive, strings.Join(ds, ", "))
+			return nil, fmt.Errorf("%w: signing artifacts %s have subjects that are not pushed", archive.ErrInvalidArchive, strings.Join(ds, ", "))
 		}
 		left = next
 	}
@@ -298,7 +223,7 @@ func (im *importer) pushSignatures(ctx context.Context) error {
 		}
 		n := im.b.Nodes[s.artifact.Digest]
 		if n == nil {
-			return fmt.Errorf("%w: signing artifact %s is not loaded", ErrInvalidArchive, s.artifact.Digest)
+			return fmt.Errorf("%w: signing artifact %s is not loaded", archive.ErrInvalidArchive, s.artifact.Digest)
 		}
 		if err := im.putManifest(ctx, repo, n.Desc, n.Raw, s.tag); err != nil {
 			return err

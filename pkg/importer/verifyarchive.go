@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
@@ -108,7 +109,7 @@ func Verify(ctx context.Context, req VerifyRequest, opts ...Option) (*VerifyRepo
 
 // auditArchive audits the relocation of the archive's bundle at req.Target
 // against req.Mapping (relocate.Audit).
-func auditArchive(ctx context.Context, o *options, b *Bundle, req VerifyRequest) (*relocate.AuditReport, error) {
+func auditArchive(ctx context.Context, o *options, b *archive.Bundle, req VerifyRequest) (*relocate.AuditReport, error) {
 	target, err := relocate.ParseTarget(req.Target)
 	if err != nil {
 		return nil, err

@@ -3,10 +3,12 @@ package importer_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/cnab-airgap/cnab-airgap/internal/testarchive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -19,7 +21,14 @@ import (
 func TestVerify(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	fx, es := fixture(t)
+	fx, err := testarchive.Write(filepath.Join(t.TempDir(), "bundle.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := testarchive.ReadEntries(fx.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var mu sync.Mutex
 	done := map[string]int64{}
@@ -58,15 +67,19 @@ func TestVerify(t *testing.T) {
 	}
 
 	// One flipped byte in the shared layer.
-	bad := append([]entry{}, es...)
+	bad := append([]testarchive.Entry{}, es...)
 	for i := range bad {
-		if bad[i].name == layout.BlobName(fx.SharedLayer.Digest) {
-			data := append([]byte{}, bad[i].data...)
+		if bad[i].Name == layout.BlobName(fx.SharedLayer.Digest) {
+			data := append([]byte{}, bad[i].Data...)
 			data[len(data)/2] ^= 1
-			bad[i].data = data
+			bad[i].Data = data
 		}
 	}
-	r, err = importer.Verify(ctx, importer.VerifyRequest{Archive: writeArchive(t, bad, false)})
+	forged := filepath.Join(t.TempDir(), "forged.tar")
+	if err := testarchive.WriteEntries(forged, bad, false); err != nil {
+		t.Fatal(err)
+	}
+	r, err = importer.Verify(ctx, importer.VerifyRequest{Archive: forged})
 	if r != nil || !errors.Is(err, errdefs.ErrDigestMismatch) || !errors.Is(err, errdefs.ErrVerification) {
 		t.Fatalf("tampered archive: report %v, err %v; want no report and a digest mismatch", r, err)
 	}

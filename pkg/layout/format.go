@@ -189,6 +189,14 @@ func Children(mt string, raw []byte) ([]ocispec.Descriptor, error) {
 	return out, nil
 }
 
+// The outer compressions of an archive, as export writes them
+// (export.WithCompression) and Open recognises them by their magic bytes.
+const (
+	CompressionNone = "none"
+	CompressionGzip = "gzip"
+	CompressionZstd = "zstd"
+)
+
 // DetectMediaType returns the media type of a manifest or index: its
 // mediaType field, or, where the field is absent (which only the OCI types
 // allow, Docker's require it), the OCI index for content with a manifests

@@ -183,14 +183,14 @@ func (a *Archive) decompressIndexed(ctx context.Context, compression, tmp string
 	in := &countingReader{r: bufio.NewReaderSize(a.f, 1<<20)}
 	var rc io.Reader
 	switch compression {
-	case "Gz":
+	case CompressionGzip:
 		zr, err := gzip.NewReader(in) // multistream: concatenated members are one archive
 		if err != nil {
 			return fmt.Errorf("%w: gzip: %w", ErrInvalidArchive, err)
 		}
 		defer zr.Close()
 		rc = zr
-	case "Zstd":
+	case CompressionZstd:
 		zr, err := zstd.NewReader(in, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(zstdMaxWindow))
 		if err != nil {
 			return fmt.Errorf("%w: zstd: %w", ErrInvalidArchive, err)
@@ -436,7 +436,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // sniffCompression tells the outer compression of an archive by its magic
-// bytes: "Gz", "Zstd", "" for none (a tar), or an error for a compression
+// bytes: CompressionGzip, CompressionZstd, "" for none (a tar), or an error for a compression
 // that is recognised but not supported. f is left at offset 0.
 func sniffCompression(f source) (string, error) {
 	var magic [6]byte
@@ -450,9 +450,9 @@ func sniffCompression(f source) (string, error) {
 	}
 	switch {
 	case bytes.HasPrefix(m, []byte{0x1f, 0x8b}):
-		return "Gz", nil
+		return CompressionGzip, nil
 	case bytes.HasPrefix(m, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return "Zstd", nil
+		return CompressionZstd, nil
 	}
 	for _, other := range []struct {
 		name  string

@@ -131,7 +131,8 @@ type Archive struct {
 	IndexRaw []byte
 	// BundleJSON is the exact bytes of bundle.json (nil if absent).
 	BundleJSON []byte
-	// Compressed names the outer compression that was removed ("" if none).
+	// Compressed names the outer compression that was removed
+	// (CompressionGzip, CompressionZstd; "" if none).
 	Compressed string
 	// Parts describes the volumes of a split archive, joined and verified
 	// when it was opened (nil if the archive was one file; split.go).

@@ -4,7 +4,7 @@
 // bundle inside an air gap that has no registry.
 //
 // Nothing is extracted. Manifests and indexes (already read and checked by
-// [importer.Load]) are served from memory; blobs are served from their
+// [archive.Load]) are served from memory; blobs are served from their
 // sections of the archive file.
 //
 // # What is verified, and when
@@ -12,7 +12,7 @@
 // Verify-once at startup: [New] reads every blob the archive carries through
 // a verifying reader (size and digest) before the server answers a single
 // request, and refuses an archive with any mismatch. Manifests, indexes and
-// bundle.json are checked by [importer.Load] (digest, size, graph closure,
+// bundle.json are checked by [archive.Load] (digest, size, graph closure,
 // bundle.json matched by its images).
 //
 // After startup, a whole-blob GET is streamed through a verifying reader

@@ -19,8 +19,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/net/netutil"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
-	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
@@ -213,9 +213,9 @@ type Image struct {
 // an http.Handler and is safe for concurrent use.
 type Server struct {
 	o         *options
-	b         *importer.Bundle
+	b         *archive.Bundle
 	own       bool
-	manifests map[digest.Digest]*importer.Node
+	manifests map[digest.Digest]*archive.Node
 	blobs     map[digest.Digest]int64
 	tags      map[string]map[string]digest.Digest // repository -> tag -> digest
 	referrers map[digest.Digest][]ocispec.Descriptor
@@ -223,14 +223,14 @@ type Server struct {
 	warnings  []string
 }
 
-// Open loads and checks the archive at path (importer.Load), verifies
+// Open loads and checks the archive at path (archive.Load), verifies
 // every blob and returns a Server that owns the archive: Close releases it.
 func Open(ctx context.Context, path string, opts ...Option) (*Server, error) {
 	o, err := makeOptions(opts...)
 	if err != nil {
 		return nil, err
 	}
-	b, err := importer.Load(ctx, path, o.open)
+	b, err := archive.Load(ctx, path, o.open)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +246,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Server, error) {
 // New verifies every blob of a loaded archive (see the package
 // documentation) and prepares its namespace. The caller keeps ownership of
 // b and must not close it while the server runs.
-func New(ctx context.Context, b *importer.Bundle, opts ...Option) (*Server, error) {
+func New(ctx context.Context, b *archive.Bundle, opts ...Option) (*Server, error) {
 	o, err := makeOptions(opts...)
 	if err != nil {
 		return nil, err
@@ -380,7 +380,7 @@ func (s *Server) buildReferrers() {
 		seen[subject][d.Digest] = true
 		s.referrers[subject] = append(s.referrers[subject], d)
 	}
-	describe := func(n *importer.Node) (ocispec.Descriptor, *manifestFields) {
+	describe := func(n *archive.Node) (ocispec.Descriptor, *manifestFields) {
 		var f manifestFields
 		if err := json.Unmarshal(n.Raw, &f); err != nil {
 			return ocispec.Descriptor{}, nil
@@ -424,7 +424,7 @@ func sortedDigests[V any](m map[digest.Digest]V) []digest.Digest {
 }
 
 // Bundle returns the loaded archive the server serves.
-func (s *Server) Bundle() *importer.Bundle { return s.b }
+func (s *Server) Bundle() *archive.Bundle { return s.b }
 
 // BundleRepository returns the repository path the bundle is served under.
 func (s *Server) BundleRepository() string { return s.b.RepoPath }

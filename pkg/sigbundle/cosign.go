@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 )
 
 // simpleSigning is cosign's signed payload ("simple signing" format).
@@ -44,30 +45,16 @@ func checkSimpleSigning(payload []byte, subject digest.Digest) (string, error) {
 	return p.Critical.Identity.DockerReference, nil
 }
 
-// dsseEnvelope is a DSSE envelope (cosign attestations).
-type dsseEnvelope struct {
-	PayloadType string `json:"payloadType"`
-	Payload     string `json:"payload"`
-	Signatures  []struct {
-		KeyID string `json:"keyid"`
-		Sig   string `json:"sig"`
-	} `json:"signatures"`
-}
-
-// pae is DSSE's pre-authentication encoding: what is actually signed.
-func pae(payloadType string, body []byte) []byte {
-	return fmt.Appendf(nil, "DSSEv1 %d %s %d %s", len(payloadType), payloadType, len(body), body)
-}
-
-// checkDSSE decodes an envelope and checks that its in-toto statement has
-// subject among its subjects. It returns the signed message and the
-// signatures.
+// checkDSSE decodes a DSSE envelope (go-securesystemslib's) and checks
+// that its in-toto statement has subject among its subjects. It returns the
+// signed message (the envelope's pre-authentication encoding, dsse.PAE) and
+// the signatures.
 func checkDSSE(raw []byte, subject digest.Digest) ([]byte, []string, error) {
-	var env dsseEnvelope
+	var env dsse.Envelope
 	if err := json.Unmarshal(raw, &env); err != nil {
 		return nil, nil, wrapf(ErrBinding, "DSSE envelope is not JSON: %v", err)
 	}
-	body, err := base64.StdEncoding.DecodeString(env.Payload)
+	body, err := env.DecodeB64Payload()
 	if err != nil {
 		return nil, nil, wrapf(ErrBinding, "DSSE payload is not base64: %v", err)
 	}
@@ -87,7 +74,7 @@ func checkDSSE(raw []byte, subject digest.Digest) ([]byte, []string, error) {
 			for _, sg := range env.Signatures {
 				sigs = append(sigs, sg.Sig)
 			}
-			return pae(env.PayloadType, body), sigs, nil
+			return dsse.PAE(env.PayloadType, body), sigs, nil
 		}
 		names = append(names, fmt.Sprint(s.Digest))
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
@@ -79,33 +80,17 @@ func CollectRemote(ctx context.Context, c *registry.Client, ref string, opts ...
 	names := &Names{Relocated: true}
 	names.Add(idx.Digest, r.String())
 	carried := Carried{Index: idx, Manifests: map[digest.Digest]string{}, Names: names}
-	// The manifests of the bundle's graph, each labelled by its place
-	// (the shared graph walk of pkg/content; blobs are not visited).
-	wo := content.WalkOptions{
-		Concurrency:      1,
-		MaxDepth:         8,
-		MaxManifestBytes: o.maxMetadata,
-		PreVisit: func(_ context.Context, d ocispec.Descriptor, depth int) error {
-			if depth > 0 && !layout.IsManifestOrIndex(d.MediaType) {
-				return content.ErrSkip
-			}
-			return nil
-		},
-		OnError: func(_ ocispec.Descriptor, err error) error { return fmt.Errorf("bundle %s: %w", ref, err) },
-	}
+	// The manifests of the bundle's graph, each labelled by its place.
 	src := content.WithBytes(c.Store(repo), idx, got.Manifest)
-	err = content.Walk(ctx, src, []ocispec.Descriptor{idx}, wo, func(_ context.Context, n content.Node) error {
-		label := "bundle index"
-		if n.Depth > 0 {
-			label = childLabel(carried.Manifests[n.Parent], n.Desc)
-		}
+	wo := content.WalkOptions{MaxDepth: 8, MaxManifestBytes: o.maxMetadata,
+		OnError: func(_ ocispec.Descriptor, err error) error { return fmt.Errorf("bundle %s: %w", ref, err) }}
+	labels, err := LabelManifests(ctx, src, []ocispec.Descriptor{idx}, []string{"bundle index"}, wo, func(n content.Node) {
 		st.data[n.Desc.Digest] = n.Raw
-		carried.Manifests[n.Desc.Digest] = label
-		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	maps.Copy(carried.Manifests, labels)
 	// bundle.json: the config of the config manifest.
 	var ix ocispec.Index
 	if err := json.Unmarshal(got.Manifest, &ix); err != nil {
@@ -173,8 +158,42 @@ func childLabel(parent string, d ocispec.Descriptor) string {
 	return parent + " child"
 }
 
-// ChildLabel is childLabel for callers that build Carried themselves.
-func ChildLabel(parent string, d ocispec.Descriptor) string { return childLabel(parent, d) }
+// LabelManifests walks the manifests and indexes below roots in f (blobs are
+// not visited), one at a time, and names each for messages: a root by its
+// label in labels, an index's child by its parent's name and its role or
+// platform ("bundle index", "image web", "image web linux/arm64"). A
+// manifest reached twice keeps its first name. visit, if set, sees each
+// manifest node too. o sets the walk's bounds; its concurrency, PreVisit
+// and Successors are the function's own.
+func LabelManifests(ctx context.Context, f content.Fetcher, roots []ocispec.Descriptor, labels []string, o content.WalkOptions, visit func(content.Node)) (map[digest.Digest]string, error) {
+	out := map[digest.Digest]string{}
+	rootLabel := map[digest.Digest]string{}
+	for i, r := range roots {
+		if _, ok := rootLabel[r.Digest]; !ok {
+			rootLabel[r.Digest] = labels[i]
+		}
+	}
+	o.Concurrency = 1
+	o.Successors = nil
+	o.PreVisit = func(_ context.Context, d ocispec.Descriptor, depth int) error {
+		if depth > 0 && !layout.IsManifestOrIndex(d.MediaType) {
+			return content.ErrSkip
+		}
+		return nil
+	}
+	err := content.Walk(ctx, f, roots, o, func(_ context.Context, n content.Node) error {
+		if n.Depth == 0 {
+			out[n.Desc.Digest] = rootLabel[n.Desc.Digest]
+		} else {
+			out[n.Desc.Digest] = childLabel(out[n.Parent], n.Desc)
+		}
+		if visit != nil {
+			visit(n)
+		}
+		return nil
+	})
+	return out, err
+}
 
 // addImageNames names each image manifest of a bundle by the image string
 // bundle.json gives it (found by contentDigest), for images whose manifest

@@ -1,10 +1,12 @@
-package importer
+package archive
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -91,6 +93,19 @@ type Bundle struct {
 	// Limits.MaxTotalMetadataBytes and Limits.MaxDescriptors.
 	metaBytes   int64
 	descriptors int
+}
+
+// Fetch implements content.Fetcher over the checked archive: manifests and
+// indexes from the model in memory, blobs from the archive as stored
+// (seekable, so an upload can start over).
+func (b *Bundle) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	if n, ok := b.Nodes[d.Digest]; ok {
+		return io.NopCloser(bytes.NewReader(n.Raw)), nil
+	}
+	if layout.IsManifestOrIndex(d.MediaType) {
+		return nil, fmt.Errorf("%w: manifest %s is not in the archive's model", layout.ErrBlobNotFound, d.Digest)
+	}
+	return b.Archive.Fetch(ctx, d)
 }
 
 // Close releases the archive.
@@ -268,7 +283,7 @@ func repoPathAndTag(ref string, bun *relocate.Bundle) (string, string) {
 			tag = t.TagStr()
 		}
 		if tag == "" {
-			tag = sanitizeTag(bun.Version)
+			tag = relocate.VersionTag(bun.Version)
 		}
 		return r.Context().RepositoryStr(), tag
 	}
@@ -277,18 +292,9 @@ func repoPathAndTag(ref string, bun *relocate.Bundle) (string, string) {
 		path = relocate.SanitizePath(bun.Name)
 	}
 	if tag == "" {
-		tag = sanitizeTag(bun.Version)
+		tag = relocate.VersionTag(bun.Version)
 	}
 	return path, tag
-}
-
-func sanitizeTag(v string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '+' {
-			return '_'
-		}
-		return r
-	}, v)
 }
 
 // walk reads and verifies root and all below it with the shared graph walk
@@ -367,6 +373,12 @@ func (b *Bundle) setHeights() {
 	for d, h := range content.Heights(children) {
 		b.Nodes[d].Height = h
 	}
+}
+
+// Closure adds to e the manifests, blobs and bytes of the graph below root
+// (platforms too, for an image), each once.
+func (b *Bundle) Closure(e *ImageEntry, root digest.Digest) {
+	b.closure(e, root, nil, map[digest.Digest]bool{})
 }
 
 // closure records the manifests, blobs, platforms and bytes of an image.

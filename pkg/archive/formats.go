@@ -1,4 +1,4 @@
-package importer
+package archive
 
 import (
 	"encoding/json"
@@ -236,14 +236,7 @@ func (b *Bundle) adopt() error {
 		if how != "" {
 			b.Warnings = append(b.Warnings, fmt.Sprintf("%s (%s): found in index.json %s", img.Label(), img.Ref, how))
 		}
-		child := ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size, Annotations: map[string]string{}}
-		if img.Role == relocate.RoleInvocation {
-			child.Annotations[layout.AnnotationCNABManifestType] = "invocation"
-		} else {
-			child.Annotations[layout.AnnotationCNABManifestType] = "component"
-			child.Annotations[layout.AnnotationCNABComponentName] = img.Name
-		}
-		children = append(children, child)
+		children = append(children, relocate.IndexEntry(img, d))
 		if done[img.Ref] {
 			continue
 		}
@@ -287,35 +280,20 @@ func (b *Bundle) adopt() error {
 		}
 	}
 	bundleDigest, bundleSize, _ := a.BundleBlob()
-	cfg := ocispec.Descriptor{MediaType: layout.MediaTypeCNABConfig, Digest: bundleDigest, Size: bundleSize}
-	cm, err := json.Marshal(struct {
-		SchemaVersion int                  `json:"schemaVersion"`
-		MediaType     string               `json:"mediaType"`
-		Config        ocispec.Descriptor   `json:"config"`
-		Layers        []ocispec.Descriptor `json:"layers"`
-	}{2, ocispec.MediaTypeImageManifest, cfg, []ocispec.Descriptor{}})
-	if err != nil {
-		return err
-	}
-	cmDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(cm), Size: int64(len(cm)),
-		Annotations: map[string]string{layout.AnnotationCNABManifestType: "config"}}
-	b.Blobs[bundleDigest] = bundleSize
-	b.Nodes[cmDesc.Digest] = &Node{Desc: ocispec.Descriptor{MediaType: cmDesc.MediaType, Digest: cmDesc.Digest, Size: cmDesc.Size}, Raw: cm, Children: []ocispec.Descriptor{cfg}}
 	// cnab-to-oci's order: config, invocation images, components by name
 	// (bundle.Images is in that order already).
-	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: append([]ocispec.Descriptor{cmDesc}, children...),
-		Annotations: map[string]string{
-			"io.cnab.runtime_version":         string(bun.Parsed.SchemaVersion),
-			"org.opencontainers.artifactType": "application/vnd.cnab.manifest.v1",
-			ocispec.AnnotationTitle:           bun.Name,
-			ocispec.AnnotationVersion:         bun.Version,
-		}}
-	idx.SchemaVersion = 2
-	raw, err := json.Marshal(idx)
+	f, err := relocate.NewRegistryForm(bun, ocispec.Descriptor{Digest: bundleDigest, Size: bundleSize}, children)
 	if err != nil {
 		return err
 	}
-	idxDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
+	cmDesc, idxDesc, raw := f.ConfigDesc, f.IndexDesc, f.Index
+	b.Blobs[bundleDigest] = bundleSize
+	b.Nodes[cmDesc.Digest] = &Node{Desc: ocispec.Descriptor{MediaType: cmDesc.MediaType, Digest: cmDesc.Digest, Size: cmDesc.Size}, Raw: f.ConfigManifest,
+		Children: []ocispec.Descriptor{{MediaType: layout.MediaTypeCNABConfig, Digest: bundleDigest, Size: bundleSize}}}
+	var idx ocispec.Index
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return err
+	}
 	height := 1
 	for _, c := range children {
 		if n, ok := b.Nodes[c.Digest]; ok && n.Height+1 > height {
@@ -325,7 +303,7 @@ func (b *Bundle) adopt() error {
 	b.Nodes[idxDesc.Digest] = &Node{Desc: idxDesc, Raw: raw, Children: idx.Manifests, Height: height}
 	bundleEntry := idxDesc
 	bundleEntry.Annotations = map[string]string{
-		layout.AnnotationRefName:     bundleRepoPath(bun, mapping) + ":" + sanitizeTag(bun.Version),
+		layout.AnnotationRefName:     bundleRepoPath(bun, mapping) + ":" + relocate.VersionTag(bun.Version),
 		layout.AnnotationRole:        layout.RoleBundle,
 		"io.cnab.airgap.synthesized": "true",
 	}

@@ -1,14 +1,10 @@
-package importer_test
+package archive_test
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,14 +13,11 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/testarchive"
-	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 )
 
-type entry struct {
-	name string
-	data []byte
-}
+type entry = testarchive.Entry
 
 // fixture writes the test archive and returns it with its entries.
 func fixture(t *testing.T) (*testarchive.Archive, []entry) {
@@ -33,50 +26,18 @@ func fixture(t *testing.T) (*testarchive.Archive, []entry) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(fx.Path)
+	es, err := testarchive.ReadEntries(fx.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var es []entry
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return fx, es
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		es = append(es, entry{h.Name, b})
-	}
+	return fx, es
 }
 
 // writeArchive renders entries as a tar file (gzipped if zip) and returns its path.
 func writeArchive(t *testing.T, es []entry, zip bool) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "forged.tar")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var w io.Writer = f
-	var zw *gzip.Writer
-	if zip {
-		zw = gzip.NewWriter(f)
-		w = zw
-	}
-	tw := tar.NewWriter(w)
-	for _, e := range es {
-		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: e.name, Size: int64(len(e.data)), Mode: 0o644})
-		tw.Write(e.data)
-	}
-	tw.Close()
-	if zw != nil {
-		zw.Close()
-	}
-	if err := f.Close(); err != nil {
+	if err := testarchive.WriteEntries(path, es, zip); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -88,20 +49,20 @@ func withRoots(t *testing.T, es []entry, manifests [][]byte) []entry {
 	t.Helper()
 	out := append([]entry{}, es...)
 	for i := range out {
-		if out[i].name != layout.IndexFile {
+		if out[i].Name != layout.IndexFile {
 			continue
 		}
 		var idx ocispec.Index
-		if err := json.Unmarshal(out[i].data, &idx); err != nil {
+		if err := json.Unmarshal(out[i].Data, &idx); err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range manifests {
 			idx.Manifests = append(idx.Manifests, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(m), Size: int64(len(m))})
 		}
-		out[i].data, _ = json.Marshal(idx)
+		out[i].Data, _ = json.Marshal(idx)
 	}
 	for _, m := range manifests {
-		out = append(out, entry{layout.BlobName(digest.FromBytes(m)), m})
+		out = append(out, entry{Name: layout.BlobName(digest.FromBytes(m)), Data: m})
 	}
 	return out
 }
@@ -135,26 +96,26 @@ func configOf(fx *testarchive.Archive) ocispec.Descriptor {
 // itself, whose every blob is referenced, loads.
 func TestUnreferencedEntriesRefused(t *testing.T) {
 	fx, es := fixture(t)
-	b, err := importer.Load(context.Background(), fx.Path, layout.OpenOptions{})
+	b, err := archive.Load(context.Background(), fx.Path, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.Close()
 	stray := []byte("read by some other tool")
-	liar := entry{"blobs/sha256/" + strings.Repeat("ab", 32), []byte("not what the name says")}
+	liar := entry{Name: "blobs/sha256/" + strings.Repeat("ab", 32), Data: []byte("not what the name says")}
 	for name, extra := range map[string][]entry{
-		"honest name":            {{layout.BlobName(digest.FromBytes(stray)), stray}},
+		"honest name":            {{Name: layout.BlobName(digest.FromBytes(stray)), Data: stray}},
 		"name is not its digest": {liar},
-		"several":                {{layout.BlobName(digest.FromBytes(stray)), stray}, liar, {layout.BlobName(digest.FromString("a")), []byte("a")}, {layout.BlobName(digest.FromString("b")), []byte("b")}},
+		"several":                {{Name: layout.BlobName(digest.FromBytes(stray)), Data: stray}, liar, {Name: layout.BlobName(digest.FromString("a")), Data: []byte("a")}, {Name: layout.BlobName(digest.FromString("b")), Data: []byte("b")}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			for _, zip := range []bool{false, true} {
 				path := writeArchive(t, append(append([]entry{}, es...), extra...), zip)
-				_, err := importer.Load(context.Background(), path, layout.OpenOptions{})
-				if !errors.Is(err, importer.ErrInvalidArchive) || !errors.Is(err, layout.ErrInvalidArchive) {
+				_, err := archive.Load(context.Background(), path, layout.OpenOptions{})
+				if !errors.Is(err, archive.ErrInvalidArchive) || !errors.Is(err, layout.ErrInvalidArchive) {
 					t.Fatalf("want ErrInvalidArchive, got %v", err)
 				}
-				if !strings.Contains(err.Error(), extra[0].name) || !strings.Contains(err.Error(), fmt.Sprintf("%d blob entries", len(extra))) {
+				if !strings.Contains(err.Error(), extra[0].Name) || !strings.Contains(err.Error(), fmt.Sprintf("%d blob entries", len(extra))) {
 					t.Fatalf("the error does not name the entry and the count: %v", err)
 				}
 				if len(extra) > 3 && !strings.Contains(err.Error(), "and 1 more") {
@@ -177,12 +138,12 @@ func TestTotalMetadataBudget(t *testing.T) {
 	}
 	path := writeArchive(t, withRoots(t, es, ms), false)
 	// Within the default budget, the forged archive is valid.
-	b, err := importer.Load(context.Background(), path, layout.OpenOptions{})
+	b, err := archive.Load(context.Background(), path, layout.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.Close()
-	_, err = importer.Load(context.Background(), path, layout.OpenOptions{Limits: layout.Limits{MaxTotalMetadataBytes: 1 << 20}})
+	_, err = archive.Load(context.Background(), path, layout.OpenOptions{Limits: layout.Limits{MaxTotalMetadataBytes: 1 << 20}})
 	if !errors.Is(err, layout.ErrTooLarge) || !strings.Contains(err.Error(), "MaxTotalMetadataBytes") || !strings.Contains(err.Error(), "limit 1048576") {
 		t.Fatalf("want ErrTooLarge naming MaxTotalMetadataBytes, got %v", err)
 	}
@@ -197,12 +158,12 @@ func TestDescriptorBudget(t *testing.T) {
 	ms := [][]byte{manifest(fx, cfg, 300, 0, "a"), manifest(fx, cfg, 300, 0, "b")}
 	for _, zip := range []bool{false, true} {
 		path := writeArchive(t, withRoots(t, es, ms), zip)
-		b, err := importer.Load(context.Background(), path, layout.OpenOptions{})
+		b, err := archive.Load(context.Background(), path, layout.OpenOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		b.Close()
-		_, err = importer.Load(context.Background(), path, layout.OpenOptions{Limits: layout.Limits{MaxDescriptors: 500}})
+		_, err = archive.Load(context.Background(), path, layout.OpenOptions{Limits: layout.Limits{MaxDescriptors: 500}})
 		if !errors.Is(err, layout.ErrTooLarge) || !strings.Contains(err.Error(), "MaxDescriptors") || !strings.Contains(err.Error(), "limit 500") {
 			t.Fatalf("gzip %v: want ErrTooLarge naming MaxDescriptors, got %v", zip, err)
 		}

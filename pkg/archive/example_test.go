@@ -1,4 +1,4 @@
-package importer_test
+package archive_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/testarchive"
-	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 )
 
@@ -24,7 +24,7 @@ func ExampleLoad() {
 	if err != nil {
 		panic(err)
 	}
-	b, err := importer.Load(context.Background(), fixture.Path, layout.OpenOptions{})
+	b, err := archive.Load(context.Background(), fixture.Path, layout.OpenOptions{})
 	if err != nil {
 		panic(err)
 	}

@@ -92,9 +92,9 @@ func (v *Reader) Read(p []byte) (int, error) {
 	if err == nil && complete {
 		err = v.probeEnd()
 	}
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		v.err = v.check()
-		if v.err != io.EOF {
+		if !errors.Is(v.err, io.EOF) {
 			return 0, v.err
 		}
 		return n, v.err

@@ -66,7 +66,7 @@ type CopyStats struct {
 //
 // Without KeepGoing the first failure cancels the rest and is returned.
 func Copy(ctx context.Context, src Fetcher, dst Pusher, roots []ocispec.Descriptor, o CopyOptions) (CopyStats, error) {
-	o.WalkOptions = o.WalkOptions.withDefaults()
+	o.WalkOptions = o.withDefaults()
 	var (
 		mu        sync.Mutex
 		blobs     []ocispec.Descriptor

@@ -3,6 +3,7 @@
 package fsutil
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -12,12 +13,29 @@ import (
 // path absent, old or complete, also after a crash. The temporary file is
 // removed on any failure.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return WriteAtomic(path, "", perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// WriteAtomic creates path from what write writes, through a temporary file
+// (tmp, or a fresh name next to path when tmp is "") that is synced and
+// renamed to path once write returns nil, then syncs the directory. On any
+// failure the temporary file is removed and path is untouched.
+func WriteAtomic(path, tmp string, perm os.FileMode, write func(io.Writer) error) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	var f *os.File
+	var err error
+	if tmp == "" {
+		f, err = os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	} else {
+		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	}
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
+	tmp = f.Name()
 	ok := false
 	defer func() {
 		if !ok {
@@ -25,7 +43,7 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
+	if err := write(f); err != nil {
 		return err
 	}
 	if err := f.Chmod(perm); err != nil {

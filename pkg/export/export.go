@@ -439,32 +439,15 @@ func writeCompressedStream(ctx context.Context, plan *layout.Plan, w io.Writer, 
 }
 
 func (e *exporter) writeCompressedFile(ctx context.Context, plan *layout.Plan, out, compression string, fetch layout.FetchFunc, res *Result) error {
-	partial := out + layout.PartialSuffix
-	f, err := os.Create(partial)
+	var d digest.Digest
+	err := fsutil.WriteAtomic(out, out+layout.PartialSuffix, 0o644, func(w io.Writer) error {
+		var err error
+		d, err = writeCompressedStream(ctx, plan, w, compression, fetch)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(partial)
-		}
-	}()
-	d, err := writeCompressedStream(ctx, plan, f, compression, fetch)
-	if err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(partial, out); err != nil {
-		return err
-	}
-	ok = true
 	res.ArchiveDigest = d.String()
 	res.Archive = out
 	return nil

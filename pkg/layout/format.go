@@ -137,14 +137,18 @@ func ValidateDigest(d digest.Digest) error {
 	return nil
 }
 
-// versioned is enough of a manifest or index to find its children.
-type versioned struct {
+// Fields are the fields of an OCI or Docker manifest or index that this
+// tool reads, one struct for both shapes: decoding a manifest fills Config
+// and Layers, an index Manifests.
+type Fields struct {
 	SchemaVersion int                  `json:"schemaVersion"`
 	MediaType     string               `json:"mediaType,omitempty"`
+	ArtifactType  string               `json:"artifactType,omitempty"`
 	Config        *ocispec.Descriptor  `json:"config,omitempty"`
 	Layers        []ocispec.Descriptor `json:"layers,omitempty"`
 	Manifests     []ocispec.Descriptor `json:"manifests,omitempty"`
 	Subject       *ocispec.Descriptor  `json:"subject,omitempty"`
+	Annotations   map[string]string    `json:"annotations,omitempty"`
 }
 
 // Children parses a manifest or index and returns the descriptors it
@@ -152,7 +156,7 @@ type versioned struct {
 // its subject. mt is the media type the content was served or described
 // with; a mediaType field inside the content must agree with it.
 func Children(mt string, raw []byte) ([]ocispec.Descriptor, error) {
-	var v versioned
+	var v Fields
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidManifest, err)
 	}

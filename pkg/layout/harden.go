@@ -391,7 +391,7 @@ func (d *declared) learn(dg digest.Digest, raw []byte, l Limits) error {
 	if dg.Algorithm().FromBytes(raw) != dg {
 		return nil // the reader's verification reports it when it is used
 	}
-	var v versioned
+	var v Fields
 	if json.Unmarshal(raw, &v) != nil || v.SchemaVersion != 2 {
 		return nil //nolint:nilerr // as above
 	}

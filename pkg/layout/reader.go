@@ -62,31 +62,22 @@ var DefaultLimits = Limits{MaxEntries: 100000, MaxMetadataBytes: 8 << 20, MaxArc
 	MaxDeclaredExpansion: 100, MaxTotalMetadataBytes: 64 << 20, MaxDescriptors: 100000}
 
 func (l Limits) withDefaults() Limits {
-	if l.MaxEntries <= 0 {
-		l.MaxEntries = DefaultLimits.MaxEntries
-	}
-	if l.MaxMetadataBytes <= 0 {
-		l.MaxMetadataBytes = DefaultLimits.MaxMetadataBytes
-	}
-	if l.MaxArchiveBytes <= 0 {
-		l.MaxArchiveBytes = DefaultLimits.MaxArchiveBytes
-	}
-	if l.MaxJSONDepth <= 0 {
-		l.MaxJSONDepth = DefaultLimits.MaxJSONDepth
-	}
-	if l.MaxExpansion <= 0 {
-		l.MaxExpansion = DefaultLimits.MaxExpansion
-	}
-	if l.MaxDeclaredExpansion <= 0 {
-		l.MaxDeclaredExpansion = DefaultLimits.MaxDeclaredExpansion
-	}
-	if l.MaxTotalMetadataBytes <= 0 {
-		l.MaxTotalMetadataBytes = DefaultLimits.MaxTotalMetadataBytes
-	}
-	if l.MaxDescriptors <= 0 {
-		l.MaxDescriptors = DefaultLimits.MaxDescriptors
-	}
+	orDefault(&l.MaxEntries, DefaultLimits.MaxEntries)
+	orDefault(&l.MaxMetadataBytes, DefaultLimits.MaxMetadataBytes)
+	orDefault(&l.MaxArchiveBytes, DefaultLimits.MaxArchiveBytes)
+	orDefault(&l.MaxJSONDepth, DefaultLimits.MaxJSONDepth)
+	orDefault(&l.MaxExpansion, DefaultLimits.MaxExpansion)
+	orDefault(&l.MaxDeclaredExpansion, DefaultLimits.MaxDeclaredExpansion)
+	orDefault(&l.MaxTotalMetadataBytes, DefaultLimits.MaxTotalMetadataBytes)
+	orDefault(&l.MaxDescriptors, DefaultLimits.MaxDescriptors)
 	return l
+}
+
+// orDefault sets *v to d unless it is positive.
+func orDefault[T int | int64](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
 
 // Limits returns the limits the archive was opened with (defaults filled in).

@@ -148,32 +148,12 @@ func Split(ctx context.Context, path string, partSize int64, archiveDigest diges
 
 // writePart copies [off, end) of f into a new file name, through h.
 func writePart(ctx context.Context, f *os.File, off, end int64, name string, h io.Writer) error {
-	tmp := name + PartialSuffix
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			out.Close()
-			os.Remove(tmp)
+	return fsutil.WriteAtomic(name, name+PartialSuffix, 0o644, func(out io.Writer) error {
+		if _, err := copyCtx(ctx, io.MultiWriter(out, h), io.NewSectionReader(f, off, end-off)); err != nil {
+			return fmt.Errorf("writing %s: %w", name, err)
 		}
-	}()
-	if _, err := copyCtx(ctx, io.MultiWriter(out, h), io.NewSectionReader(f, off, end-off)); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := out.Sync(); err != nil {
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return err
-	}
-	ok = true
-	return nil
+		return nil
+	})
 }
 
 // removeStaleParts removes volumes numbered n and above left by an earlier

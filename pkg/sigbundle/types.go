@@ -141,13 +141,4 @@ func artifactTypeOf(m *manifest) string {
 }
 
 // manifest is what this package reads of a manifest or index.
-type manifest struct {
-	SchemaVersion int                  `json:"schemaVersion"`
-	MediaType     string               `json:"mediaType,omitempty"`
-	ArtifactType  string               `json:"artifactType,omitempty"`
-	Config        *ocispec.Descriptor  `json:"config,omitempty"`
-	Layers        []ocispec.Descriptor `json:"layers,omitempty"`
-	Manifests     []ocispec.Descriptor `json:"manifests,omitempty"`
-	Subject       *ocispec.Descriptor  `json:"subject,omitempty"`
-	Annotations   map[string]string    `json:"annotations,omitempty"`
-}
+type manifest = layout.Fields

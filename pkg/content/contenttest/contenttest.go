@@ -224,6 +224,21 @@ func testCopyOut(ctx context.Context, t *testing.T, s Suite, g Graph) {
 	}
 }
 
+// checkReadBack reads every content of g back from st (or what ReadBack
+// gives for it) and compares it with what was written by how.
+func checkReadBack(ctx context.Context, t *testing.T, s Suite, st any, g Graph, how string) {
+	t.Helper()
+	f := readBack(t, s, st)
+	if f == nil {
+		return
+	}
+	for _, b := range g.All {
+		if got := fetchAll(ctx, t, f, b); !bytes.Equal(got, b.Data) {
+			t.Errorf("read back %s after %s: differs from what was written", b.Desc.Digest, how)
+		}
+	}
+}
+
 func readBack(t *testing.T, s Suite, st any) content.Fetcher {
 	if f, ok := st.(content.Fetcher); ok {
 		return f
@@ -257,13 +272,7 @@ func testPush(ctx context.Context, t *testing.T, s Suite, g Graph) {
 	if err := p.Push(ctx, g.Layers[0].Desc, bytes.NewReader(g.Layers[0].Data)); err != nil {
 		t.Errorf("Push of content already held: %v", err)
 	}
-	if f := readBack(t, s, st); f != nil {
-		for _, b := range g.All {
-			if got := fetchAll(ctx, t, f, b); !bytes.Equal(got, b.Data) {
-				t.Errorf("read back %s: differs from what was pushed", b.Desc.Digest)
-			}
-		}
-	}
+	checkReadBack(ctx, t, s, st, g, "Push")
 }
 
 func testPushBad(ctx context.Context, t *testing.T, s Suite, g Graph) {
@@ -333,13 +342,7 @@ func testCopyIn(ctx context.Context, t *testing.T, s Suite, g Graph) {
 			t.Errorf("second Copy: %+v, want every content skipped", again)
 		}
 	}
-	if f := readBack(t, s, st); f != nil {
-		for _, b := range g.All {
-			if got := fetchAll(ctx, t, f, b); !bytes.Equal(got, b.Data) {
-				t.Errorf("read back %s after Copy: differs", b.Desc.Digest)
-			}
-		}
-	}
+	checkReadBack(ctx, t, s, st, g, "Copy")
 }
 
 func testTag(ctx context.Context, t *testing.T, s Suite, g Graph) {

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -25,7 +24,7 @@ func fitOptions(c *cli.Context, output string) ([]export.Option, error) {
 	}
 	var split int64
 	if s := c.String("split-size"); s != "" {
-		if split, err = parseSize(s); err != nil {
+		if split, err = layout.ParseSize(s); err != nil {
 			return nil, usagef("--split-size: %v", err)
 		}
 		if output == "-" {
@@ -47,37 +46,6 @@ func fitOptions(c *cli.Context, output string) ([]export.Option, error) {
 		opts = append(opts, export.WithBaseInventory(b))
 	}
 	return opts, nil
-}
-
-// parseSize parses a byte count with an optional unit: 4GiB, 700MB, 100M,
-// 1048576 (binary units for the i forms and for bare K/M/G/T; decimal for
-// KB/MB/GB/TB).
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	i := len(t)
-	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') {
-		i--
-	}
-	num, unit := t[:i], strings.ToUpper(strings.TrimSpace(t[i:]))
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%q is not a size (like 4GiB or 700MB)", s)
-	}
-	mult := map[string]int64{
-		"": 1, "B": 1,
-		"K": 1 << 10, "KI": 1 << 10, "KIB": 1 << 10, "KB": 1000,
-		"M": 1 << 20, "MI": 1 << 20, "MIB": 1 << 20, "MB": 1000 * 1000,
-		"G": 1 << 30, "GI": 1 << 30, "GIB": 1 << 30, "GB": 1000 * 1000 * 1000,
-		"T": 1 << 40, "TI": 1 << 40, "TIB": 1 << 40, "TB": 1000 * 1000 * 1000 * 1000,
-	}
-	m, ok := mult[unit]
-	if !ok {
-		return 0, fmt.Errorf("%q: unknown unit %q", s, t[i:])
-	}
-	if n > (1<<62)/m {
-		return 0, fmt.Errorf("%q is too large", s)
-	}
-	return n * m, nil
 }
 
 // printFit prints what fitting the archive did: its format, the images

@@ -1,21 +1,16 @@
 package sigbundle
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
+
+	"github.com/notaryproject/notation-core-go/signature"
+	njws "github.com/notaryproject/notation-core-go/signature/jws"
 )
 
 // notationRoot is a trust-store certificate for notation signatures.
@@ -73,90 +68,63 @@ func parsePEMCerts(raw []byte) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-// jwsEnvelope is notation's JWS JSON serialization.
-type jwsEnvelope struct {
-	Payload   string `json:"payload"`
-	Protected string `json:"protected"`
-	Header    struct {
-		X5C [][]byte `json:"x5c"`
-	} `json:"header"`
-	Signature string `json:"signature"`
-}
-
-// notationProtected is what is read of the protected header.
-type notationProtected struct {
-	Alg           string   `json:"alg"`
-	Cty           string   `json:"cty"`
-	Crit          []string `json:"crit"`
-	SigningScheme string   `json:"io.cncf.notary.signingScheme"`
-	SigningTime   string   `json:"io.cncf.notary.signingTime"`
-	Expiry        string   `json:"io.cncf.notary.expiry"`
-}
-
-// knownCrit are the critical header parameters this verifier understands.
-var knownCrit = []string{"io.cncf.notary.signingScheme", "io.cncf.notary.expiry"}
-
 // verifyNotationJWS verifies a notation JWS envelope (already bound to its
-// subject by checkNotationJWS) against the trust store. It returns the name
-// of the trust-store file that anchors it and when the chain was judged
-// valid ("now", or the claimed signing time with WithAllowExpired), or an
-// error saying why not.
+// subject by checkNotationJWS) against the trust store. The envelope is
+// parsed and verified by notation-core-go (signature/jws): the signature
+// with the x5c leaf's key, the critical header parameters, and the chain
+// against the Notary Project signature specification's certificate
+// requirements (complete to its root, issuance, code-signing usages,
+// validity at the signing time); the chain is then anchored in the trust
+// store with crypto/x509. It returns the name of the
+// trust-store file that anchors it and when the chain was judged valid
+// ("now", or the claimed signing time with WithAllowExpired), or an error
+// saying why not.
 func (o *options) verifyNotationJWS(raw []byte) (anchorFile, when string, err error) {
-	var env jwsEnvelope
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return "", "", fmt.Errorf("envelope is not JSON: %w", err)
-	}
-	b64 := base64.RawURLEncoding
-	ph, err := b64.DecodeString(strings.TrimRight(env.Protected, "="))
+	env, err := signature.ParseEnvelope(njws.MediaTypeEnvelope, raw)
 	if err != nil {
-		return "", "", fmt.Errorf("protected header is not base64url: %w", err)
+		return "", "", fmt.Errorf("envelope: %w", err)
 	}
-	var p notationProtected
-	if err := json.Unmarshal(ph, &p); err != nil {
-		return "", "", fmt.Errorf("protected header: %w", err)
+	content, err := env.Verify()
+	if err != nil {
+		return "", "", fmt.Errorf("signature: %w", err)
 	}
-	for _, c := range p.Crit {
-		if !slices.Contains(knownCrit, c) {
-			return "", "", fmt.Errorf("critical header parameter %q is not understood", c)
-		}
-	}
+	si := content.SignerInfo
 	// The signing time is the signer's own claim under notary.x509, so (as
 	// notation's strict level without a timestamp countersignature) the
 	// chain must be valid now; --allow-expired accepts a chain valid at the
 	// claimed time. notary.x509.signingAuthority needs a signing-authority
 	// trust store, which this verifier does not have.
-	if p.SigningScheme != "notary.x509" {
-		return "", "", fmt.Errorf("signing scheme %q is not supported (notary.x509 is; notary.x509.signingAuthority needs a signing-authority trust store)", p.SigningScheme)
+	if si.SignedAttributes.SigningScheme != signature.SigningSchemeX509 {
+		return "", "", fmt.Errorf("signing scheme %q is not supported (notary.x509 is; notary.x509.signingAuthority needs a signing-authority trust store)", si.SignedAttributes.SigningScheme)
 	}
-	at, atWhat := o.now(), "now"
-	if p.Expiry != "" {
-		exp, err := time.Parse(time.RFC3339, p.Expiry)
-		if err != nil {
-			return "", "", fmt.Errorf("expiry %q: %w", p.Expiry, err)
-		}
-		if !exp.After(o.now()) && !o.allowExpired {
-			return "", "", fmt.Errorf("the signature expired %s (--allow-expired accepts it)", exp.UTC().Format(time.RFC3339))
-		}
+	if exp := si.SignedAttributes.Expiry; !exp.IsZero() && !exp.After(o.now()) && !o.allowExpired {
+		return "", "", fmt.Errorf("the signature expired %s (--allow-expired accepts it)", exp.UTC().Format(time.RFC3339))
 	}
-	if len(env.Header.X5C) == 0 {
+	chain := si.CertificateChain
+	if len(chain) == 0 {
 		return "", "", errors.New("the envelope carries no certificate chain (x5c)")
 	}
-	var chain []*x509.Certificate
-	for i, der := range env.Header.X5C {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return "", "", fmt.Errorf("x5c certificate %d: %w", i, err)
-		}
-		chain = append(chain, c)
-	}
 	leaf := chain[0]
-	sig, err := b64.DecodeString(strings.TrimRight(env.Signature, "="))
+	at, atWhat := o.now(), "now"
+	anchor, err := o.anchorNotationChain(chain, at)
+	var inv x509.CertificateInvalidError
+	if err != nil && errors.As(err, &inv) && inv.Reason == x509.Expired && o.allowExpired && !si.SignedAttributes.SigningTime.IsZero() {
+		// The claimed signing time, accepted with --allow-expired.
+		at = si.SignedAttributes.SigningTime
+		atWhat = "at the claimed signing time " + at.UTC().Format(time.RFC3339) + " (--allow-expired)"
+		anchor, err = o.anchorNotationChain(chain, at)
+	}
 	if err != nil {
-		return "", "", fmt.Errorf("signature is not base64url: %w", err)
+		return "", "", fmt.Errorf("certificate %q %s: %w", leaf.Subject.CommonName, atWhat, err)
 	}
-	if err := verifyJWS(p.Alg, leaf.PublicKey, []byte(env.Protected+"."+env.Payload), sig); err != nil {
-		return "", "", fmt.Errorf("signature by %q: %w", leaf.Subject.CommonName, err)
-	}
+	return anchor, atWhat, nil
+}
+
+// anchorNotationChain checks chain (leaf first, as the envelope's
+// verification validated it) at time at: it must build to a trust-store
+// certificate for code signing (crypto/x509). It returns the name of the
+// trust-store file of the anchor.
+func (o *options) anchorNotationChain(chain []*x509.Certificate, at time.Time) (string, error) {
 	roots := x509.NewCertPool()
 	for _, r := range o.notationRoots {
 		roots.AddCert(r.cert)
@@ -165,66 +133,16 @@ func (o *options) verifyNotationJWS(raw []byte) (anchorFile, when string, err er
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
-	opts := x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}
-	verified, verr := leaf.Verify(opts)
-	var inv x509.CertificateInvalidError
-	if verr != nil && errors.As(verr, &inv) && inv.Reason == x509.Expired && o.allowExpired {
-		// The claimed signing time, accepted with --allow-expired.
-		if t, perr := time.Parse(time.RFC3339, p.SigningTime); perr == nil {
-			opts.CurrentTime, atWhat = t, "at the claimed signing time "+p.SigningTime+" (--allow-expired)"
-			verified, verr = leaf.Verify(opts)
-		}
-	}
-	if verr != nil {
-		return "", "", fmt.Errorf("certificate %q %s: %w", leaf.Subject.CommonName, atWhat, verr)
+	leaf := chain[0]
+	verified, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}})
+	if err != nil {
+		return "", err
 	}
 	anchor := verified[0][len(verified[0])-1]
 	for _, r := range o.notationRoots {
 		if r.cert.Equal(anchor) {
-			return r.name, atWhat, nil
+			return r.name, nil
 		}
 	}
-	return "", "", errors.New("the chain's anchor is not in the trust store")
-}
-
-// verifyJWS checks a JWS signature (RFC 7518 algorithms notation uses).
-func verifyJWS(alg string, key crypto.PublicKey, input, sig []byte) error {
-	var h crypto.Hash
-	switch alg {
-	case "ES256", "PS256":
-		h = crypto.SHA256
-	case "ES384", "PS384":
-		h = crypto.SHA384
-	case "ES512", "PS512":
-		h = crypto.SHA512
-	default:
-		return fmt.Errorf("algorithm %q is not supported", alg)
-	}
-	hh := h.New()
-	hh.Write(input)
-	sum := hh.Sum(nil)
-	switch k := key.(type) {
-	case *ecdsa.PublicKey:
-		if alg[0] != 'E' {
-			return fmt.Errorf("algorithm %s with an ECDSA key", alg)
-		}
-		n := (k.Curve.Params().BitSize + 7) / 8
-		if len(sig) != 2*n {
-			return errors.New("ECDSA signature has the wrong length")
-		}
-		r, s := new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:])
-		if !ecdsa.Verify(k, sum, r, s) {
-			return errors.New("ECDSA signature does not verify")
-		}
-		return nil
-	case *rsa.PublicKey:
-		if alg[0] != 'P' {
-			return fmt.Errorf("algorithm %s with an RSA key", alg)
-		}
-		if err := rsa.VerifyPSS(k, h, sum, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}); err != nil {
-			return errors.New("RSASSA-PSS signature does not verify")
-		}
-		return nil
-	}
-	return fmt.Errorf("key type %T is not supported", key)
+	return "", errors.New("the chain's anchor is not in the trust store")
 }

@@ -107,9 +107,9 @@ func TestNotationJWS(t *testing.T) {
 		name string
 		env  []byte
 	}{
-		{"ES256", jws(t, "ES256", ek, [][]byte{good}, nil, payload)},
-		{"PS256", jws(t, "PS256", rk, [][]byte{ca.leaf(t, rk, x509.ExtKeyUsageCodeSigning, now.Add(-time.Minute), now.Add(time.Hour))}, nil, payload)},
-		{"expiry in the future", jws(t, "ES256", ek, [][]byte{good}, map[string]any{"io.cncf.notary.expiry": now.Add(time.Hour).UTC().Format(time.RFC3339),
+		{"ES256", jws(t, "ES256", ek, [][]byte{good, ca.cert.Raw}, nil, payload)},
+		{"PS256", jws(t, "PS256", rk, [][]byte{ca.leaf(t, rk, x509.ExtKeyUsageCodeSigning, now.Add(-time.Minute), now.Add(time.Hour)), ca.cert.Raw}, nil, payload)},
+		{"expiry in the future", jws(t, "ES256", ek, [][]byte{good, ca.cert.Raw}, map[string]any{"io.cncf.notary.expiry": now.Add(time.Hour).UTC().Format(time.RFC3339),
 			"crit": []string{"io.cncf.notary.signingScheme", "io.cncf.notary.expiry"}}, payload)},
 	} {
 		name, when, err := trusted.verifyNotationJWS(tc.env)
@@ -124,11 +124,11 @@ func TestNotationJWS(t *testing.T) {
 	expired := ca.leaf(t, ek, x509.ExtKeyUsageCodeSigning, now.Add(-3*time.Hour), now.Add(-time.Hour))
 	claimed := map[string]any{"io.cncf.notary.signingTime": now.Add(-2 * time.Hour).UTC().Format(time.RFC3339)}
 	lenient, _ := makeOptions(WithNotationCert(ca.file), WithAllowExpired(true))
-	if name, when, err := lenient.verifyNotationJWS(jws(t, "ES256", ek, [][]byte{expired}, claimed, payload)); err != nil || name != "ca.pem" ||
+	if name, when, err := lenient.verifyNotationJWS(jws(t, "ES256", ek, [][]byte{expired, ca.cert.Raw}, claimed, payload)); err != nil || name != "ca.pem" ||
 		!strings.Contains(when, "claimed signing time") {
 		t.Fatalf("expired certificate with --allow-expired: %q %q %v", name, when, err)
 	}
-	env := jws(t, "ES256", ek, [][]byte{good}, nil, payload)
+	env := jws(t, "ES256", ek, [][]byte{good, ca.cert.Raw}, nil, payload)
 	var tampered map[string]any
 	json.Unmarshal(env, &tampered)
 	tampered["payload"] = base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(payload), "sha256:00", "sha256:01", 1)))
@@ -141,15 +141,16 @@ func TestNotationJWS(t *testing.T) {
 		msg  string
 	}{
 		{"another trust store", untrusted, env, "certificate signed by unknown authority"},
-		{"payload changed", trusted, tamperedEnv, "does not verify"},
-		{"not a code-signing certificate", trusted, jws(t, "ES256", ek, [][]byte{ca.leaf(t, ek, x509.ExtKeyUsageServerAuth, now.Add(-time.Minute), now.Add(time.Hour))}, nil, payload), "incompatible key usage"},
-		{"signed outside the certificate's validity", trusted, jws(t, "ES256", ek, [][]byte{ca.leaf(t, ek, x509.ExtKeyUsageCodeSigning, now.Add(time.Minute), now.Add(time.Hour))}, nil, payload), "expired or is not yet valid"},
-		{"expired signature", trusted, jws(t, "ES256", ek, [][]byte{good}, map[string]any{"io.cncf.notary.expiry": now.Add(-time.Minute).UTC().Format(time.RFC3339)}, payload), "the signature expired"},
-		{"unknown critical parameter", trusted, jws(t, "ES256", ek, [][]byte{good}, map[string]any{"crit": []string{"io.cncf.notary.signingScheme", "x-new"}}, payload), "not understood"},
-		{"signing authority scheme", trusted, jws(t, "ES256", ek, [][]byte{good}, map[string]any{"io.cncf.notary.signingScheme": "notary.x509.signingAuthority"}, payload), "not supported"},
-		{"certificate expired, signing time claimed inside it", trusted, jws(t, "ES256", ek, [][]byte{expired}, claimed, payload), "expired"},
-		{"no chain", trusted, jws(t, "ES256", ek, nil, nil, payload), "no certificate chain"},
-		{"algorithm and key disagree", trusted, jws(t, "PS256", ek, [][]byte{good}, nil, payload), "with an ECDSA key"},
+		{"payload changed", trusted, tamperedEnv, "signature is invalid"},
+		{"not a code-signing certificate", trusted, jws(t, "ES256", ek, [][]byte{ca.leaf(t, ek, x509.ExtKeyUsageServerAuth, now.Add(-time.Minute), now.Add(time.Hour)), ca.cert.Raw}, nil, payload), "must not contain ServerAuth"},
+		{"signed outside the certificate's validity", trusted, jws(t, "ES256", ek, [][]byte{ca.leaf(t, ek, x509.ExtKeyUsageCodeSigning, now.Add(time.Minute), now.Add(time.Hour)), ca.cert.Raw}, nil, payload), "expired or is not yet valid"},
+		{"expired signature", trusted, jws(t, "ES256", ek, [][]byte{good, ca.cert.Raw}, map[string]any{"io.cncf.notary.expiry": now.Add(-time.Minute).UTC().Format(time.RFC3339),
+			"io.cncf.notary.signingTime": now.Add(-2 * time.Minute).UTC().Format(time.RFC3339), "crit": []string{"io.cncf.notary.signingScheme", "io.cncf.notary.expiry"}}, payload), "the signature expired"},
+		{"unknown critical parameter", trusted, jws(t, "ES256", ek, [][]byte{good, ca.cert.Raw}, map[string]any{"crit": []string{"io.cncf.notary.signingScheme", "x-new"}}, payload), "marked critical"},
+		{"signing authority scheme", trusted, jws(t, "ES256", ek, [][]byte{good, ca.cert.Raw}, map[string]any{"io.cncf.notary.signingScheme": "notary.x509.signingAuthority"}, payload), "signingAuthority"},
+		{"certificate expired, signing time claimed inside it", trusted, jws(t, "ES256", ek, [][]byte{expired, ca.cert.Raw}, claimed, payload), "expired"},
+		{"no chain", trusted, jws(t, "ES256", ek, nil, nil, payload), "certificate chain is not present"},
+		{"algorithm and key disagree", trusted, jws(t, "PS256", ek, [][]byte{good, ca.cert.Raw}, nil, payload), "key is invalid"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

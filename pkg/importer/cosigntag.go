@@ -4,17 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync/atomic"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/content"
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
-	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
 
@@ -34,35 +34,40 @@ const (
 // `cosign attest` append to an existing object. Anything else under that
 // tag (an .sbom, which cosign replaces too, or a foreign object) is
 // replaced, with a warning naming what was there.
-func (im *importer) putCosignTag(ctx context.Context, repo name.Repository, d ocispec.Descriptor, raw []byte, tag string) error {
-	ref, err := im.o.Client.Tag(repo, tag)
-	if err != nil {
-		return err
-	}
+func (im *importer) putCosignTag(ctx context.Context, repo string, store Repository, d ocispec.Descriptor, raw []byte, tag string) error {
+	ref := repo + ":" + tag
 	push := func(mt string, b []byte) error {
-		if err := im.o.Client.Pusher().Push(ctx, ref, rawManifest{b, mt}); err != nil {
+		desc := ocispec.Descriptor{MediaType: mt, Digest: digest.FromBytes(b), Size: int64(len(b))}
+		if err := store.Push(ctx, desc, bytes.NewReader(b)); err != nil {
+			return fmt.Errorf("signing artifact %s as %s: %w", d.Digest, ref, err)
+		}
+		if err := store.Tag(ctx, desc, tag); err != nil {
 			return fmt.Errorf("signing artifact %s as %s: %w", d.Digest, ref, err)
 		}
 		atomic.AddInt64(&im.sig.res.Tags, 1)
 		return nil
 	}
-	cur, err := im.o.Client.Puller().Get(ctx, ref)
+	cur, err := store.Resolve(ctx, tag)
 	if err != nil {
-		if registry.IsNotFound(err) {
+		if errors.Is(err, errdefs.ErrNotFound) {
 			return push(d.MediaType, raw)
 		}
 		return fmt.Errorf("signing artifact %s: reading %s: %w", d.Digest, ref, err)
 	}
-	if cur.Digest.String() == d.Digest.String() {
+	if cur.Digest == d.Digest {
 		return nil
 	}
-	if int64(len(cur.Manifest)) > maxTagManifest {
+	if cur.Size > maxTagManifest {
 		return fmt.Errorf("signing artifact %s: %s at the target is larger than %d bytes", d.Digest, ref, maxTagManifest)
+	}
+	curRaw, err := content.ReadAll(ctx, store, cur, maxTagManifest)
+	if err != nil {
+		return fmt.Errorf("signing artifact %s: reading %s: %w", d.Digest, ref, err)
 	}
 	var have, want ocispec.Manifest
 	mergeable := (strings.HasSuffix(tag, ".sig") || strings.HasSuffix(tag, ".att")) &&
-		json.Unmarshal(cur.Manifest, &have) == nil && json.Unmarshal(raw, &want) == nil &&
-		cosignShaped(string(cur.MediaType), &have) && cosignShaped(d.MediaType, &want)
+		json.Unmarshal(curRaw, &have) == nil && json.Unmarshal(raw, &want) == nil &&
+		cosignShaped(cur.MediaType, &have) && cosignShaped(d.MediaType, &want)
 	if !mergeable {
 		im.warnf("%s named %s (%s) at the target; it now names the carried %s", ref, cur.Digest, cur.MediaType, d.Digest)
 		return push(d.MediaType, raw)
@@ -93,8 +98,7 @@ func (im *importer) putCosignTag(ctx context.Context, repo name.Repository, d oc
 		return err
 	}
 	cfgDesc := ocispec.Descriptor{MediaType: want.Config.MediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
-	if _, err := im.o.Client.UploadBlob(ctx, registry.Upload{Repo: repo, Digest: cfgDesc.Digest, Size: cfgDesc.Size,
-		Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(cfg)), nil }}); err != nil {
+	if err := store.Push(ctx, cfgDesc, bytes.NewReader(cfg)); err != nil {
 		return fmt.Errorf("signing artifact %s: config of the merged %s: %w", d.Digest, ref, err)
 	}
 	merged := want

@@ -2,8 +2,8 @@ package importer
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -13,9 +13,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
+	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
-	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 )
 
 // ErrDeltaBaseMissing: a delta archive leaves blobs to its base, and the
@@ -42,7 +42,7 @@ func checkDelta(ctx context.Context, o *options, b *archive.Bundle, p *pushPlan)
 		g.SetLimit(o.Jobs)
 		for _, k := range keys {
 			g.Go(func() error {
-				ok, err := o.Client.BlobExists(gctx, p.repos[k.repo], k.d)
+				ok, err := p.stores[k.repo].Exists(gctx, blobAt(k.d, b.Omitted[k.d]))
 				if err != nil {
 					return fmt.Errorf("blob %s at %s: %w", k.d, k.repo, err)
 				}
@@ -150,12 +150,15 @@ func (im *importer) pushOmitted(ctx context.Context, repo string, d digest.Diges
 		atomic.AddInt64(&im.res.BytesSkipped, size)
 		return true, nil
 	}
-	from := im.p.repos[src]
-	_, err := im.o.Client.UploadBlob(ctx, registry.Upload{Repo: im.p.repos[repo], Digest: d, Size: size, MountFrom: &from,
-		Open: func() (io.ReadCloser, error) {
-			return nil, fmt.Errorf("%w: %w: the delta archive does not carry blob %s and the registry declined to mount it from %s", ErrDeltaBaseMissing, layout.ErrBlobNotFound, d, src)
-		}})
-	if err != nil {
+	declined := fmt.Errorf("%w: %w: the delta archive does not carry blob %s and the target cannot take it from %s", ErrDeltaBaseMissing, layout.ErrBlobNotFound, d, src)
+	m, ok := im.p.stores[repo].(content.Mounter)
+	if !ok {
+		return true, declined
+	}
+	if err := m.Mount(ctx, blobAt(d, size), im.p.repos[src].Name()); err != nil {
+		if errors.Is(err, content.ErrUnsupported) {
+			return true, declined
+		}
 		return true, err
 	}
 	atomic.AddInt64(&im.res.BlobsMounted, 1)

@@ -36,6 +36,8 @@ type options struct {
 	signing     signingOptions // verification and re-publication of signing artifacts (signatures.go)
 	// archiveKey checks the archive's own signature first (archivesig.go).
 	archiveKey *ArchiveKey
+	// target replaces the registry as the destination (target.go).
+	target Target
 }
 
 // WithClient sets the registry client. Default: TLS verified, docker config credentials.
@@ -86,6 +88,14 @@ func makeOptions(opts ...Option) (*options, error) {
 		return nil, err
 	}
 	return o, nil
+}
+
+// destination returns the target: WithTarget's, or the registry's.
+func (o *options) destination() Target {
+	if o.target != nil {
+		return o.target
+	}
+	return registryTarget{o.Client}
 }
 
 // load opens and checks the archive at path (Load) with the open options;
@@ -188,6 +198,8 @@ type pushPlan struct {
 	repoBlobs map[string]map[digest.Digest]bool
 	repoNodes map[string]map[digest.Digest]bool
 	repos     map[string]name.Repository
+	// stores are the target's stores of those repositories (target.go).
+	stores map[string]Repository
 	// tags per repository: tag -> manifest digest, bundle tag kept apart.
 	tags      map[string]map[string]digest.Digest
 	bundleTag name.Tag
@@ -208,17 +220,23 @@ func importBundle(ctx context.Context, o *options, b *archive.Bundle, target rel
 	// One conversation with the target before any blob (TLS, plain HTTP,
 	// credentials): a registry that refuses the client fails here once,
 	// not once per blob. Names are refused before, without contacting it.
-	if err := o.Client.Check(ctx, target.Registry); err != nil {
-		return nil, err
+	if o.target == nil {
+		if err := o.Client.Check(ctx, target.Registry); err != nil {
+			return nil, err
+		}
 	}
+	dest := o.destination()
 	p := &pushPlan{names: names, repoBlobs: map[string]map[digest.Digest]bool{}, repoNodes: map[string]map[digest.Digest]bool{},
-		repos: map[string]name.Repository{}, tags: map[string]map[string]digest.Digest{}}
+		repos: map[string]name.Repository{}, stores: map[string]Repository{}, tags: map[string]map[string]digest.Digest{}}
 	addRepo := func(r string) error {
 		if _, ok := p.repos[r]; ok {
 			return nil
 		}
 		repo, err := o.Client.Repository(r)
 		if err != nil {
+			return err
+		}
+		if p.stores[r], err = dest.Repository(repo.Name()); err != nil {
 			return err
 		}
 		p.repos[r] = repo
@@ -281,6 +299,9 @@ func importBundle(ctx context.Context, o *options, b *archive.Bundle, target rel
 	sig, err := verifySignatures(ctx, o, b, p, res)
 	if err != nil {
 		return nil, err
+	}
+	if o.target != nil && o.signing.resign != nil {
+		return nil, fmt.Errorf("%w: Notary trust data is re-signed only at a registry's Notary server, not for the target given with WithTarget", errdefs.ErrUsage)
 	}
 	// A delta's blobs must all be at the target before anything moves (delta.go).
 	if err := checkDelta(ctx, o, b, p); err != nil {
@@ -362,16 +383,6 @@ func (im *importer) blobJobs() (first, second []blobJob, total int64) {
 	return first, second, total
 }
 
-// upload describes job j for the registry client.
-func (im *importer) upload(j blobJob) registry.Upload {
-	u := registry.Upload{Repo: im.p.repos[j.repo], Digest: j.d, Size: im.b.Blobs[j.d]}
-	if j.mount != "" {
-		from := im.p.repos[j.mount]
-		u.MountFrom = &from
-	}
-	return u
-}
-
 // countBlob accounts for what became of one blob job. Progress is the
 // copy engine's, per digest (push.go).
 func (im *importer) countBlob(res registry.UploadResult, d digest.Digest, mountFrom string) {
@@ -388,25 +399,15 @@ func (im *importer) countBlob(res registry.UploadResult, d digest.Digest, mountF
 	}
 }
 
-func (im *importer) manifestExists(ctx context.Context, ref name.Reference) (bool, error) {
-	_, err := im.o.Client.Puller().Head(ctx, ref)
-	if err == nil {
-		return true, nil
-	}
-	if registry.IsNotFound(err) {
-		return false, nil
-	}
-	return false, err
-}
-
 // pushTags tags image manifests (preserve/flatten naming), then the bundle.
 func (im *importer) pushTags(ctx context.Context) error {
-	put := func(ref name.Tag, d digest.Digest) error {
+	put := func(repo, tag string, d digest.Digest) error {
 		n := im.b.Nodes[d]
-		if err := im.o.Client.Pusher().Push(ctx, ref, rawManifest{n.Raw, n.Desc.MediaType}); err != nil {
+		ref := im.p.repos[repo].Name() + ":" + tag
+		if err := im.p.stores[repo].Tag(ctx, n.Desc, tag); err != nil {
 			return fmt.Errorf("tag %s: %w", ref, err)
 		}
-		im.o.Progress.Emit(progress.Event{Phase: progress.PhaseTags, State: progress.StateDone, Item: ref.String()})
+		im.o.Progress.Emit(progress.Event{Phase: progress.PhaseTags, State: progress.StateDone, Item: ref})
 		return nil
 	}
 	count := 1 // the bundle tag
@@ -416,16 +417,12 @@ func (im *importer) pushTags(ctx context.Context) error {
 	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseTags, State: progress.StateTotal, Count: count})
 	for _, r := range sortedKeys(im.p.tags) {
 		for _, t := range sortedKeys(im.p.tags[r]) {
-			ref, err := im.o.Client.Tag(im.p.repos[r], t)
-			if err != nil {
-				return err
-			}
-			if err := put(ref, im.p.tags[r][t]); err != nil {
+			if err := put(r, t, im.p.tags[r][t]); err != nil {
 				return err
 			}
 		}
 	}
-	if err := put(im.p.bundleTag, im.b.Index.Digest); err != nil {
+	if err := put(im.p.names.BundleRepo, im.b.Tag, im.b.Index.Digest); err != nil {
 		return err
 	}
 	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseTags, State: progress.StateDone})
@@ -436,24 +433,21 @@ func (im *importer) pushTags(ctx context.Context) error {
 // the target to the digests carried by the archive.
 func (im *importer) verify(ctx context.Context) error {
 	var errs []error
-	check := func(ref name.Reference, want digest.Digest) {
-		d, err := im.o.Client.Puller().Head(ctx, ref)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", ref, err))
-			return
-		}
-		if d.Digest.String() != want.String() {
-			errs = append(errs, fmt.Errorf("%s resolves to %s, want %s", ref, d.Digest, want))
-		}
+	bundle := im.p.names.BundleRepo
+	if d, err := im.p.stores[bundle].Resolve(ctx, im.b.Tag); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", im.p.bundleTag, err))
+	} else if d.Digest != im.b.Index.Digest {
+		errs = append(errs, fmt.Errorf("%s resolves to %s, want %s", im.p.bundleTag, d.Digest, im.b.Index.Digest))
 	}
-	check(im.p.bundleTag, im.b.Index.Digest)
 	for _, e := range im.b.Images {
-		ref, err := im.o.Client.ParseReference(im.res.Mapping[e.Ref])
-		if err != nil {
-			errs = append(errs, err)
-			continue
+		repo := im.p.names.ImageRepos[e.Ref]
+		held, err := im.p.stores[repo].Exists(ctx, e.Desc)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", im.res.Mapping[e.Ref], err))
+		case !held:
+			errs = append(errs, fmt.Errorf("%s: not found at the target", im.res.Mapping[e.Ref]))
 		}
-		check(ref, e.Desc.Digest)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrVerification, errors.Join(errs...))
@@ -474,7 +468,7 @@ func dryRun(ctx context.Context, o *options, b *archive.Bundle, p *pushPlan, res
 			if _, omitted := b.Omitted[d]; omitted {
 				continue // a delta's base: checked by checkDelta
 			}
-			ok, err := o.Client.BlobExists(ctx, p.repos[r], d)
+			ok, err := p.stores[r].Exists(ctx, blobAt(d, b.Blobs[d]))
 			if err != nil {
 				return fmt.Errorf("blob %s at %s: %w", d, r, err)
 			}

@@ -11,8 +11,9 @@ import (
 )
 
 // checkBeforeUpload asks the target, for every blob job, whether the
-// repository already holds the blob (the HEAD UploadBlob would send; its
-// answer is passed on, so no request is added), then hashes every blob that
+// repository already holds the blob (the HEAD an upload would send; a
+// registry store passes its answer on to the upload, so no request is
+// added), then hashes every blob that
 // is to be sent anywhere. A tampered blob thus stops the import before the
 // target has received a byte, and a re-import of content the target has
 // reads nothing from the archive. A blob the target holds is not read: what
@@ -28,7 +29,7 @@ func (im *importer) checkBeforeUpload(ctx context.Context) error {
 			continue // a delta's blob: checked at the target (delta.go)
 		}
 		g.Go(func() error {
-			present, err := im.o.Client.BlobPresent(gctx, im.upload(j))
+			present, err := im.p.stores[j.repo].Exists(gctx, blobAt(j.d, im.b.Blobs[j.d]))
 			if err != nil {
 				return fmt.Errorf("blob %s at %s: %w", j.d, j.repo, err)
 			}

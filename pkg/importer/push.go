@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -193,26 +193,32 @@ func (t *pushTarget) pushBlob(ctx context.Context, j blobJob, d ocispec.Descript
 		im.countBlob(registry.BlobPresent, d.Digest, j.mount)
 		return nil
 	}
-	u := im.upload(j)
-	u.Absent = probed // the probe's answer: no second HEAD
-	if j.mount == "" {
-		u.Open = registry.VerifiedOpener(r, d)
-	} else {
-		// Should the registry decline the mount, the content is read again
-		// from the archive, verified as it streams.
-		u.Open = func() (io.ReadCloser, error) {
-			br, err := im.b.Archive.Blob(d.Digest, d.Size)
-			if err != nil {
-				return nil, err
+	store := im.p.stores[j.repo]
+	if j.mount != "" {
+		// Where the store can, the blob is mounted from the repository it
+		// was uploaded to; otherwise it is sent again from the archive,
+		// verified by the store as it streams.
+		if m, ok := store.(content.Mounter); ok {
+			err := m.Mount(ctx, d, im.p.repos[j.mount].Name())
+			if err == nil {
+				im.countBlob(registry.BlobMounted, d.Digest, j.mount)
+				return nil
 			}
-			return io.NopCloser(br), nil
+			if !errors.Is(err, content.ErrUnsupported) {
+				return err
+			}
 		}
+		rc, err := im.b.Archive.Fetch(ctx, d)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		r = rc
 	}
-	res, err := im.o.Client.UploadBlob(ctx, u)
-	if err != nil {
+	if err := store.Push(ctx, d, r); err != nil {
 		return err
 	}
-	im.countBlob(res, d.Digest, j.mount)
+	im.countBlob(registry.BlobUploaded, d.Digest, "")
 	return nil
 }
 
@@ -222,11 +228,8 @@ func (t *pushTarget) pushBlob(ctx context.Context, j blobJob, d ocispec.Descript
 func (t *pushTarget) manifestHeld(ctx context.Context, d ocispec.Descriptor) (bool, error) {
 	var lacking []string
 	for _, repo := range t.nodes[d.Digest] {
-		ref, err := t.im.o.Client.Digest(t.im.p.repos[repo], d.Digest)
-		if err != nil {
-			return false, err
-		}
-		exists, err := t.im.manifestExists(ctx, ref)
+		ref := t.im.p.repos[repo].Name() + "@" + d.Digest.String()
+		exists, err := t.im.p.stores[repo].Exists(ctx, d)
 		if err != nil {
 			return false, fmt.Errorf("manifest %s: %w", ref, err)
 		}
@@ -235,7 +238,7 @@ func (t *pushTarget) manifestHeld(ctx context.Context, d ocispec.Descriptor) (bo
 			continue
 		}
 		atomic.AddInt64(&t.im.res.ManifestsSkipped, 1)
-		t.im.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateSkipped, Item: ref.String(),
+		t.im.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateSkipped, Item: ref,
 			Bytes: d.Size, Image: t.tops[repo+"@"+d.Digest.String()]})
 	}
 	t.mu.Lock()
@@ -260,16 +263,13 @@ func (t *pushTarget) pushManifest(ctx context.Context, d ocispec.Descriptor) err
 	}
 	var errs []error
 	for _, repo := range repos {
-		ref, err := im.o.Client.Digest(im.p.repos[repo], d.Digest)
-		if err != nil {
-			return err
-		}
-		if err := im.o.Client.Pusher().Put(ctx, ref, rawManifest{n.Raw, n.Desc.MediaType}); err != nil {
+		ref := im.p.repos[repo].Name() + "@" + d.Digest.String()
+		if err := im.p.stores[repo].Push(ctx, n.Desc, bytes.NewReader(n.Raw)); err != nil {
 			errs = append(errs, im.refused(ref, n, err)) // names the image of a sparse index (sparse.go)
 			continue
 		}
 		atomic.AddInt64(&im.res.ManifestsPushed, 1)
-		im.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateDone, Item: ref.String(),
+		im.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateDone, Item: ref,
 			Bytes: n.Desc.Size, Image: t.tops[repo+"@"+d.Digest.String()]})
 	}
 	return errors.Join(errs...)
@@ -289,12 +289,3 @@ func (im *importer) pushOmittedBlobs(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
-
-// rawManifest pushes exact manifest bytes with their media type.
-type rawManifest struct {
-	raw []byte
-	mt  string
-}
-
-func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
-func (m rawManifest) MediaType() (types.MediaType, error) { return types.MediaType(m.mt), nil }

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,11 +13,11 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
+	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
@@ -215,9 +216,9 @@ func (im *importer) pushSignatures(ctx context.Context) error {
 		return nil
 	}
 	for _, s := range im.sig.steps {
-		repo := im.p.repos[s.repo]
+		repo, store := im.p.repos[s.repo].Name(), im.p.stores[s.repo]
 		for _, c := range s.children {
-			if err := im.putManifest(ctx, repo, c.Desc, c.Raw, ""); err != nil {
+			if err := im.putManifest(ctx, repo, store, c.Desc, c.Raw, ""); err != nil {
 				return err
 			}
 		}
@@ -225,26 +226,23 @@ func (im *importer) pushSignatures(ctx context.Context) error {
 		if n == nil {
 			return fmt.Errorf("%w: signing artifact %s is not loaded", archive.ErrInvalidArchive, s.artifact.Digest)
 		}
-		if err := im.putManifest(ctx, repo, n.Desc, n.Raw, s.tag); err != nil {
+		if err := im.putManifest(ctx, repo, store, n.Desc, n.Raw, s.tag); err != nil {
 			return err
 		}
-		im.o.Progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateDone, Item: repo.Name() + "@" + s.artifact.Digest.String(), Bytes: n.Desc.Size})
+		im.o.Progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateDone, Item: repo + "@" + s.artifact.Digest.String(), Bytes: n.Desc.Size})
 	}
 	return nil
 }
 
-// putManifest writes a manifest by digest (a referrer's push updates the
-// subject's fallback tag when the registry has no Referrers API), or by
-// tag.
-func (im *importer) putManifest(ctx context.Context, repo name.Repository, d ocispec.Descriptor, raw []byte, tag string) error {
+// putManifest writes a manifest into the store of repository repo by
+// digest (a registry's put of a referrer updates the subject's fallback tag
+// when it has no Referrers API), or by tag.
+func (im *importer) putManifest(ctx context.Context, repo string, store Repository, d ocispec.Descriptor, raw []byte, tag string) error {
 	if tag != "" {
-		return im.putCosignTag(ctx, repo, d, raw, tag) // cosigntag.go
+		return im.putCosignTag(ctx, repo, store, d, raw, tag) // cosigntag.go
 	}
-	ref, err := im.o.Client.Digest(repo, d.Digest)
-	if err != nil {
-		return err
-	}
-	exists, err := im.manifestExists(ctx, ref)
+	ref := repo + "@" + d.Digest.String()
+	exists, err := store.Exists(ctx, d)
 	if err != nil {
 		return fmt.Errorf("signing artifact %s: %w", ref, err)
 	}
@@ -252,7 +250,7 @@ func (im *importer) putManifest(ctx context.Context, repo name.Repository, d oci
 		// Present; but a run that stopped between the manifest and its
 		// fallback tag update left it unlisted: then put it again (the
 		// put updates the listing).
-		listed, err := im.listed(ctx, repo, raw, d.Digest)
+		listed, err := listed(ctx, store, raw, d.Digest)
 		if err != nil {
 			return fmt.Errorf("signing artifact %s: %w", ref, err)
 		}
@@ -261,7 +259,7 @@ func (im *importer) putManifest(ctx context.Context, repo name.Repository, d oci
 			return nil
 		}
 	}
-	if err := im.o.Client.Pusher().Put(ctx, ref, rawManifest{raw, d.MediaType}); err != nil {
+	if err := store.Push(ctx, d, bytes.NewReader(raw)); err != nil {
 		return fmt.Errorf("signing artifact %s: %w", ref, err)
 	}
 	atomic.AddInt64(&im.sig.res.Pushed, 1)
@@ -269,30 +267,26 @@ func (im *importer) putManifest(ctx context.Context, repo name.Repository, d oci
 }
 
 // listed reports whether a manifest with a subject is in its subject's
-// referrers listing at repo (Referrers API or fallback tag). Manifests
-// without a subject count as listed.
-func (im *importer) listed(ctx context.Context, repo name.Repository, raw []byte, d digest.Digest) (bool, error) {
+// referrers listing in store (a registry's Referrers API or fallback tag).
+// Manifests without a subject count as listed, and so does every manifest
+// of a store that lists no referrers.
+func listed(ctx context.Context, store Repository, raw []byte, d digest.Digest) (bool, error) {
 	var m struct {
 		Subject *ocispec.Descriptor `json:"subject"`
 	}
 	if err := json.Unmarshal(raw, &m); err != nil || m.Subject == nil {
 		return true, nil //nolint:nilerr // not a manifest with a subject: nothing to list (the archive's check parsed it)
 	}
-	sref, err := im.o.Client.Digest(repo, m.Subject.Digest)
+	rl, ok := store.(content.ReferrerLister)
+	if !ok {
+		return true, nil
+	}
+	refs, err := rl.Referrers(ctx, *m.Subject, "")
 	if err != nil {
 		return false, err
 	}
-	opts := append(slices.Clone(im.o.Client.RemoteOptions()), remote.WithContext(ctx), remote.Reuse(im.o.Client.Puller()))
-	idx, err := remote.Referrers(sref, opts...)
-	if err != nil {
-		return false, err
-	}
-	im2, err := idx.IndexManifest()
-	if err != nil {
-		return false, err
-	}
-	for _, x := range im2.Manifests {
-		if x.Digest.String() == d.String() {
+	for _, r := range refs {
+		if r.Digest == d {
 			return true, nil
 		}
 	}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
-
 	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -20,7 +18,7 @@ var ErrSparseRefused = errdefs.New("target refused a sparse index", errdefs.ErrU
 // images that use it, the platforms the archive leaves out and the
 // registry's own answer; cnab-airgap never rewrites an index to make it
 // acceptable (that would change its digest and break contentDigest).
-func (im *importer) refused(ref name.Digest, n *archive.Node, err error) error {
+func (im *importer) refused(ref string, n *archive.Node, err error) error {
 	absent := im.b.AbsentBelow(n.Desc.Digest)
 	if len(absent) == 0 {
 		return fmt.Errorf("manifest %s: %w", ref, err)

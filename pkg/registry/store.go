@@ -32,9 +32,12 @@ const MaxManifestBytes = content.DefaultMaxManifestBytes
 type Store struct {
 	c    *Client
 	repo name.Repository
-	// absent remembers the blobs Exists found missing, so that a Push right
-	// after sends no second HEAD.
+	// absent remembers the blobs Exists found missing, so that a Push or
+	// Mount right after sends no second HEAD.
 	absent sync.Map
+	// pushed keeps the bytes of the manifests pushed through the store, so
+	// that tagging one sends no GET.
+	pushed sync.Map
 }
 
 // Store returns the content store of repository repo.
@@ -123,7 +126,11 @@ func (s *Store) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) 
 		if err != nil {
 			return err
 		}
-		return s.c.Pusher().Put(ctx, ref, rawManifest{raw: raw, mt: desc.MediaType})
+		if err := s.c.Pusher().Put(ctx, ref, rawManifest{raw: raw, mt: desc.MediaType}); err != nil {
+			return err
+		}
+		s.pushed.Store(desc.Digest, raw)
+		return nil
 	}
 	u := Upload{Repo: s.repo, Digest: desc.Digest, Size: desc.Size, Open: VerifiedOpener(r, desc)}
 	if _, ok := s.absent.LoadAndDelete(desc.Digest); ok {
@@ -172,8 +179,12 @@ func (s *Store) Mount(ctx context.Context, desc ocispec.Descriptor, from string)
 			return err
 		}
 	}
-	res, err := s.c.UploadBlob(ctx, Upload{Repo: s.repo, Digest: desc.Digest, Size: desc.Size, MountFrom: &src,
-		Open: func() (io.ReadCloser, error) { return nil, errMountOnly }})
+	u := Upload{Repo: s.repo, Digest: desc.Digest, Size: desc.Size, MountFrom: &src,
+		Open: func() (io.ReadCloser, error) { return nil, errMountOnly }}
+	if _, ok := s.absent.LoadAndDelete(desc.Digest); ok {
+		u.Absent = true
+	}
+	res, err := s.c.UploadBlob(ctx, u)
 	if err != nil {
 		return err
 	}
@@ -184,11 +195,17 @@ func (s *Store) Mount(ctx context.Context, desc ocispec.Descriptor, from string)
 }
 
 // Tag implements content.Tagger: ref (a tag) is pointed at manifest desc,
-// whose bytes are read back from the repository and put under the tag.
+// whose bytes (those pushed through the store, or read back from the
+// repository) are put under the tag.
 func (s *Store) Tag(ctx context.Context, desc ocispec.Descriptor, ref string) error {
-	raw, err := content.ReadAll(ctx, s, desc, MaxManifestBytes)
-	if err != nil {
-		return err
+	var raw []byte
+	if b, ok := s.pushed.Load(desc.Digest); ok {
+		raw = b.([]byte)
+	} else {
+		var err error
+		if raw, err = content.ReadAll(ctx, s, desc, MaxManifestBytes); err != nil {
+			return err
+		}
 	}
 	mt := desc.MediaType
 	if mt == "" {

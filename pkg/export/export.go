@@ -21,7 +21,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/fsutil"
-	"github.com/cnab-airgap/cnab-airgap/internal/verify"
 	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -166,7 +165,7 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 
 	// One conversation with the bundle's registry first (TLS, plain HTTP,
 	// credentials): a registry that refuses the client fails here once.
-	if req.Reference != "" {
+	if req.Reference != "" && o.source == nil {
 		if ref, err := o.Client.ParseReference(req.Reference); err == nil {
 			if err := o.Client.Check(ctx, ref.Context().RegistryStr()); err != nil {
 				return nil, fmt.Errorf("export of %s: %w", req.Reference, err)
@@ -334,9 +333,12 @@ func (e *exporter) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadClos
 	}
 	var errs []error
 	for _, repo := range s.repos {
-		rc, err := e.o.Client.FetchBlob(ctx, repo, d.Digest, d.Size)
+		store, err := e.store(repo)
 		if err == nil {
-			return rc, nil
+			var rc io.ReadCloser
+			if rc, err = store.Fetch(ctx, ocispec.Descriptor{MediaType: mediaTypeBlob, Digest: d.Digest, Size: d.Size}); err == nil {
+				return rc, nil
+			}
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", repo.Name(), err))
 	}
@@ -489,26 +491,46 @@ func (e *exporter) resolveBundle(ctx context.Context, req Request) (*bundleSourc
 	if err != nil {
 		return nil, err
 	}
-	desc, err := e.o.Client.Puller().Get(ctx, ref)
+	store, err := e.store(ref.Context())
 	if err != nil {
+		return nil, err
+	}
+	// The bundle index: by tag (resolved first), or by the digest the
+	// reference pins, which the bytes must then hash to.
+	top := ocispec.Descriptor{Size: -1}
+	if t, ok := ref.(name.Tag); ok {
+		if top, err = store.Resolve(ctx, t.TagStr()); err != nil {
+			return nil, fmt.Errorf("bundle %s: %w", req.Reference, err)
+		}
+	} else if dref, ok := ref.(name.Digest); ok {
+		top.Digest = digest.Digest(dref.DigestStr())
+	}
+	if top.MediaType != "" && !layout.IsManifestOrIndex(top.MediaType) {
+		return nil, fmt.Errorf("bundle %s: %w: it is a %s, not an OCI index or Docker manifest list", req.Reference, ErrNotBundle, top.MediaType)
+	}
+	indexRaw, err := content.ReadAll(ctx, store, top, e.o.maxMetadata)
+	if err != nil {
+		if errors.Is(err, errdefs.ErrDigestMismatch) {
+			return nil, fmt.Errorf("bundle %s: %w: %w", req.Reference, ErrDigestMismatch, err)
+		}
 		return nil, fmt.Errorf("bundle %s: %w", req.Reference, err)
 	}
-	src := &bundleSource{repo: ref.Context(), indexRaw: desc.Manifest, indexMT: string(desc.MediaType)}
+	src := &bundleSource{repo: ref.Context(), indexRaw: indexRaw, indexMT: top.MediaType}
 	if t, ok := ref.(name.Tag); ok {
 		src.tag = t.TagStr()
 	}
-	src.indexDigest = digest.FromBytes(desc.Manifest)
+	src.indexDigest = digest.FromBytes(indexRaw)
 	if dref, ok := ref.(name.Digest); ok && dref.DigestStr() != src.indexDigest.String() {
 		return nil, fmt.Errorf("bundle %s: %w: registry served content hashing to %s", req.Reference, ErrDigestMismatch, src.indexDigest)
 	}
-	if mt := layout.MediaTypeOf(desc.Manifest); mt != "" && src.indexMT != mt {
+	if mt := layout.MediaTypeOf(indexRaw); mt != "" && src.indexMT != mt {
 		src.indexMT = mt
 	}
 	if !layout.IsIndex(src.indexMT) {
 		return nil, fmt.Errorf("bundle %s: %w: it is a %s, not an OCI index or Docker manifest list", req.Reference, ErrNotBundle, src.indexMT)
 	}
 	var idx ocispec.Index
-	if err := json.Unmarshal(desc.Manifest, &idx); err != nil {
+	if err := json.Unmarshal(indexRaw, &idx); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w: index: %w", req.Reference, ErrNotBundle, err)
 	}
 	src.index = &idx
@@ -538,17 +560,9 @@ func (e *exporter) resolveBundle(ctx context.Context, req Request) (*bundleSourc
 	if m.Config.Size > e.o.maxMetadata {
 		return nil, fmt.Errorf("bundle %s: bundle.json is %d bytes, limit %d", req.Reference, m.Config.Size, e.o.maxMetadata)
 	}
-	rc, err := e.o.Client.FetchBlob(ctx, src.repo, m.Config.Digest, m.Config.Size)
+	raw, err := content.ReadAll(ctx, store, m.Config, e.o.maxMetadata)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: bundle.json blob %s: %w", req.Reference, m.Config.Digest, err)
-	}
-	raw, err := io.ReadAll(io.LimitReader(rc, e.o.maxMetadata+1))
-	rc.Close()
-	if err != nil {
-		return nil, fmt.Errorf("bundle %s: bundle.json blob: %w", req.Reference, err)
-	}
-	if err := verify.Bytes(raw, m.Config.Digest, m.Config.Size); err != nil {
-		return nil, fmt.Errorf("bundle %s: bundle.json blob: %w", req.Reference, err)
 	}
 	src.bundleJSON = raw
 	if src.bundle, err = relocate.ParseBundle(raw); err != nil {
@@ -565,7 +579,7 @@ func (e *exporter) resolveBundle(ctx context.Context, req Request) (*bundleSourc
 	if err := e.addBlob(m.Config.Digest, m.Config.Size, src.repo, nil, raw); err != nil {
 		return nil, err
 	}
-	if err := e.addBlob(src.indexDigest, int64(len(desc.Manifest)), src.repo, nil, desc.Manifest); err != nil {
+	if err := e.addBlob(src.indexDigest, int64(len(indexRaw)), src.repo, nil, indexRaw); err != nil {
 		return nil, err
 	}
 	return src, nil
@@ -751,11 +765,17 @@ func (e *exporter) resolveImage(ctx context.Context, src *bundleSource, img relo
 			if !e.o.allowMissingDigest {
 				return nil, fmt.Errorf("%w (use --allow-missing-digest to resolve its tag at export time)", ErrMissingDigest)
 			}
-			head, err := e.o.Client.Puller().Head(ctx, ref)
+			tag, ok := ref.(name.Tag)
+			if !ok {
+				return nil, fmt.Errorf("%w: no contentDigest and no tag to resolve", ErrMissingDigest)
+			}
+			store, err := e.store(ref.Context())
 			if err != nil {
+				return nil, err
+			}
+			if top, err = store.Resolve(ctx, tag.TagStr()); err != nil {
 				return nil, fmt.Errorf("resolving tag: %w", err)
 			}
-			top = ocispec.Descriptor{MediaType: string(head.MediaType), Digest: digest.Digest(head.Digest.String()), Size: head.Size}
 			r.resolved = true
 			e.warn("%s (%s): no contentDigest; resolved to %s at export time", img.Label(), img.Ref, top.Digest)
 		} else {
@@ -801,21 +821,15 @@ func (e *exporter) resolveImage(ctx context.Context, src *bundleSource, img relo
 // getManifestLoose fetches a manifest by digest when its size may be unknown
 // (size < 0), checking the digest and, when known, the size.
 func (e *exporter) getManifestLoose(ctx context.Context, repo name.Repository, d digest.Digest, size int64) ([]byte, error) {
-	ref, err := e.o.Client.Digest(repo, d)
+	store, err := e.store(repo)
 	if err != nil {
 		return nil, err
 	}
-	got, err := e.o.Client.Puller().Get(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(got.Manifest)) > e.o.maxMetadata {
-		return nil, fmt.Errorf("manifest %s: larger than %d bytes", d, e.o.maxMetadata)
-	}
-	if err := verify.Bytes(got.Manifest, d, size); err != nil {
+	raw, err := content.ReadAll(ctx, store, ocispec.Descriptor{Digest: d, Size: size}, e.o.maxMetadata)
+	if errors.Is(err, errdefs.ErrDigestMismatch) || errors.Is(err, errdefs.ErrSizeMismatch) {
 		return nil, fmt.Errorf("%w: %w", ErrDigestMismatch, err)
 	}
-	return got.Manifest, nil
+	return raw, err
 }
 
 // walk records the image's graph below top, whose bytes raw were fetched
@@ -835,7 +849,11 @@ func (e *exporter) walk(ctx context.Context, r *resolved, repo name.Repository, 
 			return nil
 		},
 	}
-	src := content.WithBytes(e.o.Client.Store(repo), top, raw)
+	store, err := e.store(repo)
+	if err != nil {
+		return err
+	}
+	src := content.WithBytes(store, top, raw)
 	return content.Walk(ctx, src, []ocispec.Descriptor{top}, opts, func(_ context.Context, n content.Node) error {
 		d := n.Desc
 		if err := e.addBlob(d.Digest, d.Size, repo, d.URLs, n.Raw); err != nil {

@@ -22,6 +22,7 @@ type options struct {
 	maxMetadata        int64
 	fit                fitOptions     // format, platforms, delta base, split size (formats.go)
 	signing            signingOptions // referrers, cosign tags, Notary (signatures.go)
+	source             Source         // replaces the registries (source.go)
 }
 
 func makeOptions(opts ...Option) (*options, error) {

@@ -107,7 +107,7 @@ func (e *exporter) collectSignatures(ctx context.Context, src *bundleSource, ind
 	opts := append([]sigbundle.Option{sigbundle.WithJobs(e.o.Jobs), sigbundle.WithMaxMetadata(e.o.maxMetadata), sigbundle.WithLogger(e.o.Log)}, so.opts...)
 	col := &sigbundle.Collection{}
 	if !so.off {
-		found, err := sigbundle.Collect(ctx, e.o.Client, e.subjects(index, res), opts...)
+		found, err := sigbundle.Collect(ctx, e.repositories, e.subjects(index, res), opts...)
 		if err != nil {
 			return fmt.Errorf("bundle %s: %w", res.Bundle, err)
 		}

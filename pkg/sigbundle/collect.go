@@ -3,6 +3,7 @@ package sigbundle
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -11,12 +12,12 @@ import (
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cnab-airgap/cnab-airgap/pkg/content"
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
 )
@@ -97,10 +98,27 @@ func sortRoots(roots []ocispec.Descriptor) {
 }
 
 // collector holds the state of one Collect.
+// Repository is what signature collection reads of one repository:
+// manifests and blobs, cosign tags, and referrers.
+type Repository interface {
+	content.Fetcher
+	content.Resolver
+	content.ReferrerLister
+}
+
+// Repositories opens the store of a repository for Collect.
+type Repositories func(repo name.Repository) (Repository, error)
+
+// RegistryRepositories reads repositories through the registry client
+// (registry.Client.Store).
+func RegistryRepositories(c *registry.Client) Repositories {
+	return func(repo name.Repository) (Repository, error) { return c.Store(repo), nil }
+}
+
 type collector struct {
-	o  *options
-	c  *registry.Client
-	mu sync.Mutex
+	o     *options
+	repos Repositories
+	mu    sync.Mutex
 	// roots by key (digest + tag), blobs by digest.
 	roots    map[string]ocispec.Descriptor
 	blobs    map[digest.Digest]*Blob
@@ -128,12 +146,12 @@ type found struct {
 // and cosign tag-scheme objects of every subject, recursively (referrers of
 // referrers), and returns them with every manifest byte-for-byte and the
 // list of blobs to fetch. Nothing is re-serialized.
-func Collect(ctx context.Context, c *registry.Client, subjects []Subject, opts ...Option) (*Collection, error) {
+func Collect(ctx context.Context, repos Repositories, subjects []Subject, opts ...Option) (*Collection, error) {
 	o, err := makeOptions(opts...)
 	if err != nil {
 		return nil, err
 	}
-	col := &collector{o: o, c: c, roots: map[string]ocispec.Descriptor{}, blobs: map[digest.Digest]*Blob{}}
+	col := &collector{o: o, repos: repos, roots: map[string]ocispec.Descriptor{}, blobs: map[digest.Digest]*Blob{}}
 	var level []probe
 	for _, s := range subjects {
 		for i, r := range s.Repos {
@@ -221,61 +239,51 @@ func (col *collector) warn(format string, args ...any) {
 // probe lists the artifacts of one subject in one repository.
 func (col *collector) probe(ctx context.Context, p probe) ([]found, error) {
 	var out []found
-	dref, err := col.c.Digest(p.repo, p.subject)
+	store, err := col.repos(p.repo)
 	if err != nil {
 		return nil, err
 	}
 	if col.o.referrers {
-		opts := append(slices.Clone(col.c.RemoteOptions()), remote.WithContext(ctx), remote.Reuse(col.c.Puller()))
-		idx, err := remote.Referrers(dref, opts...)
-		if err != nil && !registry.IsNotFound(err) {
+		refs, err := store.Referrers(ctx, ocispec.Descriptor{Digest: p.subject}, "")
+		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 			return nil, fmt.Errorf("referrers: %w", err)
 		}
-		if err == nil {
-			im, err := idx.IndexManifest()
-			if err != nil {
-				return nil, fmt.Errorf("referrers: %w", err)
+		for _, d := range refs {
+			desc := ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
+			if err := layout.ValidateDigest(desc.Digest); err != nil {
+				return nil, fmt.Errorf("referrers list: %w", err)
 			}
-			for _, d := range im.Manifests {
-				desc := ocispec.Descriptor{MediaType: string(d.MediaType), Digest: digest.Digest(d.Digest.String()), Size: d.Size}
-				if err := layout.ValidateDigest(desc.Digest); err != nil {
-					return nil, fmt.Errorf("referrers list: %w", err)
-				}
-				if !layout.IsManifestOrIndex(desc.MediaType) {
-					col.warn("referrer %s of %s in %s has media type %q and is not carried", desc.Digest, p.subject, p.repo.Name(), desc.MediaType)
-					continue
-				}
-				out = append(out, found{desc: desc, subject: p.subject, repo: p.repo, via: ViaReferrers})
+			if !layout.IsManifestOrIndex(desc.MediaType) {
+				col.warn("referrer %s of %s in %s has media type %q and is not carried", desc.Digest, p.subject, p.repo.Name(), desc.MediaType)
+				continue
 			}
+			out = append(out, found{desc: desc, subject: p.subject, repo: p.repo, via: ViaReferrers})
 		}
 	}
 	if col.o.cosignTags {
 		for _, s := range cosignSuffixes {
 			tag := p.subject.Algorithm().String() + "-" + p.subject.Encoded() + s.suffix
-			tref, err := col.c.Tag(p.repo, tag)
+			td, err := store.Resolve(ctx, tag)
 			if err != nil {
-				return nil, err
-			}
-			got, err := col.c.Puller().Get(ctx, tref)
-			if err != nil {
-				if registry.IsNotFound(err) {
+				if errors.Is(err, errdefs.ErrNotFound) {
 					continue
 				}
 				return nil, fmt.Errorf("cosign tag %s: %w", tag, err)
 			}
-			if int64(len(got.Manifest)) > col.o.maxMetadata {
-				return nil, fmt.Errorf("cosign tag %s: manifest larger than %d bytes", tag, col.o.maxMetadata)
+			raw, err := content.ReadAll(ctx, store, td, col.o.maxMetadata)
+			if err != nil {
+				return nil, fmt.Errorf("cosign tag %s: %w", tag, err)
 			}
-			mt := layout.MediaTypeOf(got.Manifest)
+			mt := layout.MediaTypeOf(raw)
 			if mt == "" {
-				mt = string(got.MediaType)
+				mt = td.MediaType
 			}
 			if !layout.IsManifestOrIndex(mt) {
 				col.warn("cosign tag %s in %s is a %q and is not carried", tag, p.repo.Name(), mt)
 				continue
 			}
-			desc := ocispec.Descriptor{MediaType: mt, Digest: digest.FromBytes(got.Manifest), Size: int64(len(got.Manifest))}
-			out = append(out, found{desc: desc, raw: got.Manifest, subject: p.subject, repo: p.repo, via: ViaCosignTag, tag: tag, role: s.role, kind: s.kind})
+			desc := ocispec.Descriptor{MediaType: mt, Digest: td.Digest, Size: int64(len(raw))}
+			out = append(out, found{desc: desc, raw: raw, subject: p.subject, repo: p.repo, via: ViaCosignTag, tag: tag, role: s.role, kind: s.kind})
 		}
 	}
 	return out, nil
@@ -287,7 +295,11 @@ func (col *collector) take(ctx context.Context, f found, key string) error {
 	raw := f.raw
 	if raw == nil {
 		var err error
-		raw, err = content.ReadAll(ctx, col.c.Store(f.repo), f.desc, col.o.maxMetadata)
+		store, err := col.repos(f.repo)
+		if err != nil {
+			return err
+		}
+		raw, err = content.ReadAll(ctx, store, f.desc, col.o.maxMetadata)
 		if err != nil {
 			return fmt.Errorf("artifact %s of %s in %s: %w", f.desc.Digest, f.subject, f.repo.Name(), err)
 		}
@@ -340,7 +352,11 @@ func subjectDigest(m *manifest) string {
 // recorded to be fetched. Signing artifacts may not point at foreign URLs.
 func (col *collector) closure(ctx context.Context, repo name.Repository, d ocispec.Descriptor, raw []byte) error {
 	wo := content.WalkOptions{Concurrency: 1, MaxDepth: 8, MaxManifestBytes: col.o.maxMetadata}
-	src := content.WithBytes(col.c.Store(repo), d, raw)
+	store, err := col.repos(repo)
+	if err != nil {
+		return err
+	}
+	src := content.WithBytes(store, d, raw)
 	return content.Walk(ctx, src, []ocispec.Descriptor{d}, wo, func(_ context.Context, n content.Node) error {
 		if n.IsManifest() {
 			col.addBlob(Blob{Digest: n.Desc.Digest, Size: int64(len(n.Raw)), MediaType: n.Desc.MediaType, Repo: repo, Data: n.Raw})

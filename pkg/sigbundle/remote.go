@@ -124,7 +124,7 @@ func CollectRemote(ctx context.Context, c *registry.Client, ref string, opts ...
 	for d := range carried.Manifests {
 		subjects = append(subjects, Subject{Digest: d, Repos: []name.Repository{repo}})
 	}
-	found, err := Collect(ctx, c, subjects, opts...)
+	found, err := Collect(ctx, RegistryRepositories(c), subjects, opts...)
 	if err != nil {
 		return nil, err
 	}

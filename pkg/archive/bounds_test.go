@@ -95,6 +95,7 @@ func configOf(fx *testarchive.Archive) ocispec.Descriptor {
 // refused, named, whether its name is its digest or not; the fixture
 // itself, whose every blob is referenced, loads.
 func TestUnreferencedEntriesRefused(t *testing.T) {
+	t.Parallel()
 	fx, es := fixture(t)
 	b, err := archive.Load(context.Background(), fx.Path, layout.OpenOptions{})
 	if err != nil {
@@ -130,6 +131,7 @@ func TestUnreferencedEntriesRefused(t *testing.T) {
 // together: many manifests, each within MaxMetadataBytes, are refused once
 // they add up to more than MaxTotalMetadataBytes.
 func TestTotalMetadataBudget(t *testing.T) {
+	t.Parallel()
 	fx, es := fixture(t)
 	cfg := configOf(fx)
 	var ms [][]byte
@@ -153,6 +155,7 @@ func TestTotalMetadataBudget(t *testing.T) {
 // all together, for plain archives (when the graph is walked) and
 // compressed ones (already while they stream).
 func TestDescriptorBudget(t *testing.T) {
+	t.Parallel()
 	fx, es := fixture(t)
 	cfg := configOf(fx)
 	ms := [][]byte{manifest(fx, cfg, 300, 0, "a"), manifest(fx, cfg, 300, 0, "b")}

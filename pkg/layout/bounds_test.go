@@ -92,6 +92,7 @@ func peakSize(dir string, stop <-chan struct{}) <-chan int64 {
 // refused after a bounded amount was written to the temporary directory:
 // a size declared by a descriptor is no licence to fill the disk.
 func TestDeclaredBlobBombIsCutOff(t *testing.T) {
+	t.Parallel()
 	dir, tmp := t.TempDir(), t.TempDir()
 	path := filepath.Join(dir, "bomb.tar.zst")
 	f, err := os.Create(path)
@@ -121,6 +122,7 @@ func TestDeclaredBlobBombIsCutOff(t *testing.T) {
 // A tiny MaxArchiveBytes refuses the bomb at once, from the entry's header,
 // before its data is decompressed.
 func TestEntryLargerThanMaxArchiveBytes(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "bomb.tar.zst")
 	f, _ := os.Create(path)
@@ -136,6 +138,7 @@ func TestEntryLargerThanMaxArchiveBytes(t *testing.T) {
 // refused from its header, naming the directory, the space needed and the
 // space free, before any of its data is written.
 func TestFreeSpaceCheckedBeforeWriting(t *testing.T) {
+	t.Parallel()
 	dir, tmp := t.TempDir(), t.TempDir()
 	free := diskFree(tmp)
 	if free < 0 {
@@ -165,6 +168,7 @@ func TestFreeSpaceCheckedBeforeWriting(t *testing.T) {
 // to OpenOptions.Verify before anything else happens; a file swapped at
 // the path afterwards changes neither what is read nor FileDigest.
 func TestVerifyHookSeesTheParsedBytes(t *testing.T) {
+	t.Parallel()
 	v := newValidLayout(t)
 	other := newValidLayout(t) // same shape, other content
 	for name, raw := range map[string][]byte{"plain": v.raw, "gzip": gz(t, v.raw)} {
@@ -209,6 +213,7 @@ func TestVerifyHookSeesTheParsedBytes(t *testing.T) {
 // Without a Verify hook, FileDigest hashes the handle Open read, not the
 // path: a file swapped since is not what it reports.
 func TestFileDigestHashesTheHeldHandle(t *testing.T) {
+	t.Parallel()
 	v := newValidLayout(t)
 	other := newValidLayout(t)
 	for name, raw := range map[string][]byte{"plain": v.raw, "zstd": zst(t, v.raw)} {
@@ -238,6 +243,7 @@ func TestFileDigestHashesTheHeldHandle(t *testing.T) {
 // runs while the temporary directory is still empty, its error is Open's,
 // and nothing is ever written there.
 func TestFailingVerifyStopsOpenFirst(t *testing.T) {
+	t.Parallel()
 	v := newValidLayout(t)
 	dir := t.TempDir()
 	tmp := filepath.Join(dir, "tmp")
@@ -270,6 +276,7 @@ func TestFailingVerifyStopsOpenFirst(t *testing.T) {
 // For a split archive, Verify is given the digest of the joined parts,
 // computed over the part handles that are then read.
 func TestVerifyHookSplitArchive(t *testing.T) {
+	t.Parallel()
 	v := newValidLayout(t)
 	big := make([]byte, 3*MinPartSize)
 	rand.Read(big)
@@ -307,6 +314,7 @@ func TestVerifyHookSplitArchive(t *testing.T) {
 // An archive carrying two OCI layouts, at its root and under
 // artifacts/layout/, is refused: readers would not agree on which to read.
 func TestTwoLayoutsRefused(t *testing.T) {
+	t.Parallel()
 	v := newValidLayout(t)
 	base := v.entries(t)
 	var both []tarEntry
@@ -336,6 +344,7 @@ func TestTwoLayoutsRefused(t *testing.T) {
 // While a compressed archive streams, the descriptors of its manifests count
 // towards Limits.MaxDescriptors.
 func TestDescriptorBudgetWhileStreaming(t *testing.T) {
+	t.Parallel()
 	v := newValidLayout(t)
 	path := filepath.Join(t.TempDir(), "a.tar.gz")
 	os.WriteFile(path, gz(t, v.raw), 0o644)
@@ -352,6 +361,7 @@ func TestDescriptorBudgetWhileStreaming(t *testing.T) {
 }
 
 func TestParseSize(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]int64{
 		"1": 1, "500GiB": 500 << 30, "1TiB": 1 << 40, "2TB": 2e12, "10kB": 10e3, "10KB": 10e3, "7B": 7, "3MiB": 3 << 20, "8PiB": 8 << 50,
 	} {

@@ -193,6 +193,7 @@ func zeroGzip(t *testing.T, prefix []byte, n int) []byte {
 var hostileMarker = "hostile-" + hex.EncodeToString(func() []byte { b := make([]byte, 6); rand.Read(b); return b }())
 
 func TestHostileArchives(t *testing.T) {
+	t.Parallel()
 	v := newValidLayout(t)
 	base := v.entries(t)
 	with := func(extra ...tarEntry) []byte { return writeTar(t, append(append([]tarEntry{}, base...), extra...)) }
@@ -406,6 +407,7 @@ func mustBlobData(t *testing.T, es []tarEntry, d digest.Digest) []byte {
 // The defences do not refuse what the writer produces, compressed or not,
 // including the CNAB-104 thick form and padding to a tar record size.
 func TestValidArchivesStillOpen(t *testing.T) {
+	t.Parallel()
 	v := newValidLayout(t)
 	var thick []tarEntry
 	for _, e := range v.entries(t) {
@@ -440,6 +442,7 @@ func TestValidArchivesStillOpen(t *testing.T) {
 // A compressed archive whose blobs come before the manifest declaring them
 // (our writer sorts blobs by digest) is checked at the end of the stream.
 func TestCompressedSizeCheckedAfterTheFact(t *testing.T) {
+	t.Parallel()
 	v := newValidLayout(t)
 	es := v.entries(t)
 	// Move the manifest to the end and make a layer entry one byte longer
@@ -468,6 +471,7 @@ func TestCompressedSizeCheckedAfterTheFact(t *testing.T) {
 }
 
 func TestCheckJSONDepth(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		in   string
 		max  int

@@ -56,6 +56,7 @@ func (f *fixture) fetch(_ context.Context, b Blob) (io.ReadCloser, error) {
 }
 
 func TestPlanWriteReadRoundTrip(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t, 40)
 	// A blob listed twice is stored once.
@@ -151,6 +152,7 @@ func TestPlanWriteReadRoundTrip(t *testing.T) {
 }
 
 func TestWriteBlobRejectsWrongContent(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 3)
 	p, err := NewPlan(f.files, f.blobs)
 	if err != nil {
@@ -181,6 +183,7 @@ func TestWriteBlobRejectsWrongContent(t *testing.T) {
 }
 
 func TestResumeKeepsVerifiedBlobs(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t, 20)
 	p, err := NewPlan(f.files, f.blobs)
@@ -245,6 +248,7 @@ func TestResumeKeepsVerifiedBlobs(t *testing.T) {
 }
 
 func TestOpenRejectsUnsafeEntries(t *testing.T) {
+	t.Parallel()
 	good := func(tw *tar.Writer) {
 		add(tw, tar.TypeReg, OCILayoutFile, OCILayoutContent)
 		add(tw, tar.TypeReg, IndexFile, `{"schemaVersion":2,"manifests":[]}`)
@@ -292,6 +296,7 @@ func addLink(tw *tar.Writer, typ byte, name, target string) {
 }
 
 func TestDigestFromBlobName(t *testing.T) {
+	t.Parallel()
 	hex := fmt.Sprintf("%x", sha256.Sum256(nil))
 	if d, ok := DigestFromBlobName("blobs/sha256/" + hex); !ok || d.String() != "sha256:"+hex {
 		t.Fatalf("got %v %v", d, ok)

@@ -16,6 +16,7 @@ import (
 // concatenation, at random offsets and lengths, through ReadAt, Read and
 // Seek.
 func TestPartsSourceReads(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	r := rand.New(rand.NewPCG(5, 6))
 	var whole []byte
@@ -76,6 +77,7 @@ func TestPartsSourceReads(t *testing.T) {
 // directory), every blob verifies; with more parts than are kept open it
 // is joined into a copy instead, with the same result.
 func TestOpenSplitInPlace(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t, 1500)
 	p, err := NewPlan(f.files, f.blobs)

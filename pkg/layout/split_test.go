@@ -13,6 +13,7 @@ import (
 )
 
 func TestSplitJoinRoundTrip(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(3, 4))
 	for _, tc := range []struct {
@@ -95,6 +96,7 @@ func TestSplitJoinRoundTrip(t *testing.T) {
 }
 
 func TestThickPlanLayout(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 5)
 	files := append(f.files, File{Name: MappingFile, Data: []byte("{}")})
 	p, err := NewThickPlan(files, f.blobs)

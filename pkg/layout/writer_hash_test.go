@@ -41,6 +41,7 @@ func (t *trickle) Read(p []byte) (int, error) {
 // every blob trickling in. The digest must be the sha256 of the committed
 // file, and the file the same bytes as the sequential stream of the plan.
 func TestArchiveDigestAfterFailedAttempt(t *testing.T) {
+	t.Parallel()
 	rng := rand.NewChaCha8([32]byte{7})
 	var blobs []layout.Blob
 	data := map[digest.Digest][]byte{}

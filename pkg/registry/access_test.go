@@ -53,6 +53,7 @@ func (a *authSeen) snapshot() (int, []string) {
 // Explicit credentials go to their host only: a second registry the same
 // client talks to gets the keychain's credentials, never those.
 func TestHostAuthGoesToItsHostOnly(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	var seenA, seenB authSeen
 	a := start(t, harness.WithBasicAuth("alice", "alice-pw-1234"), harness.WithRequestHook(seenA.hook))
@@ -111,6 +112,7 @@ func contains(list []string, s string) bool {
 // credentials least of all, reaches the TLS-less registry. Naming another
 // port of the same host does not name it; naming the host alone does.
 func TestPlainHTTPOnlyToNamedHosts(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	var seen authSeen
 	reg := start(t, harness.WithBasicAuth("alice", "alice-pw-1234"), harness.WithRequestHook(seen.hook))
@@ -152,6 +154,7 @@ func TestPlainHTTPOnlyToNamedHosts(t *testing.T) {
 // another host over plain HTTP is refused before anything is sent there,
 // even when both hosts are named with PlainHTTP.
 func TestTokenRealmOnAnotherPlainHost(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	var tokenRequests atomic.Int64
 	other := start(t, harness.WithTokenAuth("bob", "bob-pw-1234"), harness.WithRequestHook(func(*http.Request) { tokenRequests.Add(1) }))
@@ -204,6 +207,7 @@ func (w *realmWriter) WriteHeader(code int) {
 }
 
 func TestParseHost(t *testing.T) {
+	t.Parallel()
 	for _, ok := range []string{"127.0.0.1", "127.0.0.1:5000", "Registry.Example.com", "localhost:443", "[::1]", "[::1]:5000", "my_host"} {
 		if _, err := registry.ParseHost(ok); err != nil {
 			t.Errorf("%s: %v", ok, err)

@@ -3,6 +3,7 @@ package registry
 import "testing"
 
 func TestRangeEnd(t *testing.T) {
+	t.Parallel()
 	for h, want := range map[string]int64{"": -1, "0-0": -1, "0-524287": 524287, "bytes=0-9": 9} {
 		if got, err := rangeEnd(h); err != nil || got != want {
 			t.Errorf("rangeEnd(%q) = %d, %v; want %d", h, got, err, want)

@@ -21,6 +21,7 @@ import (
 // repository is mounted, an empty one works, and content that fails
 // verification is refused without a retry and leaves nothing behind.
 func TestUploadBlob(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	reg, err := harness.StartRegistry(ctx)
 	if err != nil {

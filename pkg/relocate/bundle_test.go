@@ -10,6 +10,7 @@ import (
 // offline: valid bundles parse; each violation is refused with
 // ErrInvalidBundle and its JSON path.
 func TestParseBundleSchema(t *testing.T) {
+	t.Parallel()
 	const inv = `"invocationImages":[{"imageType":"docker","image":"example.com/app/installer:1.0","contentDigest":"sha256:` +
 		`0000000000000000000000000000000000000000000000000000000000000000"}]`
 	valid := `{"schemaVersion":"v1.2.0","name":"app","version":"1.0.0",` + inv +

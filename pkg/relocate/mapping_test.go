@@ -12,6 +12,7 @@ import (
 // The mapping reader refuses hostile files before decoding them and names
 // the file; the writer never leaves a partial file.
 func TestReadMappingRefusesHostileFiles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ref := "127.0.0.1:5000/app@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
 	cases := []struct {
@@ -45,6 +46,7 @@ func TestReadMappingRefusesHostileFiles(t *testing.T) {
 }
 
 func TestMappingWriteFileIsAtomic(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, MappingFile)
 	m := Mapping{"registry.example.com/library/web:1.0": "127.0.0.1:5000/app@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"}

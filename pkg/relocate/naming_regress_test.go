@@ -9,6 +9,7 @@ import (
 
 // Inputs the fuzzers found: each once produced a name the registry refuses.
 func TestNamingFuzzRegressions(t *testing.T) {
+	t.Parallel()
 	if _, err := ParseTarget("A"); !errors.Is(err, ErrNaming) {
 		t.Fatalf(`ParseTarget("A") = %v, want a naming error`, err)
 	}

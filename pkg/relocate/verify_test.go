@@ -79,6 +79,7 @@ func pushFixture(t *testing.T) *auditFixture {
 }
 
 func TestAudit(t *testing.T) {
+	t.Parallel()
 	f := pushFixture(t)
 	target := relocate.Target{Registry: f.host, Prefix: "mirror"}
 	rep, err := relocate.Audit(t.Context(), relocate.AuditRequest{Images: f.images, Mapping: f.mapping, Target: target},
@@ -106,6 +107,7 @@ func TestAudit(t *testing.T) {
 }
 
 func TestAuditFindsProblems(t *testing.T) {
+	t.Parallel()
 	f := pushFixture(t)
 	target := relocate.Target{Registry: f.host, Prefix: "mirror"}
 	web := f.images[1]

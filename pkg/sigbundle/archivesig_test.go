@@ -24,6 +24,7 @@ import (
 // with the public key: another digest, another key, garbage and Ed25519
 // are refused.
 func TestArchiveSignature(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	rk, _ := rsa.GenerateKey(rand.Reader, 2048)

@@ -53,6 +53,7 @@ func repo301(t *testing.T, layoutRole, keyRole data.RoleName) (*tuf.Repo, map[st
 }
 
 func TestResolve301(t *testing.T) {
+	t.Parallel()
 	const (
 		lay   = "example.com/org/app/in-toto-metadata/root.layout"
 		key   = "example.com/org/app/in-toto-pubkeys/abc.pub"

@@ -17,6 +17,7 @@ import (
 // parsed from the PEM forms cosign and openssl write, and WithCosignKey's
 // refusal of anything else.
 func TestCosignKeyTypes(t *testing.T) {
+	t.Parallel()
 	msg := []byte(`{"critical":{"image":{"docker-manifest-digest":"sha256:00"}}}`)
 	h := sha256.Sum256(msg)
 	b64 := base64.StdEncoding.EncodeToString

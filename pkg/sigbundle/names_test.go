@@ -10,6 +10,7 @@ import (
 )
 
 func TestBindNotary(t *testing.T) {
+	t.Parallel()
 	d := digest.FromString("bundle index")
 	at := func(relocated bool, refs ...string) *Names {
 		n := &Names{Relocated: relocated}
@@ -53,6 +54,7 @@ func TestBindNotary(t *testing.T) {
 }
 
 func TestMatchClaim(t *testing.T) {
+	t.Parallel()
 	d := digest.FromString("image")
 	n := &Names{}
 	n.Add(d, "docker.io/library/nginx:1.25")
@@ -76,6 +78,7 @@ func TestMatchClaim(t *testing.T) {
 }
 
 func TestTrustState(t *testing.T) {
+	t.Parallel()
 	path := t.TempDir() + "/state.json"
 	st, err := ReadTrustState(path)
 	if err != nil || len(st.GUNs) != 0 {

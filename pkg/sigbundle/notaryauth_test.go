@@ -147,6 +147,7 @@ func checkAuthError(t *testing.T, err error, server string, words ...string) {
 // The token flow with the registry's credentials, both token fields, the
 // push scope, and caching: three requests, one token.
 func TestNotaryAuthToken(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		field string
 		push  bool
@@ -187,6 +188,7 @@ func TestNotaryAuthToken(t *testing.T) {
 // A Basic challenge is answered with Basic credentials, and sent up front
 // afterwards.
 func TestNotaryAuthBasic(t *testing.T) {
+	t.Parallel()
 	s := newTUFServer(t, true, func(*tufServer) string { return `Basic realm="notary"` })
 	s.accept = func(a string) bool {
 		r := &http.Request{Header: http.Header{"Authorization": {a}}}
@@ -215,6 +217,7 @@ func TestNotaryAuthBasic(t *testing.T) {
 // are errors naming the server and GUN and saying the credentials were
 // refused, without the password or the token.
 func TestNotaryAuthRefused(t *testing.T) {
+	t.Parallel()
 	tokens := newTokenService(t, true)
 	s := newTUFServer(t, true, bearerChallenge(tokens.srv.URL+"/token"))
 	s.accept = func(a string) bool { return a == "Bearer tok|"+authUser+"|notary-test|repository:"+authGUN+":pull" }
@@ -255,6 +258,7 @@ func TestNotaryAuthRefused(t *testing.T) {
 // Credentials never go to a plain-http token service on another host:port;
 // they do go to the plain-http Notary server's own host:port.
 func TestNotaryAuthPlainHTTPRealm(t *testing.T) {
+	t.Parallel()
 	tokens := newTokenService(t, false)
 	s := newTUFServer(t, false, bearerChallenge(tokens.srv.URL+"/token"))
 	s.accept = func(a string) bool { return strings.HasPrefix(a, "Bearer tok|"+authUser+"|") }
@@ -291,6 +295,7 @@ func TestNotaryAuthPlainHTTPRealm(t *testing.T) {
 // A request whose body cannot be sent again is not retried; one with
 // GetBody is, with its body.
 func TestNotaryAuthNonReplayable(t *testing.T) {
+	t.Parallel()
 	tokens := newTokenService(t, true)
 	s := newTUFServer(t, true, bearerChallenge(tokens.srv.URL+"/token"))
 	var bodies []string
@@ -329,6 +334,7 @@ func TestNotaryAuthNonReplayable(t *testing.T) {
 }
 
 func TestParseChallenge(t *testing.T) {
+	t.Parallel()
 	c, ok := parseChallenge([]string{`Basic realm="x"`, `Bearer realm="https://a/t?x=1",service="svc, with comma",scope="repository:a/b:pull,push"`})
 	if !ok || c.scheme != "bearer" || c.params["realm"] != "https://a/t?x=1" || c.params["service"] != "svc, with comma" || c.params["scope"] != "repository:a/b:pull,push" {
 		t.Fatalf("%+v", c)

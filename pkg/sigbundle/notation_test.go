@@ -92,6 +92,7 @@ func jws(t *testing.T, alg string, key crypto.Signer, chain [][]byte, header map
 }
 
 func TestNotationJWS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca, other := newTestCA(t, dir, "ca"), newTestCA(t, dir, "other")
 	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -25,6 +25,7 @@ import (
 )
 
 func TestSentinelsAreVerificationErrors(t *testing.T) {
+	t.Parallel()
 	for _, e := range []error{ErrBinding, ErrSignature, ErrTrustData, ErrTrustAnchor, ErrTargetMismatch, ErrExpired, ErrInToto, ErrInspections, ErrUnsigned} {
 		if !errors.Is(e, ErrVerification) {
 			t.Errorf("%v does not match ErrVerification", e)
@@ -40,6 +41,7 @@ func TestSentinelsAreVerificationErrors(t *testing.T) {
 }
 
 func TestCosignTags(t *testing.T) {
+	t.Parallel()
 	d := digest.FromString("x")
 	for _, s := range []string{".sig", ".att", ".sbom"} {
 		got, ok := SubjectFromCosignTag(CosignTag(d, s))
@@ -55,6 +57,7 @@ func TestCosignTags(t *testing.T) {
 }
 
 func TestParsePin(t *testing.T) {
+	t.Parallel()
 	gun, id, err := ParsePin("registry:5000/org/app=" + strings.Repeat("a", 64))
 	if err != nil || gun != "registry:5000/org/app" || id != strings.Repeat("a", 64) {
 		t.Fatalf("%q %q %v", gun, id, err)
@@ -70,6 +73,7 @@ func TestParsePin(t *testing.T) {
 }
 
 func TestRoleFor(t *testing.T) {
+	t.Parallel()
 	for at, want := range map[string]string{
 		ArtifactTypeNotation:                            layout.RoleSignature,
 		ArtifactTypeCosignSignature:                     layout.RoleSignature,
@@ -106,6 +110,7 @@ func sign(t *testing.T, k *ecdsa.PrivateKey, msg []byte) string {
 }
 
 func TestCosignBindingAndSignature(t *testing.T) {
+	t.Parallel()
 	subject := digest.FromString("image")
 	payload := []byte(`{"critical":{"identity":{"docker-reference":"old.example/app"},"image":{"docker-manifest-digest":"` + subject.String() + `"},"type":"cosign container image signature"},"optional":null}`)
 	if claim, err := checkSimpleSigning(payload, subject); err != nil || claim != "old.example/app" {
@@ -127,6 +132,7 @@ func TestCosignBindingAndSignature(t *testing.T) {
 }
 
 func TestDSSE(t *testing.T) {
+	t.Parallel()
 	subject := digest.FromString("image")
 	k := newKey(t)
 	body := []byte(`{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"x","subject":[{"name":"a","digest":{"sha256":"` + subject.Encoded() + `"}}],"predicate":{}}`)
@@ -143,6 +149,7 @@ func TestDSSE(t *testing.T) {
 }
 
 func TestNotationBinding(t *testing.T) {
+	t.Parallel()
 	subject := digest.FromString("image")
 	payload := base64.RawURLEncoding.EncodeToString([]byte(`{"targetArtifact":{"mediaType":"m","digest":"` + subject.String() + `","size":3}}`))
 	env := []byte(`{"payload":"` + payload + `","protected":"e30","signature":"AA"}`)
@@ -175,6 +182,7 @@ func (m memStore) put(b []byte) ocispec.Descriptor {
 // referrer bound to the bundle index, the key policy, and artifacts whose
 // subject is not carried.
 func TestVerifyReferrers(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	st := memStore{}
 	index := st.put([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`))

@@ -2,10 +2,17 @@ package testarchive
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 )
 
 // Entry is one entry of a tar file.
@@ -71,4 +78,27 @@ func WriteEntries(path string, es []Entry, gz bool) error {
 		}
 	}
 	return f.Close()
+}
+
+// Tampered writes a copy of the archive, named name in the archive's
+// directory, in which the last byte of blob d is flipped, and returns its
+// path: content whose size is right and whose digest is not.
+func (a *Archive) Tampered(d digest.Digest, name string) (string, error) {
+	es, err := ReadEntries(a.Path)
+	if err != nil {
+		return "", err
+	}
+	found := false
+	for i := range es {
+		if es[i].Name == layout.BlobName(d) && len(es[i].Data) > 0 {
+			es[i].Data = bytes.Clone(es[i].Data)
+			es[i].Data[len(es[i].Data)-1] ^= 1
+			found = true
+		}
+	}
+	if !found {
+		return "", fmt.Errorf("testarchive: no blob %s to tamper with", d)
+	}
+	path := filepath.Join(filepath.Dir(a.Path), name)
+	return path, WriteEntries(path, es, false)
 }

@@ -72,6 +72,17 @@ type WalkOptions struct {
 	OnError func(desc ocispec.Descriptor, err error) error
 }
 
+// ChildrenByContent is a WalkOptions.Successors that reads a manifest's
+// children by the media type its content declares, and by the
+// descriptor's only when the content declares none: for walks that report
+// a descriptor which misnames its content instead of failing on it.
+func ChildrenByContent(mt string, raw []byte) ([]ocispec.Descriptor, error) {
+	if actual := layout.MediaTypeOf(raw); actual != "" {
+		mt = actual
+	}
+	return layout.Children(mt, raw)
+}
+
 func (o WalkOptions) withDefaults() WalkOptions {
 	if o.Concurrency < 1 {
 		o.Concurrency = DefaultConcurrency

@@ -264,12 +264,7 @@ func (e *exporter) subjects(index *ocispec.Index, res *Result) []sigbundle.Subje
 	walk := func(root ocispec.Descriptor, extra *name.Repository) {
 		wo := content.WalkOptions{
 			Concurrency: 1,
-			Successors: func(mt string, raw []byte) ([]ocispec.Descriptor, error) {
-				if m := layout.MediaTypeOf(raw); m != "" {
-					mt = m
-				}
-				return layout.Children(mt, raw)
-			},
+			Successors: content.ChildrenByContent,
 			PreVisit: func(_ context.Context, d ocispec.Descriptor, depth int) error {
 				if depth > 0 && !layout.IsManifestOrIndex(d.MediaType) {
 					return content.ErrSkip

@@ -11,7 +11,6 @@ import (
 	"github.com/cnab-airgap/cnab-airgap/internal/testarchive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
-	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
 )
 
@@ -22,10 +21,6 @@ func TestVerify(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	fx, err := testarchive.Write(filepath.Join(t.TempDir(), "bundle.tar"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	es, err := testarchive.ReadEntries(fx.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,16 +62,8 @@ func TestVerify(t *testing.T) {
 	}
 
 	// One flipped byte in the shared layer.
-	bad := append([]testarchive.Entry{}, es...)
-	for i := range bad {
-		if bad[i].Name == layout.BlobName(fx.SharedLayer.Digest) {
-			data := append([]byte{}, bad[i].Data...)
-			data[len(data)/2] ^= 1
-			bad[i].Data = data
-		}
-	}
-	forged := filepath.Join(t.TempDir(), "forged.tar")
-	if err := testarchive.WriteEntries(forged, bad, false); err != nil {
+	forged, err := fx.Tampered(fx.SharedLayer.Digest, "forged.tar")
+	if err != nil {
 		t.Fatal(err)
 	}
 	r, err = importer.Verify(ctx, importer.VerifyRequest{Archive: forged})

@@ -297,12 +297,7 @@ func (a *auditor) walk(ctx context.Context, repo name.Repository, root ocispec.D
 		MaxManifestBytes: a.o.maxMetadata,
 		// Children are read by the media type the content declares; a
 		// disagreement with the descriptor is reported by visit.
-		Successors: func(mt string, raw []byte) ([]ocispec.Descriptor, error) {
-			if actual := layout.MediaTypeOf(raw); actual != "" {
-				mt = actual
-			}
-			return layout.Children(mt, raw)
-		},
+		Successors: content.ChildrenByContent,
 		// A manifest is walked once per repository, whichever image reaches it first.
 		PreVisit: func(_ context.Context, d ocispec.Descriptor, depth int) error {
 			if depth > 0 && !layout.IsManifestOrIndex(d.MediaType) {

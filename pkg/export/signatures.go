@@ -264,7 +264,7 @@ func (e *exporter) subjects(index *ocispec.Index, res *Result) []sigbundle.Subje
 	walk := func(root ocispec.Descriptor, extra *name.Repository) {
 		wo := content.WalkOptions{
 			Concurrency: 1,
-			Successors: content.ChildrenByContent,
+			Successors:  content.ChildrenByContent,
 			PreVisit: func(_ context.Context, d ocispec.Descriptor, depth int) error {
 				if depth > 0 && !layout.IsManifestOrIndex(d.MediaType) {
 					return content.ErrSkip

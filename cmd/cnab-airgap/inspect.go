@@ -6,38 +6,28 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
 
 // inspectResult is the JSON form of inspect.
 type inspectResult struct {
-	Bundle       string         `json:"bundle"`
-	Version      string         `json:"version"`
-	Reference    string         `json:"reference,omitempty"`
-	BundleDigest string         `json:"bundleDigest"`
-	IndexDigest  string         `json:"indexDigest"`
-	Format       string         `json:"format"`
-	Compression  string         `json:"compression,omitempty"`
-	Parts        int            `json:"parts,omitempty"`
-	Images       []inspectImage `json:"images"`
-	Blobs        int            `json:"blobs"`
-	Manifests    int            `json:"manifests"`
-	TotalBytes   int64          `json:"totalBytes"`
-	UniqueBytes  int64          `json:"uniqueBytes"`
-	Extra        []inspectExtra `json:"extra,omitempty"`
-	Warnings     []string       `json:"warnings,omitempty"`
-}
-
-type inspectImage struct {
-	Role      string   `json:"role"`
-	Name      string   `json:"name"`
-	Reference string   `json:"reference"`
-	Digest    string   `json:"digest"`
-	MediaType string   `json:"mediaType"`
-	Platforms []string `json:"platforms,omitempty"`
-	Bytes     int64    `json:"bytes"`
-	Resolved  bool     `json:"resolved,omitempty"`
+	Bundle       string                 `json:"bundle"`
+	Version      string                 `json:"version"`
+	Reference    string                 `json:"reference,omitempty"`
+	BundleDigest string                 `json:"bundleDigest"`
+	IndexDigest  string                 `json:"indexDigest"`
+	Format       string                 `json:"format"`
+	Compression  string                 `json:"compression,omitempty"`
+	Parts        int                    `json:"parts,omitempty"`
+	Images       []archive.ImageSummary `json:"images"`
+	Blobs        int                    `json:"blobs"`
+	Manifests    int                    `json:"manifests"`
+	TotalBytes   int64                  `json:"totalBytes"`
+	UniqueBytes  int64                  `json:"uniqueBytes"`
+	Extra        []inspectExtra         `json:"extra,omitempty"`
+	Warnings     []string               `json:"warnings,omitempty"`
 }
 
 type inspectExtra struct {
@@ -81,8 +71,7 @@ func inspectCommand(e *env) *cli.Command {
 				r.Parts = len(p.Parts)
 			}
 			for _, img := range b.Images {
-				r.Images = append(r.Images, inspectImage{Role: img.Role, Name: img.Name, Reference: img.Ref, Digest: img.Desc.Digest.String(),
-					MediaType: img.Desc.MediaType, Platforms: img.Platforms, Bytes: img.Bytes, Resolved: img.Resolved})
+				r.Images = append(r.Images, img.Summary())
 				r.TotalBytes += img.Bytes
 			}
 			labels := b.Labels()

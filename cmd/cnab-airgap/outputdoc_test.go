@@ -28,7 +28,7 @@ var outputTypes = map[string]any{
 // ownPackages are the packages whose nested objects are documented field by
 // field; objects of other packages (signing reports, volume lists) are
 // documented as a whole.
-var ownPackages = []string{"cnab-airgap/cmd/cnab-airgap", "cnab-airgap/pkg/relocate", "cnab-airgap/pkg/serve", "cnab-airgap/pkg/export", "cnab-airgap/pkg/importer"}
+var ownPackages = []string{"cnab-airgap/cmd/cnab-airgap", "cnab-airgap/pkg/archive", "cnab-airgap/pkg/relocate", "cnab-airgap/pkg/serve", "cnab-airgap/pkg/export", "cnab-airgap/pkg/importer"}
 
 // jsonPaths lists the field paths of a JSON document type: "images",
 // "images[].digest", "relocation.ok" (two levels deep at most).

@@ -53,6 +53,28 @@ type ImageEntry struct {
 	Resolved  bool
 }
 
+// ImageSummary reports an image of a bundle as an archive carries it:
+// export's result and inspect's report give one per image.
+type ImageSummary struct {
+	Role      string   `json:"role"`
+	Name      string   `json:"name"`
+	Reference string   `json:"reference"`
+	Digest    string   `json:"digest"`
+	MediaType string   `json:"mediaType"`
+	Platforms []string `json:"platforms,omitempty"`
+	// Bytes is the total size of the image's blobs and manifests.
+	Bytes int64 `json:"bytes"`
+	// Resolved is true when bundle.json has no contentDigest for the image
+	// and its tag was resolved at export time.
+	Resolved bool `json:"resolved,omitempty"`
+}
+
+// Summary reports the image.
+func (e ImageEntry) Summary() ImageSummary {
+	return ImageSummary{Role: e.Role, Name: e.Name, Reference: e.Ref, Digest: e.Desc.Digest.String(),
+		MediaType: e.Desc.MediaType, Platforms: e.Platforms, Bytes: e.Bytes, Resolved: e.Resolved}
+}
+
 // Bundle is a fully checked archive.
 type Bundle struct {
 	Archive    *layout.Archive

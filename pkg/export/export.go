@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/fsutil"
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
@@ -44,20 +45,12 @@ type Request struct {
 	Stdout io.Writer
 }
 
-// Image is one exported image.
+// Image is one exported image: the summary inspect gives of it too, and
+// where it was read from.
 type Image struct {
-	Role      string   `json:"role"`
-	Name      string   `json:"name"`
-	Reference string   `json:"reference"`
-	Digest    string   `json:"digest"`
-	MediaType string   `json:"mediaType"`
-	Platforms []string `json:"platforms,omitempty"`
-	// Bytes is the total size of the image's blobs and manifests.
-	Bytes int64 `json:"bytes"`
+	archive.ImageSummary
 	// Source is where the content was read from.
 	Source string `json:"source"`
-	// Resolved is true when contentDigest was missing and the tag was resolved.
-	Resolved bool `json:"resolved,omitempty"`
 }
 
 // Result describes a finished (or, with dry run, planned) export.
@@ -692,9 +685,9 @@ func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocisp
 		if r == nil {
 			continue
 		}
-		img := Image{Role: r.img.Role, Name: r.img.Name, Reference: r.img.Ref, Digest: r.desc.Digest.String(),
-			MediaType: r.desc.MediaType, Platforms: r.platforms, Bytes: r.bytes,
-			Source: r.source.Name() + "@" + r.desc.Digest.String(), Resolved: r.resolved}
+		img := Image{ImageSummary: archive.ImageSummary{Role: r.img.Role, Name: r.img.Name, Reference: r.img.Ref, Digest: r.desc.Digest.String(),
+			MediaType: r.desc.MediaType, Platforms: r.platforms, Bytes: r.bytes, Resolved: r.resolved},
+			Source: r.source.Name() + "@" + r.desc.Digest.String()}
 		images = append(images, img)
 		if seen[r.img.Ref] {
 			continue // the same image string twice: one entry serves both

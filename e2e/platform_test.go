@@ -114,9 +114,14 @@ func TestPlatformSelection(t *testing.T) {
 
 	t.Run("registry accepting sparse indexes", func(t *testing.T) {
 		dst := startRegistry(t, harness.WithSparseIndexes())
-		code, out, errOut := cli(t, "--plain-http", dst.Host, "import", "--target", dst.Host+"/airgap", "--mapping", filepath.Join(t.TempDir(), "m.json"), archivePath)
+		mapping := filepath.Join(t.TempDir(), "m.json")
+		code, out, errOut := cli(t, "--plain-http", dst.Host, "import", "--target", dst.Host+"/airgap", "--mapping", mapping, archivePath)
 		if code != 0 {
 			t.Fatalf("import exit %d: %s\n%s", code, errOut, out)
+		}
+		// The audit does not look for the platforms the archive left out.
+		if code, out, errOut := cli(t, "--plain-http", dst.Host, "verify", archivePath, "--target", dst.Host+"/airgap", "--mapping", mapping); code != 0 {
+			t.Fatalf("verify --target after a --platform import: exit %d\n%s\n%s", code, out, errOut)
 		}
 		if !strings.Contains(errOut, "sparse index") || !strings.Contains(errOut, "linux/arm64") {
 			t.Fatalf("import does not say the index is sparse:\nstdout %s\nstderr %s", out, errOut)

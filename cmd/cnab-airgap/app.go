@@ -56,6 +56,19 @@ type env struct {
 // globalFlags returns the flags every command accepts (before or after the
 // command name, see normalizeArgs). Fresh values each time: urfave/cli
 // records state in flag structs, and tests run many apps in one process.
+// Help shows which flags are required (urfave/cli v2 enforces them but
+// does not say so in --help).
+func init() {
+	plain := cli.FlagStringer
+	cli.FlagStringer = func(f cli.Flag) string {
+		s := plain(f)
+		if rf, ok := f.(cli.RequiredFlag); ok && rf.IsRequired() {
+			s += " (required)"
+		}
+		return s
+	}
+}
+
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "plain-http", Usage: "speak plain HTTP to this registry `HOST[:PORT]` (repeatable; HOST alone: every port); no other host is ever spoken to over plain HTTP"},

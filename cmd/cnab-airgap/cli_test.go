@@ -541,3 +541,21 @@ func TestServeCommand(t *testing.T) {
 		t.Fatalf("startup verification not reported:\n%s", stderr.String())
 	}
 }
+
+// --help says which flags are required (urfave/cli enforces them without
+// saying so): export's -o.
+func TestHelpShowsRequiredFlags(t *testing.T) {
+	r := runCLI(t, "export", "--help")
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	for _, line := range strings.Split(r.stdout+r.stderr, "\n") {
+		if strings.Contains(line, "--archive PATH, -o PATH") {
+			if !strings.HasSuffix(strings.TrimSpace(line), "(required)") {
+				t.Fatalf("the -o line does not say it is required: %q", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no -o line in export --help:\n%s%s", r.stdout, r.stderr)
+}

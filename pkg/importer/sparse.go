@@ -32,6 +32,14 @@ func (im *importer) refused(ref string, n *archive.Node, err error) error {
 			}
 		}
 	}
+	what := strings.Join(users, ", ")
+	switch {
+	case what != "":
+	case n.Desc.Digest == im.b.Index.Digest:
+		what = "the bundle index"
+	default:
+		what = "an index above the sparse images"
+	}
 	return fmt.Errorf("%w: %s: %s is a sparse index (the archive was exported with --platform %s and leaves out %s); the registry answered: %w",
-		ErrSparseRefused, strings.Join(users, ", "), ref, im.b.Archive.Index.Annotations[layout.AnnotationPlatforms], strings.Join(absent, ", "), err)
+		ErrSparseRefused, what, ref, im.b.Archive.Index.Annotations[layout.AnnotationPlatforms], strings.Join(absent, ", "), err)
 }

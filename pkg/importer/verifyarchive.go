@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
@@ -129,7 +131,10 @@ func auditArchive(ctx context.Context, o *options, b *archive.Bundle, req Verify
 		}
 		images = append(images, img)
 	}
-	ar := relocate.AuditRequest{Images: images, Mapping: mapping, Target: target}
+	ar := relocate.AuditRequest{Images: images, Mapping: mapping, Target: target, Absent: map[digest.Digest]bool{}}
+	for d := range b.Absent { // platforms an export with --platform left out
+		ar.Absent[d] = true
+	}
 	if names, err := relocate.PlanNames(target, o.naming, b.RepoPath, images, o.limits); err == nil {
 		ar.Bundle = &relocate.AuditBundle{Repository: names.BundleRepo, Tag: b.Tag, Digest: b.Index.Digest}
 	}

@@ -43,6 +43,10 @@ type AuditRequest struct {
 	Target Target
 	// Bundle, when set, is the bundle index expected at the target.
 	Bundle *AuditBundle
+	// Absent are the manifests the relocation deliberately left out (the
+	// platforms an export with --platform did not carry): an index's
+	// children named here are not looked for at the target.
+	Absent map[digest.Digest]bool
 }
 
 // AuditBundle is the bundle's own index at the target.
@@ -142,7 +146,7 @@ func Audit(ctx context.Context, req AuditRequest, opts ...AuditOption) (*AuditRe
 	if err := o.Defaults(); err != nil {
 		return nil, err
 	}
-	a := &auditor{o: o, rep: &AuditReport{Target: req.Target.String()}, manifests: map[string]bool{}, blobs: map[string]blobCheck{}}
+	a := &auditor{o: o, rep: &AuditReport{Target: req.Target.String()}, manifests: map[string]bool{}, blobs: map[string]blobCheck{}, absent: req.Absent}
 	if req.Target.Registry == "" {
 		a.rep.Target = ""
 	}
@@ -205,6 +209,7 @@ type auditor struct {
 	rep       *AuditReport
 	manifests map[string]bool      // repo@digest walked
 	blobs     map[string]blobCheck // repo@digest to HEAD
+	absent    map[digest.Digest]bool
 }
 
 // problem records a failure, on the image when one is given.
@@ -300,6 +305,9 @@ func (a *auditor) walk(ctx context.Context, repo name.Repository, root ocispec.D
 		Successors: content.ChildrenByContent,
 		// A manifest is walked once per repository, whichever image reaches it first.
 		PreVisit: func(_ context.Context, d ocispec.Descriptor, depth int) error {
+			if depth > 0 && a.absent[d.Digest] {
+				return content.ErrSkip // left out by design
+			}
 			if depth > 0 && !layout.IsManifestOrIndex(d.MediaType) {
 				return nil
 			}

@@ -21,6 +21,7 @@ import (
 	"context"
 	"io"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
@@ -43,6 +44,17 @@ var (
 	// layout.ErrInvalidManifest: one sentinel whichever layer refuses.
 	ErrInvalidManifest = layout.ErrInvalidManifest
 )
+
+// MediaTypeBlob is the media type given to a descriptor of content that is
+// a blob whatever it holds (a layer, a config, a blob planned into an
+// archive): stores read it through their blob path and Walk and Copy copy
+// it as it is, never parse it.
+const MediaTypeBlob = "application/octet-stream"
+
+// BlobDescriptor describes blob d of size (MediaTypeBlob).
+func BlobDescriptor(d digest.Digest, size int64) ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: MediaTypeBlob, Digest: d, Size: size}
+}
 
 // Fetcher reads content.
 type Fetcher interface {

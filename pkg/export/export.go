@@ -102,6 +102,7 @@ type exporter struct {
 	blobs    map[digest.Digest]*blobSource
 	warnings []string
 	fit      fitState // absent platforms, delta base (formats.go)
+	stores   sync.Map // repository name -> SourceRepository (source.go)
 }
 
 func (e *exporter) warn(format string, args ...any) {
@@ -329,7 +330,7 @@ func (e *exporter) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadClos
 		store, err := e.store(repo)
 		if err == nil {
 			var rc io.ReadCloser
-			if rc, err = store.Fetch(ctx, ocispec.Descriptor{MediaType: mediaTypeBlob, Digest: d.Digest, Size: d.Size}); err == nil {
+			if rc, err = store.Fetch(ctx, content.BlobDescriptor(d.Digest, d.Size)); err == nil {
 				return rc, nil
 			}
 		}
@@ -365,7 +366,7 @@ func (e *exporter) streamFetcher(fetched *counter) layout.FetchFunc {
 func (e *exporter) fill(ctx context.Context, fw *layout.FileWriter) (int64, error) {
 	var pending []ocispec.Descriptor
 	for _, b := range fw.Pending() {
-		pending = append(pending, ocispec.Descriptor{MediaType: mediaTypeBlob, Digest: b.Digest, Size: b.Size})
+		pending = append(pending, content.BlobDescriptor(b.Digest, b.Size))
 	}
 	stats, err := content.Copy(ctx, e, fw, pending, content.CopyOptions{
 		WalkOptions: content.WalkOptions{Concurrency: e.o.Jobs},
@@ -374,10 +375,6 @@ func (e *exporter) fill(ctx context.Context, fw *layout.FileWriter) (int64, erro
 	})
 	return stats.Bytes, err
 }
-
-// mediaTypeBlob describes a planned blob to the copy engine: content that
-// is copied as it is, never walked.
-const mediaTypeBlob = "application/octet-stream"
 
 type countingBody struct {
 	rc   io.ReadCloser

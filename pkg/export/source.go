@@ -54,13 +54,22 @@ func (s registrySource) Repository(n string) (SourceRepository, error) {
 	return s.c.Store(repo), nil
 }
 
-// store returns the source's store of repo.
+// store returns the source's store of repo, opened once per repository:
+// every blob of the export is fetched through it.
 func (e *exporter) store(repo name.Repository) (SourceRepository, error) {
+	if s, ok := e.stores.Load(repo.Name()); ok {
+		return s.(SourceRepository), nil
+	}
 	src := e.o.source
 	if src == nil {
 		src = registrySource{e.o.Client}
 	}
-	return src.Repository(repo.Name())
+	s, err := src.Repository(repo.Name())
+	if err != nil {
+		return nil, err
+	}
+	actual, _ := e.stores.LoadOrStore(repo.Name(), s)
+	return actual.(SourceRepository), nil
 }
 
 // repositories opens repositories for signature collection; a store that

@@ -42,7 +42,7 @@ func checkDelta(ctx context.Context, o *options, b *archive.Bundle, p *pushPlan)
 		g.SetLimit(o.Jobs)
 		for _, k := range keys {
 			g.Go(func() error {
-				ok, err := p.stores[k.repo].Exists(gctx, blobAt(k.d, b.Omitted[k.d]))
+				ok, err := p.stores[k.repo].Exists(gctx, content.BlobDescriptor(k.d, b.Omitted[k.d]))
 				if err != nil {
 					return fmt.Errorf("blob %s at %s: %w", k.d, k.repo, err)
 				}
@@ -155,7 +155,7 @@ func (im *importer) pushOmitted(ctx context.Context, repo string, d digest.Diges
 	if !ok {
 		return true, declined
 	}
-	if err := m.Mount(ctx, blobAt(d, size), im.p.repos[src].Name()); err != nil {
+	if err := m.Mount(ctx, content.BlobDescriptor(d, size), im.p.repos[src].Name()); err != nil {
 		if errors.Is(err, content.ErrUnsupported) {
 			return true, declined
 		}

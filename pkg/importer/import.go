@@ -14,6 +14,7 @@ import (
 
 	"github.com/cnab-airgap/cnab-airgap/internal/opts"
 	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
+	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
@@ -468,7 +469,7 @@ func dryRun(ctx context.Context, o *options, b *archive.Bundle, p *pushPlan, res
 			if _, omitted := b.Omitted[d]; omitted {
 				continue // a delta's base: checked by checkDelta
 			}
-			ok, err := p.stores[r].Exists(ctx, blobAt(d, b.Blobs[d]))
+			ok, err := p.stores[r].Exists(ctx, content.BlobDescriptor(d, b.Blobs[d]))
 			if err != nil {
 				return fmt.Errorf("blob %s at %s: %w", d, r, err)
 			}

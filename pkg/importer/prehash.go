@@ -8,6 +8,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 )
 
 // checkBeforeUpload asks the target, for every blob job, whether the
@@ -29,7 +31,7 @@ func (im *importer) checkBeforeUpload(ctx context.Context) error {
 			continue // a delta's blob: checked at the target (delta.go)
 		}
 		g.Go(func() error {
-			present, err := im.p.stores[j.repo].Exists(gctx, blobAt(j.d, im.b.Blobs[j.d]))
+			present, err := im.p.stores[j.repo].Exists(gctx, content.BlobDescriptor(j.d, im.b.Blobs[j.d]))
 			if err != nil {
 				return fmt.Errorf("blob %s at %s: %w", j.d, j.repo, err)
 			}

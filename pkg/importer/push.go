@@ -43,7 +43,7 @@ func (im *importer) push(ctx context.Context) error {
 	// whose manifests pushSignatures puts after) are copied as they are.
 	for _, d := range sortedKeys(t.blobs) {
 		if _, omitted := im.b.Omitted[d]; !omitted {
-			roots = append(roots, ocispec.Descriptor{MediaType: mediaTypeBlob, Digest: d, Size: im.b.Blobs[d]})
+			roots = append(roots, content.BlobDescriptor(d, im.b.Blobs[d]))
 		}
 	}
 	opts := content.CopyOptions{
@@ -85,9 +85,6 @@ func (im *importer) push(ctx context.Context) error {
 	im.o.Progress.Emit(progress.Event{Phase: progress.PhaseManifests, State: progress.StateDone})
 	return nil
 }
-
-// mediaTypeBlob describes a blob copied as it is, never walked.
-const mediaTypeBlob = "application/octet-stream"
 
 // pushTarget is the import's destination as one content store: a blob or
 // manifest is held when every repository that needs it holds it.

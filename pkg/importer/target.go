@@ -3,9 +3,6 @@ package importer
 import (
 	"fmt"
 
-	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-
 	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/registry"
@@ -54,10 +51,4 @@ func (t registryTarget) Repository(name string) (Repository, error) {
 		return nil, err
 	}
 	return t.c.Store(repo), nil
-}
-
-// blobAt describes blob d of size to a store (any media type that is not
-// a manifest's).
-func blobAt(d digest.Digest, size int64) ocispec.Descriptor {
-	return ocispec.Descriptor{MediaType: mediaTypeBlob, Digest: d, Size: size}
 }

@@ -29,9 +29,9 @@ type Upload struct {
 	// when content has to be sent. A read error (a verifying reader's
 	// digest mismatch, say) fails the upload and is never retried.
 	Open func() (io.ReadCloser, error)
-	// Absent says that the caller has just asked (BlobPresent) and the
-	// repository did not hold the blob: the first attempt skips its HEAD,
-	// so asking first costs no extra request. A retry asks again.
+	// Absent says that the caller has just asked (Store.Exists, BlobExists)
+	// and the repository did not hold the blob: the first attempt skips its
+	// HEAD, so asking first costs no extra request. A retry asks again.
 	Absent bool
 }
 
@@ -82,22 +82,6 @@ func (c *Client) UploadBlob(ctx context.Context, u Upload) (UploadResult, error)
 // errUploadContent stops the retry policy when the content, not the
 // registry, failed.
 var errUploadContent = errors.New("upload content failed")
-
-// BlobPresent asks u.Repo whether it holds blob u.Digest (HEAD), with the
-// credentials and scopes UploadBlob(u) uses, so asking first and uploading
-// after costs no token exchange more. Pass the answer on as u.Absent.
-func (c *Client) BlobPresent(ctx context.Context, u Upload) (bool, error) {
-	var present bool
-	err := c.retry.Do(ctx, func(ctx context.Context, _ int) error {
-		hc, base, _, err := c.uploadClient(ctx, u)
-		if err != nil {
-			return err
-		}
-		present, err = headBlob(ctx, hc, base, u.Digest)
-		return err
-	})
-	return present, err
-}
 
 // uploadClient returns the HTTP client scoped for uploading u (push, and
 // pull on the mount source), the repository's blob URL prefix, and whether

@@ -1,14 +1,10 @@
 package sigbundle
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -46,39 +42,47 @@ func checkSimpleSigning(payload []byte, subject digest.Digest) (string, error) {
 }
 
 // checkDSSE decodes a DSSE envelope (go-securesystemslib's) and checks
-// that its in-toto statement has subject among its subjects. It returns the
-// signed message (the envelope's pre-authentication encoding, dsse.PAE) and
-// the signatures.
-func checkDSSE(raw []byte, subject digest.Digest) ([]byte, []string, error) {
+// that its in-toto statement names subject among its subjects, so that a
+// misbound attestation is refused with the digests at fault before its
+// signature is verified. It returns the statement's predicate type.
+func checkDSSE(raw []byte, subject digest.Digest) (string, error) {
 	var env dsse.Envelope
 	if err := json.Unmarshal(raw, &env); err != nil {
-		return nil, nil, wrapf(ErrBinding, "DSSE envelope is not JSON: %v", err)
+		return "", wrapf(ErrBinding, "DSSE envelope is not JSON: %v", err)
 	}
 	body, err := env.DecodeB64Payload()
 	if err != nil {
-		return nil, nil, wrapf(ErrBinding, "DSSE payload is not base64: %v", err)
+		return "", wrapf(ErrBinding, "DSSE payload is not base64: %v", err)
+	}
+	return checkStatement(env.PayloadType, body, subject)
+}
+
+// checkStatement checks that an in-toto statement names subject and
+// returns its predicate type.
+func checkStatement(payloadType string, body []byte, subject digest.Digest) (string, error) {
+	if payloadType != MediaTypeInTotoStatement {
+		return "", wrapf(ErrBinding, "DSSE payload type is %q, not an in-toto statement (%s)", payloadType, MediaTypeInTotoStatement)
 	}
 	var st struct {
-		Subject []struct {
+		PredicateType string `json:"predicateType"`
+		Subject       []struct {
 			Name   string            `json:"name"`
 			Digest map[string]string `json:"digest"`
 		} `json:"subject"`
 	}
 	if err := json.Unmarshal(body, &st); err != nil {
-		return nil, nil, wrapf(ErrBinding, "DSSE payload is not an in-toto statement: %v", err)
+		return "", wrapf(ErrBinding, "DSSE payload is not an in-toto statement: %v", err)
 	}
 	var names []string
 	for _, s := range st.Subject {
 		if s.Digest[subject.Algorithm().String()] == subject.Encoded() {
-			var sigs []string
-			for _, sg := range env.Signatures {
-				sigs = append(sigs, sg.Sig)
-			}
-			return dsse.PAE(env.PayloadType, body), sigs, nil
+			return st.PredicateType, nil
 		}
-		names = append(names, fmt.Sprint(s.Digest))
+		for _, alg := range slices.Sorted(maps.Keys(s.Digest)) {
+			names = append(names, alg+":"+s.Digest[alg])
+		}
 	}
-	return nil, nil, wrapf(ErrBinding, "the attestation's statement is about %s, not %s", strings.Join(names, ", "), subject)
+	return "", wrapf(ErrBinding, "the attestation's statement is about %s, not %s", strings.Join(names, ", "), subject)
 }
 
 // checkNotationJWS checks that a notation JWS envelope's payload names
@@ -107,25 +111,4 @@ func checkNotationJWS(raw []byte, subject digest.Digest) error {
 		return wrapf(ErrBinding, "notation signature's targetArtifact is %q, not %s", p.TargetArtifact.Digest, subject)
 	}
 	return nil
-}
-
-// verifyWith checks a base64 signature over msg with key.
-func verifyWith(key crypto.PublicKey, msg []byte, sigB64 string) bool {
-	sig, err := base64.StdEncoding.DecodeString(sigB64)
-	if err != nil {
-		return false
-	}
-	h := sha256.Sum256(msg)
-	switch k := key.(type) {
-	case *ecdsa.PublicKey:
-		return ecdsa.VerifyASN1(k, h[:], sig)
-	case ed25519.PublicKey:
-		return ed25519.Verify(k, msg, sig)
-	case *rsa.PublicKey:
-		if rsa.VerifyPKCS1v15(k, crypto.SHA256, h[:], sig) == nil {
-			return true
-		}
-		return rsa.VerifyPSS(k, crypto.SHA256, h[:], sig, nil) == nil
-	}
-	return false
 }

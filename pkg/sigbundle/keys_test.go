@@ -58,21 +58,51 @@ func TestCosignKeyTypes(t *testing.T) {
 			if _, err := makeOptions(WithCosignKey("k", k)); err != nil {
 				t.Fatal(err)
 			}
-			if !verifyWith(k, msg, tc.sig) {
+			check := func(t *testing.T, key crypto.PublicKey, payload []byte, sig string) bool {
+				t.Helper()
+				o, err := makeOptions(WithCosignKey("k", key))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ms, err := messageSignature(payload, sig)
+				if err != nil {
+					return false
+				}
+				st, err := legacyBundle(nil, ms)
+				if err != nil {
+					t.Fatal(err)
+				}
+				st.artifact = payload
+				out := o.verifySigned(st)
+				if out.verified && (len(out.keys) != 1 || out.keys[0] != "k" || out.signer == nil || out.signer.Key != "k") {
+					t.Fatalf("verified, but reported as %+v", out)
+				}
+				return out.verified
+			}
+			if !check(t, k, msg, tc.sig) {
 				t.Fatal("a good signature does not verify")
 			}
-			if verifyWith(k, append(msg, ' '), tc.sig) {
+			if check(t, k, append(msg, ' '), tc.sig) {
 				t.Fatal("a signature verifies over another message")
 			}
-			if verifyWith(k, msg, "not base64!") {
+			if check(t, k, msg, "not base64!") {
 				t.Fatal("garbage verifies")
 			}
 		})
 	}
 	// An Ed25519 signature does not verify under the RSA key, nor the other way.
 	rsaKey, _ := ParsePublicKey(cases[1].pem)
-	if verifyWith(rsaKey, msg, cases[0].sig) || verifyWith(edPub, msg, cases[1].sig) {
-		t.Fatal("a signature verified under a key of another type")
+	for _, c := range []struct {
+		key crypto.PublicKey
+		sig string
+	}{{rsaKey, cases[0].sig}, {edPub, cases[1].sig}} {
+		o, _ := makeOptions(WithCosignKey("k", c.key))
+		ms, _ := messageSignature(msg, c.sig)
+		st, _ := legacyBundle(nil, ms)
+		st.artifact = msg
+		if o.verifySigned(st).verified {
+			t.Fatal("a signature verified under a key of another type")
+		}
 	}
 	if _, err := makeOptions(WithCosignKey("dsa", struct{}{})); err == nil {
 		t.Fatal("an unsupported key type was accepted")

@@ -14,6 +14,11 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/sigstore/sigstore-go/pkg/verify"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
 // Option configures Collect, CollectNotary, Verify and Resign. Each
@@ -41,7 +46,10 @@ type options struct {
 	allowExpired   bool
 	runInspections bool
 	cosignKeys     []cosignKey
-	notationRoots  []notationRoot // notation.go
+	notationRoots  []notationRoot               // notation.go
+	trustedRoot    *root.TrustedRoot            // sigstore.go
+	identities     []verify.CertificateIdentity // sigstore.go
+	identityNames  []string
 	require        bool
 	allowRename    bool        // names.go
 	trustState     *TrustState // truststate.go
@@ -220,6 +228,39 @@ func WithCosignKey(name string, key crypto.PublicKey) Option {
 			return fmt.Errorf("sigbundle: cosign key %s: unsupported key type %T", name, key)
 		}
 		o.cosignKeys = append(o.cosignKeys, cosignKey{name, key})
+		return nil
+	}
+}
+
+// WithTrustedRoot verifies keyless cosign signatures and attestations
+// (and the log entries of keyed ones) against a Sigstore trusted root
+// (trusted_root.json: Fulcio CAs, Rekor and CT log keys, timestamping
+// authorities). Without one, keyless signatures are reported, not verified.
+func WithTrustedRoot(raw []byte) Option {
+	return func(o *options) error {
+		tr, err := ParseTrustedRoot(raw)
+		if err != nil {
+			return err
+		}
+		o.trustedRoot = tr
+		return nil
+	}
+}
+
+// WithIdentity accepts keyless signatures whose certificate names id (the
+// signer and its OIDC issuer); several calls accept any of them. With at
+// least one identity, every subject that has cosign signatures (or
+// attestations) needs one that verifies, as with WithCosignKey. Without
+// identities a keyless signature that verifies does not count: anyone can
+// obtain a certificate.
+func WithIdentity(id Identity) Option {
+	return func(o *options) error {
+		ci, err := id.compile()
+		if err != nil {
+			return fmt.Errorf("%w: sigbundle: identity %s: %w", errdefs.ErrUsage, id, err)
+		}
+		o.identities = append(o.identities, ci)
+		o.identityNames = append(o.identityNames, id.String())
 		return nil
 	}
 }

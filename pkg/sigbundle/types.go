@@ -89,6 +89,9 @@ const (
 	MediaTypeJWS                 = "application/jose+json"
 	MediaTypeCOSE                = "application/cose"
 	ArtifactTypeSigstoreBundle   = "application/vnd.dev.sigstore.bundle.v0.3+json"
+	// MediaTypeSigstoreBundlePrefix starts the media type of every
+	// Sigstore bundle version's layer.
+	MediaTypeSigstoreBundlePrefix = "application/vnd.dev.sigstore.bundle"
 )
 
 // Cosign tag-scheme suffixes and their roles.

@@ -64,6 +64,13 @@ type ArtifactReport struct {
 	// claimed or no names were given).
 	ClaimedName string `json:"claimedName,omitempty"`
 	NameMatch   string `json:"nameMatch,omitempty"`
+	// Signer is who signed a cosign signature or attestation (key name,
+	// or keyless identity and issuer, with its log entry), set when
+	// sigstore-go verified the signature itself (and the signer when
+	// Verified).
+	Signer *Signer `json:"signer,omitempty"`
+	// PredicateType is an attestation's in-toto predicate type.
+	PredicateType string `json:"predicateType,omitempty"`
 
 	// forName: a signature that verified and whose claim does not
 	// contradict the subject's names (or WithAllowRename).
@@ -123,7 +130,8 @@ func Verify(ctx context.Context, st content.Fetcher, c Carried, opts ...Option) 
 	// With cosign keys (for cosign signatures and attestations) or a
 	// notation trust store (for notation signatures), every subject's
 	// artifacts of that format need one that verifies.
-	checked := map[string]bool{"cosign": len(o.cosignKeys) > 0, "cosign-attestation": len(o.cosignKeys) > 0, "notation": len(o.notationRoots) > 0}
+	cosignAnchors := len(o.cosignKeys) > 0 || len(o.identities) > 0
+	checked := map[string]bool{"cosign": cosignAnchors, "cosign-attestation": cosignAnchors, "notation": len(o.notationRoots) > 0}
 	groups := slices.SortedFunc(maps.Keys(signed), func(a, b group) int { return strings.Compare(string(a.subject)+a.format, string(b.subject)+b.format) })
 	for _, g := range groups {
 		if !checked[g.format] {
@@ -146,7 +154,7 @@ func Verify(ctx context.Context, st content.Fetcher, c Carried, opts ...Option) 
 				Err: wrapf(ErrSignature, "none of the notation signatures of %s verifies against the trust store (%s)", v.label(g.subject), strings.Join(why, "; "))}
 		}
 		return nil, &Error{Kind: "cosign", Artifact: first.Digest, Subject: g.subject, Key: v.keyNames(),
-			Err: wrapf(ErrSignature, "none of the %s artifacts of %s (%s) verifies with the given keys", g.format, v.label(g.subject), strings.Join(ds, ", "))}
+			Err: wrapf(ErrSignature, "none of the %s artifacts of %s verifies with the given keys or identities (%s)", g.format, v.label(g.subject), strings.Join(why, "; "))}
 	}
 	for _, i := range trust {
 		if err := v.notary(ctx, &v.rep.Artifacts[i]); err != nil {
@@ -229,6 +237,13 @@ func (v *verifier) anchorsUsed() error {
 		case "notation":
 			notationVerified = notationVerified || a.Verified
 		}
+	}
+	keyless := false
+	for _, a := range v.rep.Artifacts {
+		keyless = keyless || (a.Verified && a.Signer != nil && a.Signer.Identity != "")
+	}
+	if len(v.o.identities) > 0 && !keyless {
+		return &Error{Kind: "cosign", Key: strings.Join(v.o.identityNames, ", "), Err: wrapf(ErrTrustAnchor, "no keyless signature or attestation of the %d the archive carries was made by the given identities", cosignArts)}
 	}
 	for _, k := range v.o.cosignKeys {
 		if !used[k.name] {
@@ -404,19 +419,58 @@ func (v *verifier) artifact(ctx context.Context, a ocispec.Descriptor) (*Artifac
 			if err != nil {
 				return fail("cosign", err)
 			}
-			v.claim(ar, claim, v.tryKeys(ar, payload, []string{l.Annotations[AnnotationCosignSignature]}))
+			ms, err := messageSignature(payload, l.Annotations[AnnotationCosignSignature])
+			if err != nil {
+				return fail("cosign", wrapf(ErrSignature, "%v", err))
+			}
+			st, err := legacyBundle(l.Annotations, ms)
+			if err != nil {
+				return fail("cosign", wrapf(ErrSignature, "%v", err))
+			}
+			st.artifact = payload
+			v.claim(ar, claim, v.record(ar, v.o.verifySigned(st)))
 		case l.MediaType == MediaTypeDSSE || strings.HasPrefix(l.MediaType, MediaTypeDSSE):
 			ar.Format = "cosign-attestation"
-			env, err := v.read(ctx, l)
+			raw, err := v.read(ctx, l)
 			if err != nil {
 				return fail("cosign", fmt.Errorf("%w: envelope: %w", ErrBinding, err))
 			}
-			msg, sigs, err := checkDSSE(env, ar.Subject)
-			if err != nil {
+			if ar.PredicateType, err = checkDSSE(raw, ar.Subject); err != nil {
 				return fail("cosign", err)
 			}
-			if v.tryKeys(ar, msg, sigs) {
+			env, err := dsseEnvelope(raw)
+			if err != nil {
+				return fail("cosign", wrapf(ErrSignature, "%v", err))
+			}
+			st, err := legacyBundle(l.Annotations, env)
+			if err != nil {
+				return fail("cosign", wrapf(ErrSignature, "%v", err))
+			}
+			st.digest = ar.Subject
+			if v.record(ar, v.o.verifySigned(st)) {
 				ar.forName = true // an attestation claims no name
+			}
+		case strings.HasPrefix(l.MediaType, MediaTypeSigstoreBundlePrefix):
+			raw, err := v.read(ctx, l)
+			if err != nil {
+				return fail("cosign", fmt.Errorf("%w: sigstore bundle: %w", ErrBinding, err))
+			}
+			st, err := sigstoreBundle(raw)
+			if err != nil {
+				return fail("cosign", wrapf(ErrSignature, "%v", err))
+			}
+			st.digest = ar.Subject
+			ar.Format = "cosign"
+			if env := st.pb.GetDsseEnvelope(); env != nil {
+				if ar.PredicateType, err = checkStatement(env.GetPayloadType(), env.GetPayload(), ar.Subject); err != nil {
+					return fail("cosign", err)
+				}
+				if ar.PredicateType != PredicateCosignSign {
+					ar.Format = "cosign-attestation"
+				}
+			}
+			if v.record(ar, v.o.verifySigned(st)) {
+				ar.forName = true // a bundle claims no name
 			}
 		case ar.Format == "notation" && l.MediaType == MediaTypeJWS:
 			env, err := v.read(ctx, l)
@@ -451,22 +505,27 @@ func (v *verifier) artifact(ctx context.Context, a ocispec.Descriptor) (*Artifac
 	return ar, nil
 }
 
-// tryKeys records which keys verify any of sigs over msg, and reports
-// whether one did.
-func (v *verifier) tryKeys(ar *ArtifactReport, msg []byte, sigs []string) bool {
-	ok := false
-	for _, k := range v.o.cosignKeys {
-		for _, s := range sigs {
-			if s != "" && verifyWith(k.key, msg, s) {
-				ok = true
-				ar.Verified = true
-				if !slices.Contains(ar.Keys, k.name) {
-					ar.Keys = append(ar.Keys, k.name)
-				}
+// record adds a sigstore-go outcome to ar and reports whether the
+// signature verified.
+func (v *verifier) record(ar *ArtifactReport, out sigstoreOutcome) bool {
+	if out.verified {
+		ar.Verified = true
+		for _, k := range out.keys {
+			if !slices.Contains(ar.Keys, k) {
+				ar.Keys = append(ar.Keys, k)
 			}
 		}
 	}
-	return ok
+	if out.signer != nil && (ar.Signer == nil || out.verified) {
+		ar.Signer = out.signer
+	}
+	if !ar.Verified && out.note != "" {
+		ar.Note = out.note
+	}
+	if out.verified {
+		ar.Note = ""
+	}
+	return out.verified
 }
 
 // notary verifies one trust-data artifact.

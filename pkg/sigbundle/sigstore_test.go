@@ -1,0 +1,234 @@
+package sigbundle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cnab-airgap/cnab-airgap/internal/testsigstore"
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+)
+
+const (
+	testIdentity = "https://github.com/acme/shop/.github/workflows/release.yml@refs/tags/v2.3.0"
+	testIssuer   = "https://token.actions.githubusercontent.com"
+)
+
+// keylessFixture is a bundle index signed keyless in cosign's legacy
+// layout, with an SLSA provenance attestation attached as a Sigstore
+// bundle referrer, by a private Sigstore (sigstore-go's test instance).
+type keylessFixture struct {
+	st      memStore
+	c       Carried
+	root    []byte // trusted_root.json
+	rootCT  []byte // the same with a CT log listed
+	payload []byte
+	sigAnn  map[string]string
+	stmt    []byte
+}
+
+func newKeylessFixture(t *testing.T) *keylessFixture {
+	t.Helper()
+	ss, err := testsigstore.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &keylessFixture{st: memStore{}}
+	if f.root, err = ss.TrustedRoot(false); err != nil {
+		t.Fatal(err)
+	}
+	if f.rootCT, err = ss.TrustedRoot(true); err != nil {
+		t.Fatal(err)
+	}
+	index := f.st.put([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`))
+	index.MediaType = ocispec.MediaTypeImageIndex
+	f.payload = []byte(`{"critical":{"identity":{"docker-reference":""},"image":{"docker-manifest-digest":"` + index.Digest.String() + `"},"type":"cosign container image signature"},"optional":null}`)
+	if f.sigAnn, err = ss.Legacy(testIdentity, testIssuer, f.payload, time.Now().Add(5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	f.stmt = []byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"shop","digest":{"sha256":"` + index.Digest.Encoded() + `"}}],"predicateType":"https://slsa.dev/provenance/v1","predicate":{"buildDefinition":{"buildType":"https://example.com/build"}}}`)
+	bundleJSON, err := ss.Bundle(testIdentity, testIssuer, f.stmt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.c = Carried{BundleJSON: []byte("{}"), Index: index, Manifests: map[digest.Digest]string{index.Digest: "bundle index"}}
+	f.c.Artifacts = []ocispec.Descriptor{
+		f.referrer(index, ArtifactTypeCosignSignature, MediaTypeCosignSimpleSigning, f.payload, f.sigAnn),
+		f.referrer(index, ArtifactTypeSigstoreBundle, ArtifactTypeSigstoreBundle, bundleJSON, nil),
+	}
+	return f
+}
+
+// referrer stores a one-layer referrer of subject and returns its
+// index.json entry.
+func (f *keylessFixture) referrer(subject ocispec.Descriptor, artifactType, layerType string, layer []byte, ann map[string]string) ocispec.Descriptor {
+	l := f.st.put(layer)
+	l.MediaType, l.Annotations = layerType, maps.Clone(ann)
+	cfg := f.st.put([]byte("{}"))
+	cfg.MediaType = ocispec.MediaTypeEmptyJSON
+	sub := subject
+	m, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		ArtifactType: artifactType, Config: cfg, Layers: []ocispec.Descriptor{l}, Subject: &sub})
+	a := f.st.put(m)
+	a.MediaType = ocispec.MediaTypeImageManifest
+	a.Annotations = map[string]string{layout.AnnotationRole: roleFor(artifactType), layout.AnnotationSubject: subject.Digest.String(), AnnotationVia: ViaReferrers}
+	return a
+}
+
+// replaceSignature swaps the legacy signature's layer annotations.
+func (f *keylessFixture) replaceSignature(ann map[string]string) {
+	f.c.Artifacts[0] = f.referrer(f.c.Index, ArtifactTypeCosignSignature, MediaTypeCosignSimpleSigning, f.payload, ann)
+}
+
+// TestKeyless verifies keyless signatures and attestations offline
+// against a trusted root, with the signer's identity as the policy, and
+// refuses each way they can be wrong.
+func TestKeyless(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newKeylessFixture(t)
+	id := Identity{Subject: testIdentity, Issuer: testIssuer}
+
+	rep, err := Verify(ctx, f.st, f.c, WithTrustedRoot(f.root), WithIdentity(id), WithRequireSignatures(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Signed || len(rep.Artifacts) != 2 {
+		t.Fatalf("report: %+v", rep)
+	}
+	for _, a := range rep.Artifacts {
+		if !a.Verified || a.Signer == nil || a.Signer.Identity != testIdentity || a.Signer.Issuer != testIssuer || a.Signer.LogIndex == nil || len(a.Signer.Timestamps) == 0 {
+			t.Errorf("%s %s: %+v signer %+v", a.Format, a.Digest, a, a.Signer)
+		}
+	}
+	// The legacy signature's log entry has a signed entry timestamp, so its
+	// integrated time is verified.
+	byType := map[string]ArtifactReport{}
+	for _, a := range rep.Artifacts {
+		byType[a.ArtifactType] = a
+	}
+	if a := byType[ArtifactTypeCosignSignature]; a.Format != "cosign" || a.Signer == nil || a.Signer.IntegratedTime.IsZero() {
+		t.Errorf("legacy signature reported as %s, signer %+v", a.Format, a.Signer)
+	}
+	if a := byType[ArtifactTypeSigstoreBundle]; a.Format != "cosign-attestation" || a.PredicateType != "https://slsa.dev/provenance/v1" {
+		t.Errorf("attestation reported as %s %q", a.Format, a.PredicateType)
+	}
+	// A regular expression identity, as cosign's --certificate-identity-regexp.
+	if _, err := Verify(ctx, f.st, f.c, WithTrustedRoot(f.root), WithIdentity(Identity{SubjectRegexp: `^https://github\.com/acme/`, Issuer: testIssuer})); err != nil {
+		t.Fatalf("identity regexp: %v", err)
+	}
+
+	// Without an identity the signatures verify but do not count.
+	rep, err = Verify(ctx, f.st, f.c, WithTrustedRoot(f.root))
+	if err != nil || rep.Signed {
+		t.Fatalf("no identity: %v %+v", err, rep)
+	}
+	for _, a := range rep.Artifacts {
+		if a.Verified || a.Signer == nil || a.Signer.Identity != testIdentity || !strings.Contains(a.Note, "signer is not checked") {
+			t.Fatalf("no identity: %+v", a)
+		}
+	}
+	if _, err := Verify(ctx, f.st, f.c, WithTrustedRoot(f.root), WithRequireSignatures(true)); !errors.Is(err, ErrUnsigned) {
+		t.Fatalf("required, no identity: %v", err)
+	}
+
+	refused := []struct {
+		name string
+		opts func(f *keylessFixture) []Option
+		edit func(f *keylessFixture)
+		want error
+		msg  string
+	}{
+		{"wrong identity", func(f *keylessFixture) []Option {
+			return []Option{WithTrustedRoot(f.root), WithIdentity(Identity{Subject: "https://github.com/evil/shop/.github/workflows/release.yml@refs/tags/v2.3.0", Issuer: testIssuer})}
+		}, nil, ErrSignature, "certificate"},
+		{"wrong issuer", func(f *keylessFixture) []Option {
+			return []Option{WithTrustedRoot(f.root), WithIdentity(Identity{Subject: testIdentity, Issuer: "https://accounts.google.com"})}
+		}, nil, ErrSignature, "issuer"},
+		{"no trusted root", func(*keylessFixture) []Option { return []Option{WithIdentity(id)} }, nil, ErrSignature, "no Sigstore trusted root"},
+		{"CT log without SCT", func(f *keylessFixture) []Option { return []Option{WithTrustedRoot(f.rootCT), WithIdentity(id)} }, nil, ErrSignature, "SCT"},
+		{"logged outside the certificate's validity", nil, func(f *keylessFixture) {
+			// The log (valid from an hour ago) took it half an hour before
+			// the certificate (valid from now for ten minutes) began.
+			ss, _ := testsigstore.New()
+			root, _ := ss.TrustedRoot(false)
+			f.root = root
+			f.c.Artifacts = f.c.Artifacts[:1]
+			ann, err := ss.Legacy(testIdentity, testIssuer, f.payload, time.Now().Add(-30*time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.replaceSignature(ann)
+		}, ErrSignature, "certificate"},
+		{"forged inclusion promise", nil, func(f *keylessFixture) {
+			ann := maps.Clone(f.sigAnn)
+			var rb map[string]any
+			_ = json.Unmarshal([]byte(ann[AnnotationCosignBundle]), &rb)
+			rb["Payload"].(map[string]any)["logIndex"] = 4242
+			b, _ := json.Marshal(rb)
+			ann[AnnotationCosignBundle] = string(b)
+			f.replaceSignature(ann)
+		}, ErrSignature, "log"},
+		{"no log entry", nil, func(f *keylessFixture) {
+			ann := maps.Clone(f.sigAnn)
+			delete(ann, AnnotationCosignBundle)
+			f.replaceSignature(ann)
+		}, ErrSignature, "transparency log"},
+		{"tampered payload", nil, func(f *keylessFixture) {
+			f.payload = []byte(strings.Replace(string(f.payload), `"optional":null`, `"optional":{"x":"y"}`, 1))
+			f.replaceSignature(f.sigAnn)
+		}, ErrSignature, "signature"},
+		{"attestation about another image", nil, func(f *keylessFixture) {
+			ss, _ := testsigstore.New()
+			root, _ := ss.TrustedRoot(false)
+			f.root = root
+			ann, _ := ss.Legacy(testIdentity, testIssuer, f.payload, time.Now().Add(5*time.Minute))
+			f.replaceSignature(ann)
+			other := strings.Replace(string(f.stmt), f.c.Index.Digest.Encoded(), digest.FromString("other").Encoded(), 1)
+			b, _ := ss.Bundle(testIdentity, testIssuer, []byte(other))
+			f.c.Artifacts[1] = f.referrer(f.c.Index, ArtifactTypeSigstoreBundle, ArtifactTypeSigstoreBundle, b, nil)
+		}, ErrBinding, "statement is about"},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newKeylessFixture(t)
+			if tc.edit != nil {
+				tc.edit(g)
+			}
+			opts := []Option{WithTrustedRoot(g.root), WithIdentity(id)}
+			if tc.opts != nil {
+				opts = tc.opts(g)
+			}
+			_, err := Verify(ctx, g.st, g.c, opts...)
+			t.Log(err)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("got %v, want %v naming %q", err, tc.want, tc.msg)
+			}
+		})
+	}
+}
+
+func TestIdentityUsage(t *testing.T) {
+	t.Parallel()
+	for _, id := range []Identity{
+		{Subject: "a"},
+		{Subject: "a", SubjectRegexp: "b", Issuer: "i"},
+		{SubjectRegexp: "(", Issuer: "i"},
+		{Subject: "a", IssuerRegexp: "["},
+	} {
+		if _, err := makeOptions(WithIdentity(id)); err == nil {
+			t.Errorf("%+v accepted", id)
+		}
+	}
+	if _, err := makeOptions(WithTrustedRoot([]byte(`{"mediaType":"x"}`))); err == nil {
+		t.Error("a trusted root of another media type was accepted")
+	}
+}

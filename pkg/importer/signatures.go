@@ -348,7 +348,7 @@ func (im *importer) recordTrust() error {
 	if path == "" || im.sig == nil || im.sig.res.Report == nil {
 		return nil
 	}
-	if err := sigbundle.RecordTrustState(path, im.sig.res.Report.Notary, time.Now()); err != nil {
+	if err := sigbundle.RecordTrustState(path, im.sig.res.Report, time.Now()); err != nil {
 		return fmt.Errorf("the bundle was pushed, but the trust state was not updated: %w", err)
 	}
 	im.sig.res.TrustState = path

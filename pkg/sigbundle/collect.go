@@ -54,6 +54,8 @@ type Collection struct {
 	// Notary describes the Notary trust data collected, one per GUN and
 	// target.
 	Notary []*NotaryInfo
+	// Sigstore describes the Sigstore trust material collected.
+	Sigstore *SigstoreTrustInfo
 	// Warnings are problems that did not stop the collection.
 	Warnings []string
 }
@@ -75,6 +77,9 @@ func (c *Collection) Merge(o *Collection) {
 		}
 	}
 	c.Notary = append(c.Notary, o.Notary...)
+	if o.Sigstore != nil {
+		c.Sigstore = o.Sigstore
+	}
 	c.Warnings = append(c.Warnings, o.Warnings...)
 	sortRoots(c.Roots)
 }

@@ -87,11 +87,11 @@ func TestTrustState(t *testing.T) {
 	info := func(v int) *NotaryInfo {
 		return &NotaryInfo{GUN: "r.example/app", Target: "1.0", Roles: []RoleInfo{{Name: "root", Version: 1}, {Name: "targets", Version: v}, {Name: "snapshot", Version: v}}}
 	}
-	if err := RecordTrustState(path, []*NotaryInfo{info(5)}, time.Unix(0, 0)); err != nil {
+	if err := RecordTrustState(path, &Report{Notary: []*NotaryInfo{info(5)}}, time.Unix(0, 0)); err != nil {
 		t.Fatal(err)
 	}
 	// Recording lower versions never lowers the state.
-	if err := RecordTrustState(path, []*NotaryInfo{info(3)}, time.Unix(0, 0)); err != nil {
+	if err := RecordTrustState(path, &Report{Notary: []*NotaryInfo{info(3)}}, time.Unix(0, 0)); err != nil {
 		t.Fatal(err)
 	}
 	if st, err = ReadTrustState(path); err != nil {
@@ -133,7 +133,7 @@ func FuzzTrustState(f *testing.F) {
 		}
 		info := &NotaryInfo{GUN: "r/a", Roles: []RoleInfo{{Name: "targets", Version: 2}}}
 		_ = st.Check(info)
-		st.Record([]*NotaryInfo{info}, time.Unix(0, 0))
+		st.Record(&Report{Notary: []*NotaryInfo{info}}, time.Unix(0, 0))
 		if st.GUNs["r/a"].Roles["targets"] < 2 {
 			t.Fatal("record did not raise the version")
 		}

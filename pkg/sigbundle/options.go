@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -31,28 +32,29 @@ type cosignKey struct {
 }
 
 type options struct {
-	jobs           int
-	maxMetadata    int64
-	log            *slog.Logger
-	now            func() time.Time
-	referrers      bool
-	cosignTags     bool
-	transport      http.RoundTripper
-	notaryCreds    CredentialFunc // notaryauth.go
-	inTotoDir      string
-	pins           map[string][]string
-	cas            map[string]string
-	tofu           bool
-	allowExpired   bool
-	runInspections bool
-	cosignKeys     []cosignKey
-	notationRoots  []notationRoot               // notation.go
-	trustedRoot    *root.TrustedRoot            // sigstore.go
-	identities     []verify.CertificateIdentity // sigstore.go
-	identityNames  []string
-	require        bool
-	allowRename    bool        // names.go
-	trustState     *TrustState // truststate.go
+	jobs            int
+	maxMetadata     int64
+	log             *slog.Logger
+	now             func() time.Time
+	referrers       bool
+	cosignTags      bool
+	transport       http.RoundTripper
+	notaryCreds     CredentialFunc // notaryauth.go
+	inTotoDir       string
+	pins            map[string][]string
+	cas             map[string]string
+	tofu            bool
+	allowExpired    bool
+	runInspections  bool
+	cosignKeys      []cosignKey
+	notationRoots   []notationRoot               // notation.go
+	trustedRoot     *root.TrustedRoot            // sigstore.go
+	identities      []verify.CertificateIdentity // sigstore.go
+	identityNames   []string
+	sigstoreTUFRoot []byte // sigstoretrust.go
+	require         bool
+	allowRename     bool        // names.go
+	trustState      *TrustState // truststate.go
 }
 
 func makeOptions(opts ...Option) (*options, error) {
@@ -243,6 +245,25 @@ func WithTrustedRoot(raw []byte) Option {
 			return err
 		}
 		o.trustedRoot = tr
+		return nil
+	}
+}
+
+// WithSigstoreTUFRoot pins the TUF root (root.json) that carried Sigstore
+// trust material must chain to (offline, by the TUF client workflow). The
+// default pins sigstore-go's embedded root for Sigstore's public-good
+// repository and trusts no other repository.
+func WithSigstoreTUFRoot(raw []byte) Option {
+	return func(o *options) error {
+		var probe struct {
+			Signed struct {
+				Type string `json:"_type"`
+			} `json:"signed"`
+		}
+		if err := json.Unmarshal(raw, &probe); err != nil || probe.Signed.Type != "root" {
+			return fmt.Errorf("%w: sigbundle: the pinned Sigstore TUF root is not a TUF root.json", errdefs.ErrUsage)
+		}
+		o.sigstoreTUFRoot = raw
 		return nil
 	}
 }

@@ -232,3 +232,107 @@ func TestIdentityUsage(t *testing.T) {
 		t.Error("a trusted root of another media type was accepted")
 	}
 }
+
+// withTUF fetches f's trusted root through a TUF repository on loopback
+// (one root rotation) and carries it as the archive would.
+func (f *keylessFixture) withTUF(t *testing.T, expires time.Duration) *testsigstore.TUF {
+	t.Helper()
+	repo, err := testsigstore.NewTUF(f.root, expires)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = repo.Close() })
+	if err := repo.RotateRoot(); err != nil {
+		t.Fatal(err)
+	}
+	col, err := CollectSigstoreTrust(context.Background(), SigstoreRequest{URL: repo.URL, Root: repo.Root(), Subject: f.c.Index})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if col.Sigstore == nil || col.Sigstore.Source != "tuf" || len(col.Roots) != 1 || !col.Sigstore.ValidAtExport {
+		t.Fatalf("collected %+v", col.Sigstore)
+	}
+	for _, b := range col.Blobs {
+		f.st[b.Digest] = b.Data
+	}
+	f.c.Artifacts = append(f.c.Artifacts, col.Roots[0])
+	return repo
+}
+
+// TestSigstoreTUF carries the trusted root with its TUF chain and checks it
+// offline against the pinned TUF root: the chain, expiry (now, or at export
+// with --allow-expired), rollback against the trust state, and a trusted
+// root that is not the signed target.
+func TestSigstoreTUF(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	id := WithIdentity(Identity{Subject: testIdentity, Issuer: testIssuer})
+
+	f := newKeylessFixture(t)
+	repo := f.withTUF(t, 24*time.Hour)
+	rep, err := Verify(ctx, f.st, f.c, WithSigstoreTUFRoot(repo.Root()), id, WithRequireSignatures(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rep.Sigstore
+	if s == nil || s.Anchor != "pin" || !s.Used || s.Source != "tuf" || s.URL != repo.URL || len(s.Roles) != 4 || s.Roles[0].Name != "root" || s.Roles[0].Version != 2 {
+		t.Fatalf("sigstore trust: %+v", s)
+	}
+
+	// The same archive, and the operator's own trusted root: that one is used.
+	if rep, err := Verify(ctx, f.st, f.c, WithTrustedRoot(f.root), id); err != nil || rep.Sigstore.Anchor != "operator" || rep.Sigstore.Used {
+		t.Fatalf("operator's root: %v %+v", err, rep.Sigstore)
+	}
+	// No pin for a repository other than public-good: not used, so keyless
+	// signatures cannot verify.
+	if _, err := Verify(ctx, f.st, f.c, id); !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), "no Sigstore trusted root") {
+		t.Fatalf("unpinned: %v", err)
+	}
+	// Pinned to another repository's root.
+	other, err := testsigstore.NewTUF(f.root, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = other.Close()
+	if _, err := Verify(ctx, f.st, f.c, WithSigstoreTUFRoot(other.Root()), id); !errors.Is(err, ErrTrustData) {
+		t.Fatalf("another pinned root: %v", err)
+	}
+	// Expired by the time of the import, unless --allow-expired.
+	later := WithClock(func() time.Time { return time.Now().Add(48 * time.Hour) })
+	if _, err := Verify(ctx, f.st, f.c, WithSigstoreTUFRoot(repo.Root()), id, later); !errors.Is(err, ErrExpired) {
+		t.Fatalf("expired: %v", err)
+	}
+	// (The keyless certificate is checked at its logged time, not now.)
+	if rep, err := Verify(ctx, f.st, f.c, WithSigstoreTUFRoot(repo.Root()), id, later, WithAllowExpired(true)); err != nil || len(rep.Warnings) == 0 || !strings.Contains(strings.Join(rep.Warnings, "\n"), "accepted expired") {
+		t.Fatalf("expired, allowed: %v %+v", err, rep)
+	}
+	// Rollback: the trust state remembers a newer timestamp.
+	state := &TrustState{Version: 1, GUNs: map[string]*GUNState{}, TUF: map[string]*GUNState{repo.URL: {Roles: map[string]int{"timestamp": 7}}}}
+	if _, err := Verify(ctx, f.st, f.c, WithSigstoreTUFRoot(repo.Root()), id, WithTrustState(state)); !errors.Is(err, ErrRollback) {
+		t.Fatalf("rollback: %v", err)
+	}
+	// Recording raises the state to what was accepted.
+	state = &TrustState{Version: 1, GUNs: map[string]*GUNState{}}
+	state.Record(rep, time.Unix(0, 0))
+	if got := state.TUF[repo.URL]; got == nil || got.Roles["root"] != 2 || got.Roles["timestamp"] != 1 {
+		t.Fatalf("recorded %+v", got)
+	}
+
+	// A carried trusted root that is not the target the TUF metadata signs.
+	g := newKeylessFixture(t)
+	grepo := g.withTUF(t, time.Hour)
+	last := len(g.c.Artifacts) - 1
+	var m ocispec.Manifest
+	if err := json.Unmarshal(g.st[g.c.Artifacts[last].Digest], &m); err != nil {
+		t.Fatal(err)
+	}
+	forged := g.st.put(f.root)
+	forged.MediaType, forged.Annotations = m.Layers[0].MediaType, m.Layers[0].Annotations
+	m.Layers[0] = forged
+	raw, _ := json.Marshal(m)
+	d := g.st.put(raw)
+	g.c.Artifacts[last].Digest, g.c.Artifacts[last].Size = d.Digest, d.Size
+	if _, err := Verify(ctx, g.st, g.c, WithSigstoreTUFRoot(grepo.Root()), id); !errors.Is(err, ErrTrustData) || !strings.Contains(err.Error(), "not the trusted_root.json target") {
+		t.Fatalf("forged trusted root: %v", err)
+	}
+}

@@ -26,6 +26,9 @@ type TrustState struct {
 	Version int `json:"version"`
 	// GUNs maps each GUN to what was accepted for it.
 	GUNs map[string]*GUNState `json:"guns"`
+	// TUF maps each Sigstore TUF repository URL to the role versions
+	// accepted from it (carried Sigstore trust material).
+	TUF map[string]*GUNState `json:"tuf,omitempty"`
 }
 
 // GUNState is the highest accepted version of each role of one GUN.
@@ -47,7 +50,7 @@ var ErrTrustStateFile = errdefs.New("trust state file", errdefs.ErrUnavailable)
 func ReadTrustState(path string) (*TrustState, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return &TrustState{Version: 1, GUNs: map[string]*GUNState{}}, nil
+		return &TrustState{Version: 1, GUNs: map[string]*GUNState{}, TUF: map[string]*GUNState{}}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %w", ErrTrustStateFile, path, err)
@@ -79,9 +82,14 @@ func decodeTrustState(path string, r io.Reader) (*TrustState, error) {
 	if s.GUNs == nil {
 		s.GUNs = map[string]*GUNState{}
 	}
-	for g, st := range s.GUNs {
-		if st == nil || st.Roles == nil {
-			s.GUNs[g] = &GUNState{Roles: map[string]int{}}
+	if s.TUF == nil {
+		s.TUF = map[string]*GUNState{}
+	}
+	for _, m := range []map[string]*GUNState{s.GUNs, s.TUF} {
+		for g, st := range m {
+			if st == nil || st.Roles == nil {
+				m[g] = &GUNState{Roles: map[string]int{}}
+			}
 		}
 	}
 	return s, nil
@@ -97,16 +105,35 @@ func (s *TrustState) Check(info *NotaryInfo) error {
 	if st == nil {
 		return nil
 	}
-	var older []string
-	for _, r := range info.Roles {
+	older, last := st.older(info.Roles)
+	if len(older) == 0 {
+		return nil
+	}
+	return &Error{Kind: "notary", GUN: info.GUN, Err: wrapf(ErrRollback,
+		"the carried trust data for target %s is older than trust data accepted before%s: %s", info.Target, last, strings.Join(older, ", "))}
+}
+
+// CheckTUF refuses carried Sigstore TUF metadata older than the state
+// remembers for its repository (a rollback, by the TUF rules).
+func (s *TrustState) CheckTUF(info *SigstoreTrustInfo) error {
+	if s == nil || s.TUF[info.URL] == nil {
+		return nil
+	}
+	older, last := s.TUF[info.URL].older(info.Roles)
+	if len(older) == 0 {
+		return nil
+	}
+	return wrapf(ErrRollback, "the carried Sigstore TUF metadata of %s is older than metadata accepted before%s: %s", info.URL, last, strings.Join(older, ", "))
+}
+
+// older lists the roles whose version is below the remembered one, and
+// says what was accepted last.
+func (st *GUNState) older(roles []RoleInfo) (older []string, last string) {
+	for _, r := range roles {
 		if seen, ok := st.Roles[r.Name]; ok && r.Version < seen {
 			older = append(older, fmt.Sprintf("%s version %d < %d", r.Name, r.Version, seen))
 		}
 	}
-	if len(older) == 0 {
-		return nil
-	}
-	last := ""
 	if st.Target != "" {
 		last = fmt.Sprintf(" (target %s was accepted", st.Target)
 		if !st.Updated.IsZero() {
@@ -114,32 +141,41 @@ func (s *TrustState) Check(info *NotaryInfo) error {
 		}
 		last += ")"
 	}
-	return &Error{Kind: "notary", GUN: info.GUN, Err: wrapf(ErrRollback,
-		"the carried trust data for target %s is older than trust data accepted before%s: %s", info.Target, last, strings.Join(older, ", "))}
+	return older, last
 }
 
-// Record raises the state to the versions in infos.
-func (s *TrustState) Record(infos []*NotaryInfo, now time.Time) {
-	for _, info := range infos {
-		st := s.GUNs[info.GUN]
+// Record raises the state to the versions a verification accepted: the
+// Notary trust data and the Sigstore TUF metadata it used.
+func (s *TrustState) Record(rep *Report, now time.Time) {
+	raise := func(m map[string]*GUNState, key, target string, roles []RoleInfo) {
+		st := m[key]
 		if st == nil {
 			st = &GUNState{Roles: map[string]int{}}
-			s.GUNs[info.GUN] = st
+			m[key] = st
 		}
-		for _, r := range info.Roles {
+		for _, r := range roles {
 			st.Roles[r.Name] = max(st.Roles[r.Name], r.Version)
 		}
-		st.Target = info.Target
+		st.Target = target
 		st.Updated = now.UTC().Truncate(time.Second)
+	}
+	for _, info := range rep.Notary {
+		raise(s.GUNs, info.GUN, info.Target, info.Roles)
+	}
+	if t := rep.Sigstore; t != nil && t.Used && t.Source == "tuf" && (t.Anchor == "pin" || t.Anchor == "embedded") {
+		if s.TUF == nil {
+			s.TUF = map[string]*GUNState{}
+		}
+		raise(s.TUF, t.URL, TrustedRootTarget+" sha256:"+t.TrustedRootSHA256, t.Roles)
 	}
 }
 
-// RecordTrustState adds the versions of infos to the trust state file at
+// RecordTrustState adds the versions rep accepted to the trust state file at
 // path: under an exclusive lock (two imports at once do not lose each
 // other's update), read again, raised, written to a temporary file in the
 // same directory and renamed over it.
-func RecordTrustState(path string, infos []*NotaryInfo, now time.Time) error {
-	if len(infos) == 0 {
+func RecordTrustState(path string, rep *Report, now time.Time) error {
+	if rep == nil || (len(rep.Notary) == 0 && (rep.Sigstore == nil || !rep.Sigstore.Used)) {
 		return nil
 	}
 	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
@@ -155,7 +191,7 @@ func RecordTrustState(path string, infos []*NotaryInfo, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	s.Record(infos, now)
+	s.Record(rep, now)
 	raw, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err

@@ -81,10 +81,12 @@ type ArtifactReport struct {
 type Report struct {
 	// Signed is true when the bundle has verified evidence (see
 	// WithRequireSignatures).
-	Signed    bool             `json:"signed"`
-	Notary    []*NotaryInfo    `json:"notary,omitempty"`
-	Artifacts []ArtifactReport `json:"artifacts"`
-	Warnings  []string         `json:"warnings,omitempty"`
+	Signed bool          `json:"signed"`
+	Notary []*NotaryInfo `json:"notary,omitempty"`
+	// Sigstore describes the carried Sigstore trust material, if any.
+	Sigstore  *SigstoreTrustInfo `json:"sigstore,omitempty"`
+	Artifacts []ArtifactReport   `json:"artifacts"`
+	Warnings  []string           `json:"warnings,omitempty"`
 }
 
 // Verify checks every carried signing artifact offline: each artifact's
@@ -106,6 +108,11 @@ func Verify(ctx context.Context, st content.Fetcher, c Carried, opts ...Option) 
 	}
 	arts := slices.Clone(c.Artifacts)
 	sortRoots(arts)
+	// The Sigstore trust material first: keyless signatures are checked
+	// against the trusted root it yields.
+	slices.SortStableFunc(arts, func(a, b ocispec.Descriptor) int {
+		return compareBool(b.ArtifactType == ArtifactTypeSigstoreTrust, a.ArtifactType == ArtifactTypeSigstoreTrust)
+	})
 	type group struct {
 		subject digest.Digest
 		format  string
@@ -187,6 +194,11 @@ func Verify(ctx context.Context, st content.Fetcher, c Carried, opts ...Option) 
 			v.rep.Signed = true
 		}
 	}
+	if t := v.rep.Sigstore; t != nil && (t.Anchor == "pin" || t.Anchor == "embedded") {
+		for _, a := range v.rep.Artifacts {
+			t.Used = t.Used || (a.Verified && a.Signer != nil && a.Signer.Identity != "")
+		}
+	}
 	if err := v.anchorsUsed(); err != nil {
 		return nil, err
 	}
@@ -201,6 +213,16 @@ func Verify(ctx context.Context, st content.Fetcher, c Carried, opts ...Option) 
 			"signatures are required, and the bundle has neither Notary trust data that verified nor a signature of its index that verified with a given key (--cosign-key) or trust store (--notation-cert)")}
 	}
 	return v.rep, nil
+}
+
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // anchorsUsed refuses trust anchors given for evidence the archive does not
@@ -395,6 +417,21 @@ func (v *verifier) artifact(ctx context.Context, a ocispec.Descriptor) (*Artifac
 		}
 	}
 	switch {
+	case ar.ArtifactType == ArtifactTypeSigstoreTrust:
+		ar.Format = "sigstore-trust"
+		if ar.Subject != v.c.Index.Digest {
+			return fail("sigstore", wrapf(ErrBinding, "Sigstore trust material is attached to %s, not to the bundle index %s", ar.Subject, v.c.Index.Digest))
+		}
+		if v.rep.Sigstore != nil {
+			return fail("sigstore", wrapf(ErrTrustData, "a second Sigstore trust artifact (the first is %s)", v.rep.Sigstore.Artifact))
+		}
+		if err := v.sigstoreTrust(ctx, a, &m); err != nil {
+			return nil, err
+		}
+		ar.Bound = true
+		ar.Verified = v.rep.Sigstore.Anchor == "pin" || v.rep.Sigstore.Anchor == "embedded"
+		ar.Note = v.rep.Sigstore.Note
+		return ar, nil
 	case ar.ArtifactType == ArtifactTypeNotary:
 		ar.Format = "notary"
 		if v.manifests == nil {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -35,6 +36,10 @@ func exportSigningFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "notary-images", Usage: "with --notary-server, also collect the trust data of every tagged image (fails naming each image without it)"},
 		&cli.StringFlag{Name: "in-toto-dir", Usage: "`DIR` holding the in-toto layout, keys and links a CNAB 301 bundle target references (found by their signed sha256; carried)"},
 		&cli.StringSliceFlag{Name: "notary-pin", Usage: "check the online root against `GUN=ROOT_KEY_ID` too (default at export: trust on first use)"},
+		&cli.BoolFlag{Name: "sigstore-trust", Usage: "carry the Sigstore trusted root with the TUF metadata that proves it, fetched from --sigstore-tuf-url, so keyless signatures verify offline on the other side"},
+		&cli.StringFlag{Name: "sigstore-tuf-url", Usage: "the Sigstore TUF repository `URL` for --sigstore-trust (default: public-good, " + sigbundle.DefaultSigstoreTUFURL + ", pinned by the root sigstore-go embeds)"},
+		&cli.StringFlag{Name: "sigstore-tuf-root", Usage: "the pinned TUF root.json `FILE` of --sigstore-tuf-url (needed for any repository but public-good)"},
+		&cli.StringFlag{Name: "trusted-root", Usage: "carry this Sigstore trusted root `FILE` as it is, instead of fetching one (the other side must be given the same file)"},
 	}
 }
 
@@ -47,6 +52,12 @@ func verifySigningFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "allow-expired", Usage: "accept expired Notary root, targets and delegation roles (reported)"},
 		&cli.BoolFlag{Name: "in-toto-run-inspections", Usage: "allow in-toto layouts with inspections: they run the commands the layout names"},
 		&cli.StringSliceFlag{Name: "cosign-key", Usage: "verify cosign signatures and attestations with this public key `FILE` (repeatable)"},
+		&cli.StringFlag{Name: "trusted-root", Usage: "verify keyless cosign signatures against this Sigstore trusted root `FILE` (trusted_root.json: Fulcio CAs, Rekor and CT log keys, timestamp authorities), offline; default: the trusted root the archive carries, if its TUF chain holds"},
+		&cli.StringFlag{Name: "sigstore-tuf-root", Usage: "check the Sigstore trust material the archive carries against this pinned TUF root.json `FILE` (default: the public-good root sigstore-go embeds, for public-good material only)"},
+		&cli.StringFlag{Name: "certificate-identity", Usage: "accept keyless signatures whose certificate names this `SIGNER` (as cosign's flag; needs an issuer)"},
+		&cli.StringFlag{Name: "certificate-identity-regexp", Usage: "accept keyless signatures whose certificate signer matches this `REGEXP`"},
+		&cli.StringFlag{Name: "certificate-oidc-issuer", Usage: "the OIDC `ISSUER` the keyless signer logged in with (as cosign's flag)"},
+		&cli.StringFlag{Name: "certificate-oidc-issuer-regexp", Usage: "the OIDC issuer, as a `REGEXP`"},
 		&cli.StringSliceFlag{Name: "notation-cert", Usage: "verify notation signatures against the CA or signing certificates in this PEM `FILE` (the notation trust store; repeatable)"},
 		&cli.BoolFlag{Name: "require-signatures", Usage: "fail unless the bundle has Notary trust data or a signature of its index (cosign or notation) that verified for the name it is published under"},
 		&cli.BoolFlag{Name: "allow-rename", Usage: "count signatures whose claimed name (cosign docker-reference) contradicts the bundle's repository path or tag (reported); Notary trust data is never accepted for another name"},
@@ -124,7 +135,64 @@ func exportSigningOptions(c *cli.Context, e *env) ([]export.Option, error) {
 	} else if c.Bool("notary-images") || c.String("in-toto-dir") != "" {
 		return nil, usagef("--notary-images and --in-toto-dir need --notary-server")
 	}
+	sig, err := exportSigstoreOption(c)
+	if err != nil {
+		return nil, err
+	}
+	if sig != nil {
+		out = append(out, sig)
+	}
 	return append(out, export.WithSigningOptions(so...)), nil
+}
+
+// exportSigstoreOption reads --sigstore-trust and its companions.
+func exportSigstoreOption(c *cli.Context) (export.Option, error) {
+	url, pin, file := c.String("sigstore-tuf-url"), c.String("sigstore-tuf-root"), c.String("trusted-root")
+	fetch := c.Bool("sigstore-trust") || url != ""
+	switch {
+	case file != "" && fetch:
+		return nil, usagef("--trusted-root carries a file; --sigstore-trust and --sigstore-tuf-url fetch one through TUF: give one or the other")
+	case file != "":
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return nil, usagef("--trusted-root: %v", err)
+		}
+		if _, err := sigbundle.ParseTrustedRoot(raw); err != nil {
+			return nil, usagef("--trusted-root %s: %v", file, err)
+		}
+		return export.WithSigstoreTrust(sigbundle.SigstoreRequest{TrustedRoot: raw}), nil
+	case !fetch:
+		if pin != "" {
+			return nil, usagef("--sigstore-tuf-root needs --sigstore-trust")
+		}
+		return nil, nil
+	}
+	if url == "" {
+		url = sigbundle.DefaultSigstoreTUFURL
+	}
+	req := sigbundle.SigstoreRequest{URL: url}
+	if pin != "" {
+		raw, err := readTUFRoot(pin)
+		if err != nil {
+			return nil, err
+		}
+		req.Root = raw
+	} else if strings.TrimRight(url, "/") != sigbundle.DefaultSigstoreTUFURL {
+		return nil, usagef("--sigstore-tuf-url %s needs its pinned root: --sigstore-tuf-root FILE", url)
+	}
+	return export.WithSigstoreTrust(req), nil
+}
+
+// readTUFRoot reads a pinned TUF root.json.
+func readTUFRoot(file string) ([]byte, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usagef("--sigstore-tuf-root: %v", err)
+	}
+	if err := sigbundle.CheckTUFRoot(raw); err != nil {
+		return nil, usagef("--sigstore-tuf-root %s: %v", file, err)
+	}
+	return raw, nil
 }
 
 // verifyOptions turns the verify/import flags into sigbundle options.
@@ -150,6 +218,11 @@ func verifyOptions(c *cli.Context, e *env) ([]sigbundle.Option, error) {
 		}
 		out = append(out, sigbundle.WithCosignKey(filepath.Base(f), k))
 	}
+	so, err := sigstoreOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, so...)
 	if p := c.String("trust-state"); p != "" {
 		st, err := sigbundle.ReadTrustState(p)
 		if err != nil {
@@ -168,6 +241,41 @@ func verifyOptions(c *cli.Context, e *env) ([]sigbundle.Option, error) {
 		sigbundle.WithAllowRename(c.Bool("allow-rename")),
 		sigbundle.WithJobs(c.Int("jobs")),
 	), nil
+}
+
+// sigstoreOptions reads the keyless flags: the trusted root and the signer
+// identity (cosign's flag names).
+func sigstoreOptions(c *cli.Context) ([]sigbundle.Option, error) {
+	var out []sigbundle.Option
+	if f := c.String("trusted-root"); f != "" {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return nil, usagef("--trusted-root: %v", err)
+		}
+		if _, err := sigbundle.ParseTrustedRoot(raw); err != nil {
+			return nil, usagef("--trusted-root %s: %v", f, err)
+		}
+		out = append(out, sigbundle.WithTrustedRoot(raw))
+	}
+	if f := c.String("sigstore-tuf-root"); f != "" {
+		raw, err := readTUFRoot(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sigbundle.WithSigstoreTUFRoot(raw))
+	}
+	id := sigbundle.Identity{Subject: c.String("certificate-identity"), SubjectRegexp: c.String("certificate-identity-regexp"),
+		Issuer: c.String("certificate-oidc-issuer"), IssuerRegexp: c.String("certificate-oidc-issuer-regexp")}
+	if id == (sigbundle.Identity{}) {
+		return out, nil
+	}
+	if (id.Subject == "") == (id.SubjectRegexp == "") {
+		return nil, usagef("give one of --certificate-identity and --certificate-identity-regexp")
+	}
+	if (id.Issuer == "") == (id.IssuerRegexp == "") {
+		return nil, usagef("give one of --certificate-oidc-issuer and --certificate-oidc-issuer-regexp with a certificate identity")
+	}
+	return append(out, sigbundle.WithIdentity(id)), nil
 }
 
 func importSigningOptions(c *cli.Context, e *env) ([]importer.Option, error) {
@@ -217,6 +325,13 @@ func printExportSignatures(w io.Writer, s *export.Signatures) {
 		parts = append(parts, fmt.Sprintf("%d %s", s.ByRole[r], r))
 	}
 	fmt.Fprintf(w, "signing     %d artifacts (%s)\n", s.Artifacts, strings.Join(parts, ", "))
+	if t := s.Sigstore; t != nil {
+		if t.Source == "tuf" {
+			fmt.Fprintf(w, "sigstore    trusted root sha256 %s through TUF from %s (%s), carried with its TUF metadata\n", t.TrustedRootSHA256, t.URL, roleVersions(t.Roles))
+		} else {
+			fmt.Fprintf(w, "sigstore    trusted root sha256 %s from a file, carried (the other side must be given the same file with --trusted-root)\n", t.TrustedRootSHA256)
+		}
+	}
 	all := s.NotaryImages
 	if s.Notary != nil {
 		all = append([]*sigbundle.NotaryInfo{s.Notary}, all...)
@@ -267,6 +382,15 @@ func printSigningReport(w io.Writer, rep *sigbundle.Report) {
 			fmt.Fprintf(w, "in-toto     %s form: steps %s, %d carried files checked against their signed hashes, verified %v\n", it.Form, strings.Join(it.Steps, ","), len(it.Files), it.Verified)
 		}
 	}
+	if t := rep.Sigstore; t != nil {
+		switch t.Anchor {
+		case "pin", "embedded":
+			fmt.Fprintf(w, "sigstore    trusted root sha256 %s from %s: TUF chain verified offline against the %s root (%s), used: %v\n", t.TrustedRootSHA256, t.URL,
+				map[string]string{"pin": "pinned", "embedded": "embedded public-good"}[t.Anchor], roleVersions(t.Roles), t.Used)
+		default:
+			fmt.Fprintf(w, "sigstore    carried trusted root sha256 %s %s\n", t.TrustedRootSHA256, t.Note)
+		}
+	}
 	bound, verified := 0, 0
 	for _, a := range rep.Artifacts {
 		if a.Bound {
@@ -276,7 +400,8 @@ func printSigningReport(w io.Writer, rep *sigbundle.Report) {
 			verified++
 		}
 	}
-	fmt.Fprintf(w, "signing     %d artifacts bound to their subjects, %d verified with keys, bundle signed: %v\n", bound, verified, rep.Signed)
+	fmt.Fprintf(w, "signing     %d artifacts bound to their subjects, %d verified, bundle signed: %v\n", bound, verified, rep.Signed)
+	printSigners(w, rep)
 	// The names signers claimed, where they claimed one (names.go).
 	for _, a := range rep.Artifacts {
 		if a.ClaimedName == "" || !a.Verified {
@@ -289,6 +414,56 @@ func printSigningReport(w io.Writer, rep *sigbundle.Report) {
 			label = a.Subject.String()
 		}
 		fmt.Fprintf(w, "            %s %s of %s claims %s: %s\n", a.Format, shortDigest(a.Digest.String()), label, a.ClaimedName, how)
+	}
+}
+
+// roleVersions lists TUF roles as "root v2, timestamp v7, ...".
+func roleVersions(roles []sigbundle.RoleInfo) string {
+	var out []string
+	for _, r := range roles {
+		out = append(out, fmt.Sprintf("%s v%d", r.Name, r.Version))
+	}
+	return strings.Join(out, ", ")
+}
+
+// printSigners prints, per cosign signature and attestation, who signed
+// it and when it was logged, or why it did not verify.
+func printSigners(w io.Writer, rep *sigbundle.Report) {
+	for _, a := range rep.Artifacts {
+		if a.Format != "cosign" && a.Format != "cosign-attestation" {
+			continue
+		}
+		label := a.SubjectLabel
+		if label == "" {
+			label = a.Subject.String()
+		}
+		what := "signature"
+		if a.Format == "cosign-attestation" {
+			what = "attestation " + a.PredicateType
+		}
+		state := "verified"
+		if !a.Verified {
+			state = "NOT verified"
+		}
+		line := fmt.Sprintf("            %s %s of %s: %s", what, shortDigest(a.Digest.String()), label, state)
+		if s := a.Signer; s != nil {
+			switch {
+			case s.Identity != "":
+				line += fmt.Sprintf(", signer %s (issuer %s)", s.Identity, s.Issuer)
+			case s.Key != "":
+				line += ", key " + s.Key
+			}
+			if s.LogIndex != nil {
+				line += fmt.Sprintf(", log index %d", *s.LogIndex)
+			}
+			if !s.IntegratedTime.IsZero() {
+				line += ", logged " + s.IntegratedTime.Format(time.RFC3339)
+			}
+		}
+		if a.Note != "" {
+			line += ": " + a.Note
+		}
+		fmt.Fprintln(w, line)
 	}
 }
 

@@ -167,17 +167,22 @@ func CosignSignature(k *Key, ref string, subject ocispec.Descriptor, tag bool) (
 	if err != nil {
 		return Artifact{}, err
 	}
-	l := Layer{MediaType: "application/vnd.dev.cosign.simplesigning.v1+json", Data: payload,
-		Annotations: map[string]string{"dev.cosignproject.cosign/signature": sig}}
+	return signatureObject(payload, map[string]string{"dev.cosignproject.cosign/signature": sig}, subject, tag), nil
+}
+
+// signatureObject is cosign's signature object for a payload layer with
+// its annotations.
+func signatureObject(payload []byte, ann map[string]string, subject ocispec.Descriptor, tag bool) Artifact {
+	l := Layer{MediaType: "application/vnd.dev.cosign.simplesigning.v1+json", Data: payload, Annotations: ann}
 	if tag {
 		cfg := fmt.Appendf(nil, `{"architecture":"","config":{},"created":"0001-01-01T00:00:00Z","history":[{"created":"0001-01-01T00:00:00Z"}],"os":"","rootfs":{"type":"layers","diff_ids":["%s"]}}`, digest.FromBytes(payload))
 		return Artifact{ConfigMediaType: ocispec.MediaTypeImageConfig, Config: cfg, Layers: []Layer{l},
-			Tag: subject.Digest.Algorithm().String() + "-" + subject.Digest.Encoded() + ".sig"}, nil
+			Tag: subject.Digest.Algorithm().String() + "-" + subject.Digest.Encoded() + ".sig"}
 	}
 	s := subject
 	s.Annotations = nil
 	return Artifact{ArtifactType: "application/vnd.dev.cosign.artifact.sig.v1+json", Layers: []Layer{l}, Subject: &s,
-		Annotations: map[string]string{ocispec.AnnotationCreated: time.Now().UTC().Format(time.RFC3339)}}, nil
+		Annotations: map[string]string{ocispec.AnnotationCreated: time.Now().UTC().Format(time.RFC3339)}}
 }
 
 // CosignAttestation is a cosign attestation object (tag scheme, ".att"):

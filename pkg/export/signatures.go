@@ -28,7 +28,8 @@ type signingOptions struct {
 	notary       string
 	notaryImages bool
 	opts         []sigbundle.Option
-	archive      crypto.Signer // WithArchiveSigner
+	archive      crypto.Signer              // WithArchiveSigner
+	sigstore     *sigbundle.SigstoreRequest // WithSigstoreTrust
 }
 
 // WithSignatures turns the collection of OCI referrers and cosign tags of
@@ -75,6 +76,23 @@ func WithArchiveSigner(s crypto.Signer) Option {
 	}
 }
 
+// WithSigstoreTrust carries the Sigstore trust material that keyless
+// signatures are verified against on the other side: the trusted root
+// fetched through TUF from req.URL (pinned by req.Root; nil pins
+// sigstore-go's embedded root, for sigbundle.DefaultSigstoreTUFURL) with
+// the TUF metadata that proves it, or req.TrustedRoot as given. It is
+// attached to the bundle index (req.Subject is set by the export). The
+// default carries none.
+func WithSigstoreTrust(req sigbundle.SigstoreRequest) Option {
+	return func(o *options) error {
+		if (req.URL == "") == (req.TrustedRoot == nil) {
+			return errors.New("export: Sigstore trust needs a TUF URL or a trusted root, not both")
+		}
+		o.signing.sigstore = &req
+		return nil
+	}
+}
+
 // WithSigningOptions passes options to pkg/sigbundle: the Notary transport
 // (TLS, credentials), a pin to check the online root against, limits.
 func WithSigningOptions(opts ...sigbundle.Option) Option {
@@ -93,6 +111,8 @@ type Signatures struct {
 	// NotaryImages is the verified Notary trust data of images
 	// (WithNotaryImages), one per GUN and tag.
 	NotaryImages []*sigbundle.NotaryInfo `json:"notaryImages,omitempty"`
+	// Sigstore is the carried Sigstore trust material (WithSigstoreTrust).
+	Sigstore *sigbundle.SigstoreTrustInfo `json:"sigstore,omitempty"`
 }
 
 // collectSignatures finds the signing evidence of every manifest in the
@@ -100,7 +120,7 @@ type Signatures struct {
 // index.json entry per artifact.
 func (e *exporter) collectSignatures(ctx context.Context, src *bundleSource, index *ocispec.Index, res *Result) error {
 	so := e.o.signing
-	if so.off && so.notary == "" {
+	if so.off && so.notary == "" && so.sigstore == nil {
 		return nil
 	}
 	e.o.Progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateStarted})
@@ -141,6 +161,21 @@ func (e *exporter) collectSignatures(ctx context.Context, src *bundleSource, ind
 	} else if so.notaryImages {
 		return errors.New("export: Notary trust data of images needs a Notary server")
 	}
+	if so.sigstore != nil {
+		req := *so.sigstore
+		for _, d := range index.Manifests {
+			if d.Annotations[layout.AnnotationRole] == layout.RoleBundle {
+				req.Subject = ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
+			}
+		}
+		found, err := sigbundle.CollectSigstoreTrust(ctx, req, opts...)
+		if err != nil {
+			return fmt.Errorf("bundle %s: %w", res.Bundle, err)
+		}
+		col.Merge(found)
+	} else if n := col.Keyless(); n > 0 {
+		e.warn("%d keyless signatures or attestations are carried without Sigstore trust material: the importing side needs --trusted-root, or export with --sigstore-trust", n)
+	}
 	for _, b := range col.Blobs {
 		if err := e.addBlob(b.Digest, b.Size, b.Repo, nil, b.Data); err != nil {
 			return err
@@ -150,7 +185,7 @@ func (e *exporter) collectSignatures(ctx context.Context, src *bundleSource, ind
 	for _, w := range col.Warnings {
 		e.warn("%s", w)
 	}
-	res.Signatures = &Signatures{Artifacts: len(col.Roots), ByRole: col.Counts()}
+	res.Signatures = &Signatures{Artifacts: len(col.Roots), ByRole: col.Counts(), Sigstore: col.Sigstore}
 	for _, n := range col.Notary {
 		if n.Object == sigbundle.TargetObjectBundleJSON {
 			res.Signatures.Notary = n

@@ -84,6 +84,34 @@ func (c *Collection) Merge(o *Collection) {
 	sortRoots(c.Roots)
 }
 
+// Keyless counts the collected cosign signatures and attestations made
+// keyless (with a certificate), which need Sigstore trust material.
+func (c *Collection) Keyless() int {
+	data := map[digest.Digest][]byte{}
+	for _, b := range c.Blobs {
+		data[b.Digest] = b.Data
+	}
+	n := 0
+	for _, r := range c.Roots {
+		var m manifest
+		if json.Unmarshal(data[r.Digest], &m) != nil {
+			continue
+		}
+		for _, l := range m.Layers {
+			keyless := l.Annotations[AnnotationCosignCertificate] != ""
+			if strings.HasPrefix(l.MediaType, MediaTypeSigstoreBundlePrefix) {
+				st, err := sigstoreBundle(data[l.Digest])
+				keyless = err == nil && st.keyless
+			}
+			if keyless {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
 // Counts returns how many artifacts of each role were collected.
 func (c *Collection) Counts() map[string]int {
 	out := map[string]int{}

@@ -255,17 +255,29 @@ func WithTrustedRoot(raw []byte) Option {
 // repository and trusts no other repository.
 func WithSigstoreTUFRoot(raw []byte) Option {
 	return func(o *options) error {
-		var probe struct {
-			Signed struct {
-				Type string `json:"_type"`
-			} `json:"signed"`
-		}
-		if err := json.Unmarshal(raw, &probe); err != nil || probe.Signed.Type != "root" {
-			return fmt.Errorf("%w: sigbundle: the pinned Sigstore TUF root is not a TUF root.json", errdefs.ErrUsage)
+		if err := CheckTUFRoot(raw); err != nil {
+			return fmt.Errorf("%w: sigbundle: pinned Sigstore TUF root: %w", errdefs.ErrUsage, err)
 		}
 		o.sigstoreTUFRoot = raw
 		return nil
 	}
+}
+
+// CheckTUFRoot checks that raw is a TUF root.json (its signatures are
+// checked when it is used).
+func CheckTUFRoot(raw []byte) error {
+	var probe struct {
+		Signed struct {
+			Type string `json:"_type"`
+		} `json:"signed"`
+	}
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return fmt.Errorf("not JSON: %w", err)
+	}
+	if probe.Signed.Type != "root" {
+		return fmt.Errorf("not a TUF root.json (signed._type is %q)", probe.Signed.Type)
+	}
+	return nil
 }
 
 // WithIdentity accepts keyless signatures whose certificate names id (the

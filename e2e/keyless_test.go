@@ -71,6 +71,9 @@ func TestKeylessAcrossTheGap(t *testing.T) {
 	bundleIdx := ocispec.Descriptor{MediaType: pb.IndexMediaType, Digest: pb.Digest, Size: int64(len(pb.IndexJSON))}
 	a, err := sigfixtures.KeylessSignature(ss, keylessIdentity, keylessIssuer, pb.Ref, bundleIdx, true)
 	push(harness.DefaultSampleRepository, a, err)
+	a, err = sigfixtures.KeylessAttestation(ss, keylessIdentity, keylessIssuer, pb.Ref, bundleIdx, "https://slsa.dev/provenance/v1",
+		map[string]any{"buildDefinition": map[string]any{"buildType": "https://example.com/e2e-bundle"}})
+	push(harness.DefaultSampleRepository, a, err)
 	signed := map[digest.Digest]bool{pb.Digest: true}
 	for i, img := range pb.Images {
 		repoPath := strings.TrimPrefix(strings.SplitN(img.Image, "@", 2)[0], src.Host+"/")
@@ -128,8 +131,21 @@ func TestKeylessAcrossTheGap(t *testing.T) {
 				t.Fatalf("a refused import left repositories %v (%v)", repos, err)
 			}
 		}
+		// A policy that also wants an SPDX SBOM of every library image.
+		policy := filepath.Join(t.TempDir(), "policy.yaml")
+		if err := os.WriteFile(policy, []byte(shopPolicy("**/library/**", "spdxjson")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := sigCLI(t, "--plain-http", dst.Host, "import", archivePath, "--target", dst.Ref("shop"), "-m", filepath.Join(t.TempDir(), "m.json"),
+			"--sigstore-tuf-root", pin, "--policy", policy)
+		if code != 3 || !strings.Contains(stderr, "image policy not satisfied") || !strings.Contains(stderr, "no verified attestation https://spdx.dev/Document") {
+			t.Fatalf("import against a policy it violates: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		if repos, err := dst.Repositories(ctx); err != nil || len(repos) != 0 {
+			t.Fatalf("a refused import left repositories %v (%v)", repos, err)
+		}
 		// Without the pinned TUF root, the carried trusted root is not trusted.
-		code, _, stderr := sigCLI(t, append([]string{"verify", archivePath}, id...)...)
+		code, _, stderr = sigCLI(t, append([]string{"verify", archivePath}, id...)...)
 		if code != 3 || !strings.Contains(stderr, "no Sigstore trusted root") {
 			t.Fatalf("verify without the pinned TUF root: exit %d\n%s", code, stderr)
 		}
@@ -166,13 +182,57 @@ func TestKeylessAcrossTheGap(t *testing.T) {
 		}
 	}
 	for d := range signed {
-		if !sigs[d] || (d != pb.Digest && !atts[d]) {
+		if !sigs[d] || !atts[d] {
 			t.Errorf("%s: signature verified %v, provenance verified %v", d, sigs[d], atts[d])
 		}
+	}
+	// The same with a policy instead of the identity flags: every image
+	// signed by the release workflow and with SLSA provenance.
+	policy := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policy, []byte(shopPolicy("**", "slsaprovenance1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = sigCLI(t, "--output", "json", "verify", archivePath, "--sigstore-tuf-root", pin, "--policy", policy)
+	if code != 0 {
+		t.Fatalf("verify --policy: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var vr struct {
+		Signatures struct {
+			Policy []struct {
+				Reference string
+				Satisfied []string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &vr); err != nil || len(vr.Signatures.Policy) != len(pb.Images)+1 {
+		t.Fatalf("verify --policy report (%v):\n%s", err, stdout)
 	}
 	// The readable report names the signer.
 	code, stdout, stderr = sigCLI(t, append([]string{"verify", archivePath, "--sigstore-tuf-root", pin}, id...)...)
 	if code != 0 || !strings.Contains(stdout, "signer "+keylessIdentity+" (issuer "+keylessIssuer+")") || !strings.Contains(stdout, "TUF chain verified offline against the pinned root") {
 		t.Fatalf("verify: exit %d\n%s\n%s", code, stdout, stderr)
 	}
+}
+
+// shopPolicy is a ClusterImagePolicy: images matching glob are signed by
+// the release workflow and attested with predicate (with provenance too,
+// unless that is the predicate).
+func shopPolicy(glob, predicate string) string {
+	return `apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: shop-release
+spec:
+  images:
+  - glob: "` + glob + `"
+  authorities:
+  - name: release-workflow
+    keyless:
+      identities:
+      - issuer: ` + keylessIssuer + `
+        subjectRegExp: "^https://github.com/acme/shop/"
+    attestations:
+    - name: required
+      predicateType: ` + predicate + `
+`
 }

@@ -88,6 +88,7 @@ var sentinelExits = []sentinelExit{
 	{"sigbundle.ErrUnsigned", sigbundle.ErrUnsigned, exitVerification},
 	{"sigbundle.ErrNameMismatch", sigbundle.ErrNameMismatch, exitVerification},
 	{"sigbundle.ErrRollback", sigbundle.ErrRollback, exitVerification},
+	{"sigbundle.ErrPolicy", sigbundle.ErrPolicy, exitVerification},
 	{"sigbundle.ErrTrustStateFile", sigbundle.ErrTrustStateFile, exitFailure}, // the operator's file cannot be read or written
 	{"sigbundle.ErrNotFound", sigbundle.ErrNotFound, exitFailure},
 	{"sigbundle.ErrNotaryAuth", sigbundle.ErrNotaryAuth, exitFailure},

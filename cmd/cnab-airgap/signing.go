@@ -58,6 +58,7 @@ func verifySigningFlags() []cli.Flag {
 		&cli.StringFlag{Name: "certificate-identity-regexp", Usage: "accept keyless signatures whose certificate signer matches this `REGEXP`"},
 		&cli.StringFlag{Name: "certificate-oidc-issuer", Usage: "the OIDC `ISSUER` the keyless signer logged in with (as cosign's flag)"},
 		&cli.StringFlag{Name: "certificate-oidc-issuer-regexp", Usage: "the OIDC issuer, as a `REGEXP`"},
+		&cli.StringFlag{Name: "policy", Usage: "require what this image policy `FILE` says (YAML or JSON, sigstore policy-controller's ClusterImagePolicy: image globs, the keys or keyless identities that must have signed them, the attestations they must have)"},
 		&cli.StringSliceFlag{Name: "notation-cert", Usage: "verify notation signatures against the CA or signing certificates in this PEM `FILE` (the notation trust store; repeatable)"},
 		&cli.BoolFlag{Name: "require-signatures", Usage: "fail unless the bundle has Notary trust data or a signature of its index (cosign or notation) that verified for the name it is published under"},
 		&cli.BoolFlag{Name: "allow-rename", Usage: "count signatures whose claimed name (cosign docker-reference) contradicts the bundle's repository path or tag (reported); Notary trust data is never accepted for another name"},
@@ -264,6 +265,13 @@ func sigstoreOptions(c *cli.Context) ([]sigbundle.Option, error) {
 		}
 		out = append(out, sigbundle.WithSigstoreTUFRoot(raw))
 	}
+	if f := c.String("policy"); f != "" {
+		ps, err := sigbundle.LoadPolicy(f)
+		if err != nil {
+			return nil, usagef("--policy %s: %v", f, err)
+		}
+		out = append(out, sigbundle.WithPolicy(ps...))
+	}
 	id := sigbundle.Identity{Subject: c.String("certificate-identity"), SubjectRegexp: c.String("certificate-identity-regexp"),
 		Issuer: c.String("certificate-oidc-issuer"), IssuerRegexp: c.String("certificate-oidc-issuer-regexp")}
 	if id == (sigbundle.Identity{}) {
@@ -390,6 +398,13 @@ func printSigningReport(w io.Writer, rep *sigbundle.Report) {
 		default:
 			fmt.Fprintf(w, "sigstore    carried trusted root sha256 %s %s\n", t.TrustedRootSHA256, t.Note)
 		}
+	}
+	for _, p := range rep.Policy {
+		state := "satisfied by " + strings.Join(p.Satisfied, ", ")
+		if len(p.Violations) > 0 {
+			state = "NOT satisfied: " + strings.Join(p.Violations, "; ")
+		}
+		fmt.Fprintf(w, "policy      %s (%s): %s %s\n", p.Reference, shortDigest(p.Digest.String()), strings.Join(p.Policies, ", "), state)
 	}
 	bound, verified := 0, 0
 	for _, a := range rep.Artifacts {

@@ -50,8 +50,22 @@ func (b *Bundle) Labels() map[digest.Digest]string {
 // VerifySignatures checks the archive's signing evidence offline with
 // sigbundle.Verify. Nothing is written anywhere.
 func (b *Bundle) VerifySignatures(ctx context.Context, opts ...sigbundle.Option) (*sigbundle.Report, error) {
-	c := sigbundle.Carried{BundleJSON: b.BundleJSON, Index: b.Index, Manifests: b.Labels(), Artifacts: b.SigningArtifacts(), Names: b.Names()}
+	c := sigbundle.Carried{BundleJSON: b.BundleJSON, Index: b.Index, Manifests: b.Labels(), Artifacts: b.SigningArtifacts(), Names: b.Names(), Subjects: b.PolicySubjects()}
 	return sigbundle.Verify(ctx, b.Archive, c, opts...)
+}
+
+// PolicySubjects are the bundle (by its reference) and every image (by its
+// reference in bundle.json), each with its top manifest digest: what image
+// policies are evaluated for.
+func (b *Bundle) PolicySubjects() []sigbundle.PolicySubject {
+	var out []sigbundle.PolicySubject
+	if b.Reference != "" {
+		out = append(out, sigbundle.PolicySubject{Reference: b.Reference, Digest: b.Index.Digest})
+	}
+	for _, e := range b.Images {
+		out = append(out, sigbundle.PolicySubject{Reference: e.Ref, Digest: e.Desc.Digest})
+	}
+	return out
 }
 
 // Names are the publisher's names of the bundle's content, the ones Import

@@ -32,29 +32,32 @@ type cosignKey struct {
 }
 
 type options struct {
-	jobs            int
-	maxMetadata     int64
-	log             *slog.Logger
-	now             func() time.Time
-	referrers       bool
-	cosignTags      bool
-	transport       http.RoundTripper
-	notaryCreds     CredentialFunc // notaryauth.go
-	inTotoDir       string
-	pins            map[string][]string
-	cas             map[string]string
-	tofu            bool
-	allowExpired    bool
-	runInspections  bool
-	cosignKeys      []cosignKey
-	notationRoots   []notationRoot               // notation.go
-	trustedRoot     *root.TrustedRoot            // sigstore.go
-	identities      []verify.CertificateIdentity // sigstore.go
-	identityNames   []string
-	sigstoreTUFRoot []byte // sigstoretrust.go
-	require         bool
-	allowRename     bool        // names.go
-	trustState      *TrustState // truststate.go
+	jobs             int
+	maxMetadata      int64
+	log              *slog.Logger
+	now              func() time.Time
+	referrers        bool
+	cosignTags       bool
+	transport        http.RoundTripper
+	notaryCreds      CredentialFunc // notaryauth.go
+	inTotoDir        string
+	pins             map[string][]string
+	cas              map[string]string
+	tofu             bool
+	allowExpired     bool
+	runInspections   bool
+	cosignKeys       []cosignKey
+	notationRoots    []notationRoot               // notation.go
+	trustedRoot      *root.TrustedRoot            // sigstore.go
+	identities       []verify.CertificateIdentity // sigstore.go
+	identityNames    []string
+	sigstoreTUFRoot  []byte    // sigstoretrust.go
+	policies         []*Policy // policy.go
+	policyKeys       []cosignKey
+	policyIdentities []verify.CertificateIdentity
+	require          bool
+	allowRename      bool        // names.go
+	trustState       *TrustState // truststate.go
 }
 
 func makeOptions(opts ...Option) (*options, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
@@ -119,7 +120,7 @@ func CollectRemote(ctx context.Context, c *registry.Client, ref string, opts ...
 	if carried.BundleJSON == nil {
 		return nil, fmt.Errorf("bundle %s: the index has no config manifest", ref)
 	}
-	addImageNames(names, carried.BundleJSON, carried.Manifests)
+	carried.Subjects = append([]PolicySubject{{Reference: r.String(), Digest: idx.Digest}}, addImageNames(names, carried.BundleJSON, carried.Manifests)...)
 	var subjects []Subject
 	for d := range carried.Manifests {
 		subjects = append(subjects, Subject{Digest: d, Repos: []name.Repository{repo}})
@@ -197,8 +198,8 @@ func LabelManifests(ctx context.Context, f content.Fetcher, roots []ocispec.Desc
 
 // addImageNames names each image manifest of a bundle by the image string
 // bundle.json gives it (found by contentDigest), for images whose manifest
-// the bundle index carries.
-func addImageNames(n *Names, bundleJSON []byte, carried map[digest.Digest]string) {
+// the bundle index carries, and returns those images as policy subjects.
+func addImageNames(n *Names, bundleJSON []byte, carried map[digest.Digest]string) []PolicySubject {
 	type image struct {
 		Image         string        `json:"image"`
 		ContentDigest digest.Digest `json:"contentDigest"`
@@ -208,15 +209,18 @@ func addImageNames(n *Names, bundleJSON []byte, carried map[digest.Digest]string
 		Images           map[string]image `json:"images"`
 	}
 	if json.Unmarshal(bundleJSON, &b) != nil {
-		return
+		return nil
 	}
 	all := b.InvocationImages
-	for _, im := range b.Images {
-		all = append(all, im)
+	for _, k := range slices.Sorted(maps.Keys(b.Images)) {
+		all = append(all, b.Images[k])
 	}
+	var out []PolicySubject
 	for _, im := range all {
 		if _, ok := carried[im.ContentDigest]; ok {
 			n.Add(im.ContentDigest, im.Image)
+			out = append(out, PolicySubject{Reference: im.Image, Digest: im.ContentDigest})
 		}
 	}
+	return out
 }

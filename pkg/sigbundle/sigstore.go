@@ -358,7 +358,7 @@ func (o *options) verifyKeyless(entity *sgbundle.Bundle, artifact func() verify.
 		return sigstoreOutcome{note: "keyless: " + err.Error()}
 	}
 	var popts []verify.PolicyOption
-	for _, id := range o.identities {
+	for _, id := range slices.Concat(o.identities, o.policyIdentities) {
 		popts = append(popts, verify.WithCertificateIdentity(id))
 	}
 	if len(popts) == 0 {
@@ -369,7 +369,7 @@ func (o *options) verifyKeyless(entity *sgbundle.Bundle, artifact func() verify.
 		return sigstoreOutcome{note: "keyless: not verified: " + err.Error()}
 	}
 	out := sigstoreOutcome{signer: signerOf(res, st)}
-	if len(o.identities) == 0 {
+	if len(popts) == 1 && len(o.identities)+len(o.policyIdentities) == 0 {
 		out.note = "keyless: certificate chain, log entry and signature verified; the signer is not checked (no --certificate-identity or policy), so it does not count"
 		return out
 	}
@@ -379,12 +379,13 @@ func (o *options) verifyKeyless(entity *sgbundle.Bundle, artifact func() verify.
 }
 
 func (o *options) verifyKeyed(entity *sgbundle.Bundle, artifact func() verify.ArtifactPolicyOption, st *signedThing) sigstoreOutcome {
-	if len(o.cosignKeys) == 0 {
-		return sigstoreOutcome{note: "keyed: not verified (no --cosign-key)"}
+	keys := slices.Concat(o.cosignKeys, o.policyKeys)
+	if len(keys) == 0 {
+		return sigstoreOutcome{note: "keyed: not verified (no --cosign-key or policy key)"}
 	}
 	out := sigstoreOutcome{}
 	var why []string
-	for _, k := range o.cosignKeys {
+	for _, k := range keys {
 		vs, err := keyVerifiers(k.key)
 		if err != nil {
 			why = append(why, k.name+": "+err.Error())

@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cnab-airgap/cnab-airgap/internal/testsigstore"
+	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 )
 
@@ -334,5 +335,73 @@ func TestSigstoreTUF(t *testing.T) {
 	g.c.Artifacts[last].Digest, g.c.Artifacts[last].Size = d.Digest, d.Size
 	if _, err := Verify(ctx, g.st, g.c, WithSigstoreTUFRoot(grepo.Root()), id); !errors.Is(err, ErrTrustData) || !strings.Contains(err.Error(), "not the trusted_root.json target") {
 		t.Fatalf("forged trusted root: %v", err)
+	}
+}
+
+// TestPolicy evaluates ClusterImagePolicy documents against the keyless
+// fixture: a keyless authority with a required predicate type, a missing
+// predicate type, a wrong signer, a glob that does not match, and the
+// documents that are refused.
+func TestPolicy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newKeylessFixture(t)
+	f.c.Subjects = []PolicySubject{{Reference: "registry.example.com/shop/bundle:2.3.0", Digest: f.c.Index.Digest}}
+	doc := func(glob, subject, predicate string) []*Policy {
+		t.Helper()
+		ps, err := ParsePolicy([]byte(`apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: shop
+spec:
+  images:
+  - glob: "`+glob+`"
+  authorities:
+  - name: release
+    keyless:
+      identities:
+      - issuer: `+testIssuer+`
+        subjectRegExp: "`+subject+`"
+    attestations:
+    - name: provenance
+      predicateType: `+predicate+`
+`), t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ps
+	}
+	rep, err := Verify(ctx, f.st, f.c, WithTrustedRoot(f.root), WithPolicy(doc("registry.example.com/shop/**", "^https://github.com/acme/", "slsaprovenance1")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Policy) != 1 || len(rep.Policy[0].Violations) != 0 || rep.Policy[0].Satisfied[0] != "shop/release" {
+		t.Fatalf("policy result %+v", rep.Policy)
+	}
+	_, err = Verify(ctx, f.st, f.c, WithTrustedRoot(f.root), WithPolicy(doc("registry.example.com/shop/*", "^https://github.com/acme/", "spdxjson")...))
+	if !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "no verified attestation https://spdx.dev/Document") {
+		t.Fatalf("missing predicate type: %v", err)
+	}
+	_, err = Verify(ctx, f.st, f.c, WithTrustedRoot(f.root), WithPolicy(doc("registry.example.com/**", "^https://github.com/evil/", "slsaprovenance1")...))
+	if !errors.Is(err, ErrPolicy) || !errors.Is(err, errdefs.ErrVerification) {
+		t.Fatalf("wrong signer: %v", err)
+	}
+	rep, err = Verify(ctx, f.st, f.c, WithTrustedRoot(f.root), WithPolicy(doc("other.example.com/**", "^https://github.com/evil/", "spdx")...))
+	if err != nil || len(rep.Policy) != 0 {
+		t.Fatalf("a policy that matches nothing: %v %+v", err, rep.Policy)
+	}
+
+	for _, bad := range []string{
+		"kind: ImagePolicy\nspec: {images: [{glob: x}], authorities: [{keyless: {identities: [{issuer: i, subject: s}]}}]}",
+		"spec: {images: [{glob: x}], authorities: [{keyless: {identities: [{issuer: i, subject: s}]}, key: {data: x}}]}",
+		"spec: {images: [{glob: x}], authorities: [{keyless: {identities: [{issuer: i, subject: s}]}, attestations: [{name: p, predicateType: x, policy: {type: cue}}]}]}",
+		"spec: {images: [{glob: x}], authorities: [{keyless: {url: https://fulcio.example, identities: [{issuer: i, subject: s}]}}]}",
+		"spec: {images: [], authorities: []}",
+		"spec: {images: [{glob: x}], authorities: [{key: {path: missing.pub}}]}",
+		"",
+	} {
+		if _, err := ParsePolicy([]byte(bad), t.TempDir()); !errors.Is(err, errdefs.ErrUsage) {
+			t.Errorf("policy %q: %v", bad, err)
+		}
 	}
 }

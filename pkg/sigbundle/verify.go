@@ -35,6 +35,15 @@ type Carried struct {
 	// cosign signature whose claimed name contradicts them does not make
 	// the bundle signed. Nil binds evidence to digests only.
 	Names *Names
+	// Subjects are what image policies (WithPolicy) are evaluated for: the
+	// bundle and each image, by reference and top manifest digest.
+	Subjects []PolicySubject
+}
+
+// PolicySubject is an image (or the bundle) that policies may match.
+type PolicySubject struct {
+	Reference string
+	Digest    digest.Digest
 }
 
 // ArtifactReport is the outcome for one artifact.
@@ -84,9 +93,11 @@ type Report struct {
 	Signed bool          `json:"signed"`
 	Notary []*NotaryInfo `json:"notary,omitempty"`
 	// Sigstore describes the carried Sigstore trust material, if any.
-	Sigstore  *SigstoreTrustInfo `json:"sigstore,omitempty"`
-	Artifacts []ArtifactReport   `json:"artifacts"`
-	Warnings  []string           `json:"warnings,omitempty"`
+	Sigstore *SigstoreTrustInfo `json:"sigstore,omitempty"`
+	// Policy is the outcome per image a policy matched (WithPolicy).
+	Policy    []PolicyResult   `json:"policy,omitempty"`
+	Artifacts []ArtifactReport `json:"artifacts"`
+	Warnings  []string         `json:"warnings,omitempty"`
 }
 
 // Verify checks every carried signing artifact offline: each artifact's
@@ -198,6 +209,9 @@ func Verify(ctx context.Context, st content.Fetcher, c Carried, opts ...Option) 
 		for _, a := range v.rep.Artifacts {
 			t.Used = t.Used || (a.Verified && a.Signer != nil && a.Signer.Identity != "")
 		}
+	}
+	if err := v.evaluatePolicies(); err != nil {
+		return nil, err
 	}
 	if err := v.anchorsUsed(); err != nil {
 		return nil, err

@@ -110,6 +110,29 @@ func TestKeylessAcrossTheGap(t *testing.T) {
 	if er.Signatures == nil || er.Signatures.Sigstore == nil || er.Signatures.Sigstore.Source != "tuf" || er.Signatures.Sigstore.URL != tuf.URL {
 		t.Fatalf("export carries no Sigstore trust material: %s", stdout)
 	}
+	// --verify at export: the policy is checked before the archive crosses;
+	// an archive that fails it is removed.
+	strict := filepath.Join(dir, "strict.yaml")
+	if err := os.WriteFile(strict, []byte(shopPolicy("**/library/**", "cyclonedx")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failed := filepath.Join(dir, "failed.tar")
+	code, stdout, stderr = sigCLI(t, "--plain-http", src.Host, "export", "-o", failed, "--sigstore-trust", "--sigstore-tuf-url", tuf.URL,
+		"--sigstore-tuf-root", pin, "--verify", "--policy", strict, pb.Ref)
+	if code != 3 || !strings.Contains(stderr, "no verified attestation https://cyclonedx.org/bom") {
+		t.Fatalf("export --verify against a policy it violates: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if _, err := os.Stat(failed); !os.IsNotExist(err) {
+		t.Fatalf("the archive that failed verification is still there: %v", err)
+	}
+	checked := filepath.Join(dir, "checked.tar")
+	code, stdout, stderr = sigCLI(t, "--plain-http", src.Host, "--output", "json", "export", "-o", checked, "--sigstore-trust", "--sigstore-tuf-url", tuf.URL,
+		"--sigstore-tuf-root", pin, "--verify", "--certificate-identity", keylessIdentity, "--certificate-oidc-issuer", keylessIssuer, pb.Ref)
+	var cr export.Result
+	if code != 0 || json.Unmarshal([]byte(stdout), &cr) != nil || cr.Signatures.Report == nil || !cr.Signatures.Report.Signed {
+		t.Fatalf("export --verify: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+
 	// The connected side is gone.
 	_ = tuf.Close()
 	src.Close()

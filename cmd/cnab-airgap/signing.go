@@ -40,6 +40,13 @@ func exportSigningFlags() []cli.Flag {
 		&cli.StringFlag{Name: "sigstore-tuf-url", Usage: "the Sigstore TUF repository `URL` for --sigstore-trust (default: public-good, " + sigbundle.DefaultSigstoreTUFURL + ", pinned by the root sigstore-go embeds)"},
 		&cli.StringFlag{Name: "sigstore-tuf-root", Usage: "the pinned TUF root.json `FILE` of --sigstore-tuf-url (needed for any repository but public-good)"},
 		&cli.StringFlag{Name: "trusted-root", Usage: "carry this Sigstore trusted root `FILE` as it is, instead of fetching one (the other side must be given the same file)"},
+		&cli.BoolFlag{Name: "verify", Usage: "verify the written archive's signatures as import will (with --cosign-key, --certificate-identity, --policy, the Sigstore trust material carried); an archive that fails is removed and the export exits 3"},
+		&cli.StringSliceFlag{Name: "cosign-key", Usage: "with --verify: verify cosign signatures and attestations with this public key `FILE` (repeatable)"},
+		&cli.StringFlag{Name: "certificate-identity", Usage: "with --verify: accept keyless signatures whose certificate names this `SIGNER`"},
+		&cli.StringFlag{Name: "certificate-identity-regexp", Usage: "with --verify: the keyless signer as a `REGEXP`"},
+		&cli.StringFlag{Name: "certificate-oidc-issuer", Usage: "with --verify: the OIDC `ISSUER` of the keyless signer"},
+		&cli.StringFlag{Name: "certificate-oidc-issuer-regexp", Usage: "with --verify: the OIDC issuer as a `REGEXP`"},
+		&cli.StringFlag{Name: "policy", Usage: "with --verify: require what this image policy `FILE` says (as for import)"},
 	}
 }
 
@@ -143,7 +150,50 @@ func exportSigningOptions(c *cli.Context, e *env) ([]export.Option, error) {
 	if sig != nil {
 		out = append(out, sig)
 	}
+	vo, err := exportVerifyOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	if vo != nil {
+		out = append(out, export.WithVerify(vo...))
+	}
 	return append(out, export.WithSigningOptions(so...)), nil
+}
+
+// cosignKeyOptions reads --cosign-key.
+func cosignKeyOptions(c *cli.Context) ([]sigbundle.Option, error) {
+	var out []sigbundle.Option
+	for _, f := range c.StringSlice("cosign-key") {
+		k, err := sigbundle.LoadPublicKey(f)
+		if err != nil {
+			return nil, usagef("--cosign-key %s: %v", f, err)
+		}
+		out = append(out, sigbundle.WithCosignKey(filepath.Base(f), k))
+	}
+	return out, nil
+}
+
+// exportVerifyOptions reads --verify and the anchors it checks against.
+func exportVerifyOptions(c *cli.Context) ([]sigbundle.Option, error) {
+	if !c.Bool("verify") {
+		for _, f := range []string{"cosign-key", "certificate-identity", "certificate-identity-regexp", "certificate-oidc-issuer", "certificate-oidc-issuer-regexp", "policy"} {
+			if c.IsSet(f) {
+				return nil, usagef("--%s at export needs --verify", f)
+			}
+		}
+		return nil, nil
+	}
+	out := []sigbundle.Option{sigbundle.WithJobs(c.Int("jobs"))}
+	keys, err := cosignKeyOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, keys...)
+	so, err := sigstoreOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, so...), nil
 }
 
 // exportSigstoreOption reads --sigstore-trust and its companions.
@@ -212,13 +262,11 @@ func verifyOptions(c *cli.Context, e *env) ([]sigbundle.Option, error) {
 	for _, f := range c.StringSlice("notation-cert") {
 		out = append(out, sigbundle.WithNotationCert(f))
 	}
-	for _, f := range c.StringSlice("cosign-key") {
-		k, err := sigbundle.LoadPublicKey(f)
-		if err != nil {
-			return nil, usagef("--cosign-key %s: %v", f, err)
-		}
-		out = append(out, sigbundle.WithCosignKey(filepath.Base(f), k))
+	keys, err := cosignKeyOptions(c)
+	if err != nil {
+		return nil, err
 	}
+	out = append(out, keys...)
 	so, err := sigstoreOptions(c)
 	if err != nil {
 		return nil, err

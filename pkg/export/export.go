@@ -151,6 +151,9 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	if req.Output == "" && !o.dryRun {
 		return nil, errors.New("export: no output path")
 	}
+	if req.Output == "-" && o.signing.verify != nil {
+		return nil, fmt.Errorf("%w: export: verifying the written archive needs an archive file, not standard output", errdefs.ErrUsage)
+	}
 	if req.Output == "-" && o.signing.archive != nil {
 		return nil, errors.New("export: an archive written to standard output cannot be signed beside it; write it to a file")
 	}
@@ -267,6 +270,11 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		}
 		res.ArchiveDigest = d.String()
 		res.Archive = req.Output
+	}
+	if req.Output != "-" && o.signing.verify != nil {
+		if err := e.verifyWritten(ctx, req.Output, res); err != nil {
+			return nil, err
+		}
 	}
 	if req.Output != "-" {
 		res.ChecksumFile = req.Output + ".sha256"

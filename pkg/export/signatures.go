@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 
@@ -15,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/content"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/progress"
@@ -30,6 +32,7 @@ type signingOptions struct {
 	opts         []sigbundle.Option
 	archive      crypto.Signer              // WithArchiveSigner
 	sigstore     *sigbundle.SigstoreRequest // WithSigstoreTrust
+	verify       []sigbundle.Option         // WithVerify; nil: off
 }
 
 // WithSignatures turns the collection of OCI referrers and cosign tags of
@@ -93,6 +96,19 @@ func WithSigstoreTrust(req sigbundle.SigstoreRequest) Option {
 	}
 }
 
+// WithVerify verifies the written archive's signing evidence as import
+// will (archive.Bundle.VerifySignatures with opts: keys, identities, image
+// policies, the Sigstore trust material it carries), so that an image that
+// would be refused on the other side is found before it crosses. On
+// failure the archive is removed and the error returned. It needs an
+// archive file. The default does not verify.
+func WithVerify(opts ...sigbundle.Option) Option {
+	return func(o *options) error {
+		o.signing.verify = append([]sigbundle.Option{}, opts...)
+		return nil
+	}
+}
+
 // WithSigningOptions passes options to pkg/sigbundle: the Notary transport
 // (TLS, credentials), a pin to check the online root against, limits.
 func WithSigningOptions(opts ...sigbundle.Option) Option {
@@ -113,6 +129,8 @@ type Signatures struct {
 	NotaryImages []*sigbundle.NotaryInfo `json:"notaryImages,omitempty"`
 	// Sigstore is the carried Sigstore trust material (WithSigstoreTrust).
 	Sigstore *sigbundle.SigstoreTrustInfo `json:"sigstore,omitempty"`
+	// Report is the verification of the written archive (WithVerify).
+	Report *sigbundle.Report `json:"report,omitempty"`
 }
 
 // collectSignatures finds the signing evidence of every manifest in the
@@ -359,4 +377,25 @@ func (h heldInMemory) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadClo
 		return nil, fmt.Errorf("%s: %w", d.Digest, content.ErrNotFound)
 	}
 	return io.NopCloser(bytes.NewReader(s.data)), nil
+}
+
+// verifyWritten checks the archive at path with the WithVerify options,
+// read back as import reads it; on failure the archive is removed.
+func (e *exporter) verifyWritten(ctx context.Context, path string, res *Result) error {
+	b, err := archive.Load(ctx, path, layout.OpenOptions{})
+	if err == nil {
+		defer b.Close()
+		var rep *sigbundle.Report
+		if rep, err = b.VerifySignatures(ctx, e.o.signing.verify...); err == nil {
+			if res.Signatures == nil {
+				res.Signatures = &Signatures{}
+			}
+			res.Signatures.Report = rep
+			return nil
+		}
+	}
+	if rmErr := os.Remove(path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
+		e.warn("the archive %s that failed verification could not be removed: %v", path, rmErr)
+	}
+	return fmt.Errorf("export of bundle %s: the written archive does not verify, so it was removed: %w", res.Bundle, err)
 }

@@ -133,6 +133,14 @@ func TestKeylessAcrossTheGap(t *testing.T) {
 		t.Fatalf("export --verify: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 
+	// inspect shows what the archive claims, without keys.
+	code, stdout, stderr = sigCLI(t, "inspect", archivePath)
+	if code != 0 || !strings.Contains(stdout, "claims signature, keyless by "+keylessIdentity+" (issuer "+keylessIssuer+"), logged") ||
+		!strings.Contains(stdout, "claims attestation https://slsa.dev/provenance/v1, keyless by "+keylessIdentity) ||
+		!strings.Contains(stdout, "claims Sigstore trusted root sha256 "+er.Signatures.Sigstore.TrustedRootSHA256+" from TUF "+tuf.URL) {
+		t.Fatalf("inspect: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+
 	// The connected side is gone.
 	_ = tuf.Close()
 	src.Close()

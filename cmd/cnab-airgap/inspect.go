@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/urfave/cli/v2"
 
 	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
@@ -42,6 +43,9 @@ type inspectExtra struct {
 	Via          string `json:"via,omitempty"`
 	Repository   string `json:"repository,omitempty"`
 	Tag          string `json:"tag,omitempty"`
+	// Claims is what a signing artifact says of itself (signer, predicate
+	// type, trust material), unverified.
+	Claims *sigbundle.Description `json:"claims,omitempty"`
 }
 
 func inspectCommand(e *env) *cli.Command {
@@ -75,10 +79,17 @@ func inspectCommand(e *env) *cli.Command {
 				r.TotalBytes += img.Bytes
 			}
 			labels := b.Labels()
+			claims := map[digest.Digest]sigbundle.Description{}
 			for _, x := range b.Extra {
-				r.Extra = append(r.Extra, inspectExtra{Role: x.Annotations[layout.AnnotationRole], Digest: x.Digest.String(), MediaType: x.MediaType, Subject: x.Annotations[layout.AnnotationSubject],
+				ie := inspectExtra{Role: x.Annotations[layout.AnnotationRole], Digest: x.Digest.String(), MediaType: x.MediaType, Subject: x.Annotations[layout.AnnotationSubject],
 					SubjectLabel: subjectLabel(labels, x), ArtifactType: x.ArtifactType,
-					Via: x.Annotations[sigbundle.AnnotationVia], Repository: x.Annotations[sigbundle.AnnotationRepository], Tag: cosignTag(x)})
+					Via: x.Annotations[sigbundle.AnnotationVia], Repository: x.Annotations[sigbundle.AnnotationRepository], Tag: cosignTag(x)}
+				if ie.Via != "" {
+					if d := sigbundle.Describe(c.Context, b, x, layout.DefaultLimits.MaxMetadataBytes); d.Format != "" {
+						ie.Claims, claims[x.Digest] = &d, d
+					}
+				}
+				r.Extra = append(r.Extra, ie)
 			}
 			sort.Slice(r.Extra, func(i, j int) bool {
 				return r.Extra[i].Subject+r.Extra[i].Digest < r.Extra[j].Subject+r.Extra[j].Digest
@@ -119,7 +130,7 @@ func inspectCommand(e *env) *cli.Command {
 				}
 				fmt.Fprintf(w, "  %-10s %s %s subject %s\n", x.Role, x.Digest, x.MediaType, x.Subject)
 			}
-			printSigningArtifacts(w, b) // signing.go
+			printSigningArtifacts(w, b, claims) // signing.go
 			fmt.Fprintf(w, "content     %d manifests, %d blobs, %s in images, %s unique\n", r.Manifests, r.Blobs, humanBytes(r.TotalBytes), humanBytes(r.UniqueBytes))
 			for _, warn := range r.Warnings {
 				fmt.Fprintf(e.stderr, "warning: %s\n", warn)

@@ -531,7 +531,7 @@ func printSigners(w io.Writer, rep *sigbundle.Report) {
 }
 
 // printSigningArtifacts lists an archive's signing artifacts per subject.
-func printSigningArtifacts(w io.Writer, b *archive.Bundle) {
+func printSigningArtifacts(w io.Writer, b *archive.Bundle, claims map[digest.Digest]sigbundle.Description) {
 	arts := b.SigningArtifacts()
 	if len(arts) == 0 {
 		return
@@ -565,8 +565,40 @@ func printSigningArtifacts(w io.Writer, b *archive.Bundle) {
 				how += " " + g + ":" + a.Annotations[sigbundle.AnnotationNotaryTarget]
 			}
 			fmt.Fprintf(w, "    %-11s %s %s (%s)\n", a.Annotations[layout.AnnotationRole], a.Digest, what, how)
+			if d, ok := claims[a.Digest]; ok {
+				fmt.Fprintf(w, "                claims %s (not verified here: verify checks it)\n", describeClaims(d))
+			}
 		}
 	}
+}
+
+// describeClaims says in a few words what an artifact claims.
+func describeClaims(d sigbundle.Description) string {
+	var parts []string
+	switch d.Format {
+	case "sigstore-trust":
+		from := "a file"
+		if d.TUFURL != "" {
+			from = "TUF " + d.TUFURL
+		}
+		return "Sigstore trusted root sha256 " + d.TrustedRootSHA256 + " from " + from
+	case "cosign-attestation":
+		parts = append(parts, "attestation "+d.PredicateType)
+	default:
+		parts = append(parts, "signature")
+	}
+	switch {
+	case d.Keyless && d.Identity != "":
+		parts = append(parts, "keyless by "+d.Identity+" (issuer "+d.Issuer+")")
+	case d.Keyless:
+		parts = append(parts, "keyless")
+	default:
+		parts = append(parts, "with a key")
+	}
+	if d.Logged {
+		parts = append(parts, "logged")
+	}
+	return strings.Join(parts, ", ")
 }
 
 func sortedKeysOf[V any](m map[string]V) []string {

@@ -17,10 +17,11 @@ LDFLAGS  := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/cnab-airgap
 
-# The real tools the e2e tests run (skopeo, notary-server, openssl): taken
-# from PATH when acceptable, else the distribution's packages when root,
-# else built with Go into TOOLS_DIR/bin (see scripts/tools.sh). That
-# directory comes first on PATH for every recipe, so the tests find it.
+# The real tools the e2e tests run (skopeo, notary-server, openssl, cosign):
+# taken from PATH when acceptable, else the distribution's packages when root,
+# else built with Go into TOOLS_DIR/bin (see scripts/tools.sh; cosign v2.6.5
+# always from tools/cosign, which pins it). That directory comes first on
+# PATH for every recipe, so the tests find it.
 TOOLS_DIR ?= $(CURDIR)/.cache/tools
 export CNAB_AIRGAP_TOOLS_DIR := $(TOOLS_DIR)
 export PATH := $(TOOLS_DIR)/bin:$(PATH)

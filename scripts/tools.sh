@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Provisions the real tools the end-to-end tests run: skopeo, notary-server
-# and openssl. `make test`, `make e2e` and `make bench` run it first; the
+# Provisions the real tools the end-to-end tests run: skopeo, notary-server,
+# openssl and cosign. `make test`, `make e2e` and `make bench` run it first; the
 # tests never skip for a missing tool, so this either provides every tool or
 # fails saying which one is missing and how to get it.
 #
@@ -15,6 +15,16 @@
 #      versions with the Go toolchain (pure Go, CGO_ENABLED=0) into
 #      $CNAB_AIRGAP_TOOLS_DIR/bin (default: .cache/tools/bin in the repository),
 #      which the Makefile puts first on PATH. openssl comes only from packages.
+#
+# cosign is always exactly v2.6.5 and never comes from packages: the one on
+# PATH when it is that version (checked with `go version -m`, which names the
+# cosign module version the binary was built from, or an official release's
+# `cosign version`), else built once into $CNAB_AIRGAP_TOOLS_DIR/bin from the
+# module tools/cosign, whose go.mod and go.sum pin cosign and every dependency
+# (like tools/lint for golangci-lint: `go build` in that module fetches only
+# the listed module versions; about 7 minutes on 2 cores; a failed build is
+# retried twice). That build is redone when tools/cosign/go.mod or go.sum is
+# newer than it, as make does for golangci-lint.
 #
 # notary-server v0.7.0 (the last release) built with Go >= 1.17 reads the
 # delegation role "targets/releases" of a publish as "releases" and refuses it
@@ -44,6 +54,11 @@ notary_ver=v0.7.0
 notary_sum=h1:QyagRZ7wlSpjT5N2qQAh/pN+DVqgekv4DzbAiAiEL3c=
 # Stamped into our notary-server build (`notary-server -version` shows it).
 notary_stamp=0.7.0+cnab-airgap-delegations
+# cosign: built from the module tools/cosign (go.mod and go.sum pin it).
+cosign_mod=github.com/sigstore/cosign/v2
+cosign_ver=v2.6.5
+cosign_sum=h1:D7kFSWS2HzfD+LpEuBO89D1KfOAODlkWuuhzXS8yzi0=
+cosign_dir=$repo/tools/cosign
 
 say() { echo "tools: $*" >&2; }
 
@@ -88,25 +103,61 @@ notary_ok() {
 
 openssl_ok() { command -v openssl >/dev/null 2>&1; }
 
+# cosign_ok: the cosign on PATH is cosign_ver. `go version -m` names the
+# cosign module version (and hash) the binary was built from: a build from
+# tools/cosign says "mod github.com/sigstore/cosign/v2 v2.6.5 h1:...", and
+# its `cosign version` says "GitVersion: v2.6.5" only because of that line.
+# An official release (built inside cosign's repository, version stamped at
+# link time) may say "(devel)" there, so its `cosign version` counts too.
+cosign_ok() {
+	local p info=""
+	p=$(command -v cosign) || return 1
+	if [ "$p" = "$bin_dir/cosign" ] &&
+		{ [ "$cosign_dir/go.mod" -nt "$p" ] || [ "$cosign_dir/go.sum" -nt "$p" ]; }; then
+		say "cosign at $p is older than $cosign_dir/go.mod or go.sum"
+		return 1
+	fi
+	if command -v go >/dev/null 2>&1; then
+		info=$(go version -m "$p" 2>/dev/null) || info=""
+	fi
+	if awk -v m="$cosign_mod" -v v="$cosign_ver" -v s="$cosign_sum" '
+		$1 == "path" && $2 == m "/cmd/cosign" { p = 1 }
+		($1 == "mod" || $1 == "dep") && $2 == m && $3 == v && ($4 == "" || $4 == s) { d = 1 }
+		END { exit !(p && d) }' <<<"$info"; then
+		return 0
+	fi
+	info=$("$p" version 2>&1) || info=""
+	if awk -v v="$cosign_ver" '$1 == "GitVersion:" && $2 == v { f = 1 } END { exit !f }' <<<"$info"; then
+		return 0
+	fi
+	say "cosign at $p is not $cosign_ver (the tests need exactly that version)"
+	return 1
+}
+
 missing() {
 	need=()
 	skopeo_ok || need+=(skopeo)
 	notary_ok || need+=(notary-server)
 	openssl_ok || need+=(openssl)
+	cosign_ok || need+=(cosign)
 }
 
 missing
 [ ${#need[@]} -eq 0 ] && exit 0
 
-# As root with apt-get: the distribution's packages.
+# As root with apt-get: the distribution's packages (not for cosign, whose
+# version is pinned).
+pkgs=()
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-	pkgs=()
 	for t in "${need[@]}"; do
 		case $t in
 		notary-server) pkgs+=(notary) ;;
+		cosign) ;;
 		*) pkgs+=("$t") ;;
 		esac
 	done
+fi
+if [ ${#pkgs[@]} -gt 0 ]; then
 	say "installing the distribution's packages: ${pkgs[*]} (apt-get, as root)"
 	mkdir -p "$tools_dir"
 	log=$tools_dir/apt.log
@@ -180,6 +231,42 @@ patch_notary() {
 		! grep -qF 'part.FileName()' "$f"
 }
 
+# build_cosign: builds cosign_ver from the module tools/cosign into bin_dir,
+# after checking that module pins it; three attempts (a module proxy may
+# answer 5xx for a while), 10s then 20s apart.
+build_cosign() {
+	local work log try
+	command -v go >/dev/null 2>&1 || {
+		say "go is not on PATH; it is needed to build cosign"
+		return 1
+	}
+	if ! grep -qE "^[[:space:]]*(require[[:space:]]+)?${cosign_mod//./[.]}[[:space:]]+${cosign_ver//./[.]}([[:space:]]|\$)" "$cosign_dir/go.mod" ||
+		! grep -qxF "$cosign_mod $cosign_ver $cosign_sum" "$cosign_dir/go.sum"; then
+		say "$cosign_dir/go.mod and go.sum do not pin $cosign_mod $cosign_ver ($cosign_sum)"
+		return 1
+	fi
+	mkdir -p "$bin_dir"
+	log=$tools_dir/build-cosign.log
+	: >"$log"
+	work=$(mktemp -d "$tools_dir/.build-cosign.XXXXXX")
+	say "building cosign $cosign_ver from $cosign_dir into $bin_dir (once; several minutes; log: $log)"
+	for try in 1 2 3; do
+		if (cd "$cosign_dir" && GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0 \
+			go build -trimpath -o "$work/cosign" "$cosign_mod/cmd/cosign") >>"$log" 2>&1; then
+			mv -f "$work/cosign" "$bin_dir/cosign"
+			rm -rf "$work"
+			hash -r
+			return 0
+		fi
+		say "cosign build attempt $try failed"
+		[ "$try" = 3 ] || sleep $((try * 10))
+	done
+	say "building cosign failed:"
+	grep -v '^go: downloading' "$log" | tail -n 20 >&2
+	rm -rf "$work"
+	return 1
+}
+
 failed=()
 for t in "${need[@]}"; do
 	case $t in
@@ -194,6 +281,9 @@ for t in "${need[@]}"; do
 		;;
 	openssl)
 		failed+=(openssl)
+		;;
+	cosign)
+		build_cosign && cosign_ok || failed+=(cosign)
 		;;
 	esac
 done
@@ -211,6 +301,10 @@ if [ ${#failed[@]} -gt 0 ]; then
 		notary-server)
 			say "notary-server is missing: run make test as root on Debian/Ubuntu (apt-get install notary);"
 			say "  an upstream 'go install .../cmd/notary-server@v0.7.0' build does not do: it rejects delegation publishes"
+			;;
+		cosign)
+			say "cosign $cosign_ver is missing and could not be built from $cosign_dir (see the messages above);"
+			say "  the Go module proxy must be reachable once, or put an official cosign $cosign_ver release first on PATH"
 			;;
 		esac
 	done

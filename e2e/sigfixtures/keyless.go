@@ -45,5 +45,6 @@ func KeylessAttestation(ss *testsigstore.Sigstore, identity, issuer, ref string,
 	s.Annotations = nil
 	return Artifact{ArtifactType: mt, ConfigMediaType: ocispec.MediaTypeEmptyJSON, Config: []byte("{}"),
 		Layers:  []Layer{{MediaType: mt, Data: b, Annotations: map[string]string{"dev.sigstore.bundle.predicateType": predicateType}}},
-		Subject: &s, Annotations: map[string]string{ocispec.AnnotationCreated: time.Now().UTC().Format(time.RFC3339)}}, nil
+		Subject: &s, Annotations: map[string]string{ocispec.AnnotationCreated: time.Now().UTC().Format(time.RFC3339),
+			"dev.sigstore.bundle.content": "dsse-envelope", "dev.sigstore.bundle.predicateType": predicateType}}, nil
 }

@@ -44,6 +44,9 @@ const (
 	// PredicateCosignSign is the predicate type of the in-toto statement
 	// cosign signs when it writes a Sigstore bundle for an image signature.
 	PredicateCosignSign = "https://sigstore.dev/cosign/sign/v1"
+	// AnnotationSigstoreBundlePredicate is the manifest annotation cosign
+	// writes on a Sigstore bundle referrer: the predicate type inside.
+	AnnotationSigstoreBundlePredicate = "dev.sigstore.bundle.predicateType"
 )
 
 // Signer is who made a signature, as sigstore-go verified it.

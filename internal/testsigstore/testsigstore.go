@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"time"
 
@@ -80,8 +81,11 @@ func (s *Sigstore) Legacy(identity, issuer string, payload []byte, at time.Time)
 		return nil, err
 	}
 	entries, err := te.TlogEntries()
-	if err != nil || len(entries) != 1 {
-		return nil, fmt.Errorf("tlog entries: %v", err)
+	if err != nil {
+		return nil, err
+	}
+	if len(entries) != 1 {
+		return nil, fmt.Errorf("%d tlog entries, want 1", len(entries))
 	}
 	// The entry keeps its signed entry timestamp to itself; the log signs
 	// the same payload again (ECDSA: another signature, equally valid).
@@ -101,8 +105,11 @@ func (s *Sigstore) Legacy(identity, issuer string, payload []byte, at time.Time)
 		return nil, err
 	}
 	ts, err := te.Timestamps()
-	if err != nil || len(ts) == 0 {
-		return nil, fmt.Errorf("timestamps: %v", err)
+	if err != nil {
+		return nil, err
+	}
+	if len(ts) == 0 {
+		return nil, errors.New("no RFC 3161 timestamp")
 	}
 	tsJSON, err := json.Marshal(map[string][]byte{"SignedRFC3161Timestamp": ts[0]})
 	if err != nil {

@@ -155,8 +155,11 @@ func legacyBundle(ann map[string]string, content any) (*signedThing, error) {
 		var ts struct {
 			SignedRFC3161Timestamp []byte
 		}
-		if err := json.Unmarshal([]byte(t), &ts); err != nil || len(ts.SignedRFC3161Timestamp) == 0 {
-			return nil, fmt.Errorf("RFC 3161 timestamp annotation is not cosign's JSON form: %v", err)
+		if err := json.Unmarshal([]byte(t), &ts); err != nil {
+			return nil, fmt.Errorf("RFC 3161 timestamp annotation is not cosign's JSON form: %w", err)
+		}
+		if len(ts.SignedRFC3161Timestamp) == 0 {
+			return nil, errors.New("RFC 3161 timestamp annotation holds no timestamp")
 		}
 		vm.TimestampVerificationData = &protobundle.TimestampVerificationData{
 			Rfc3161Timestamps: []*protocommon.RFC3161SignedTimestamp{{SignedTimestamp: ts.SignedRFC3161Timestamp}}}
@@ -237,8 +240,11 @@ func rekorBundleEntry(raw string) (*protorekor.TransparencyLogEntry, error) {
 		Kind       string `json:"kind"`
 		APIVersion string `json:"apiVersion"`
 	}
-	if err := json.Unmarshal(body, &kv); err != nil || kv.Kind == "" {
-		return nil, fmt.Errorf("body is not a Rekor entry: %v", err)
+	if err := json.Unmarshal(body, &kv); err != nil {
+		return nil, fmt.Errorf("body is not a Rekor entry: %w", err)
+	}
+	if kv.Kind == "" {
+		return nil, errors.New("body is not a Rekor entry: no kind")
 	}
 	return &protorekor.TransparencyLogEntry{
 		LogIndex:          rb.Payload.LogIndex,

@@ -156,11 +156,10 @@ func Verify(ctx context.Context, st content.Fetcher, c Carried, opts ...Option) 
 			continue
 		}
 		ok := false
-		var ds, why []string
+		var why []string
 		for _, i := range signed[g] {
 			a := v.rep.Artifacts[i]
 			ok = ok || a.Verified
-			ds = append(ds, a.Digest.String())
 			why = append(why, a.Digest.String()+": "+a.Note)
 		}
 		if ok {

@@ -160,9 +160,13 @@ func exportSigningOptions(c *cli.Context, e *env) ([]export.Option, error) {
 	return append(out, export.WithSigningOptions(so...)), nil
 }
 
-// cosignKeyOptions reads --cosign-key.
-func cosignKeyOptions(c *cli.Context) ([]sigbundle.Option, error) {
-	var out []sigbundle.Option
+// cosignAnchors reads what cosign signatures are verified against:
+// --cosign-key, and the keyless flags and policy (sigstoreOptions).
+func cosignAnchors(c *cli.Context) ([]sigbundle.Option, error) {
+	out, err := sigstoreOptions(c)
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range c.StringSlice("cosign-key") {
 		k, err := sigbundle.LoadPublicKey(f)
 		if err != nil {
@@ -183,17 +187,11 @@ func exportVerifyOptions(c *cli.Context) ([]sigbundle.Option, error) {
 		}
 		return nil, nil
 	}
-	out := []sigbundle.Option{sigbundle.WithJobs(c.Int("jobs"))}
-	keys, err := cosignKeyOptions(c)
+	anchors, err := cosignAnchors(c)
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, keys...)
-	so, err := sigstoreOptions(c)
-	if err != nil {
-		return nil, err
-	}
-	return append(out, so...), nil
+	return append([]sigbundle.Option{sigbundle.WithJobs(c.Int("jobs"))}, anchors...), nil
 }
 
 // exportSigstoreOption reads --sigstore-trust and its companions.
@@ -262,16 +260,11 @@ func verifyOptions(c *cli.Context, e *env) ([]sigbundle.Option, error) {
 	for _, f := range c.StringSlice("notation-cert") {
 		out = append(out, sigbundle.WithNotationCert(f))
 	}
-	keys, err := cosignKeyOptions(c)
+	anchors, err := cosignAnchors(c)
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, keys...)
-	so, err := sigstoreOptions(c)
-	if err != nil {
-		return nil, err
-	}
-	out = append(out, so...)
+	out = append(out, anchors...)
 	if p := c.String("trust-state"); p != "" {
 		st, err := sigbundle.ReadTrustState(p)
 		if err != nil {

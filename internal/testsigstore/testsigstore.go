@@ -21,6 +21,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	"github.com/sigstore/sigstore-go/pkg/tlog"
+	"github.com/sigstore/sigstore-go/pkg/verify"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -72,15 +73,7 @@ func (s *Sigstore) Legacy(identity, issuer string, payload []byte, at time.Time)
 	if err != nil {
 		return nil, err
 	}
-	sc, err := te.SignatureContent()
-	if err != nil {
-		return nil, err
-	}
-	vc, err := te.VerificationContent()
-	if err != nil {
-		return nil, err
-	}
-	entries, err := te.TlogEntries()
+	sc, vc, entries, ts, err := parts(te)
 	if err != nil {
 		return nil, err
 	}
@@ -104,10 +97,6 @@ func (s *Sigstore) Legacy(identity, issuer string, payload []byte, at time.Time)
 	if err != nil {
 		return nil, err
 	}
-	ts, err := te.Timestamps()
-	if err != nil {
-		return nil, err
-	}
 	if len(ts) == 0 {
 		return nil, errors.New("no RFC 3161 timestamp")
 	}
@@ -126,6 +115,27 @@ func (s *Sigstore) Legacy(identity, issuer string, payload []byte, at time.Time)
 	}, nil
 }
 
+// parts takes a test entity apart.
+func parts(te *ca.TestEntity) (verify.SignatureContent, verify.VerificationContent, []*tlog.Entry, [][]byte, error) {
+	sc, err := te.SignatureContent()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	vc, err := te.VerificationContent()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	entries, err := te.TlogEntries()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	ts, err := te.Timestamps()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return sc, vc, entries, ts, nil
+}
+
 // Bundle attests statement (an in-toto statement) keyless as identity
 // from issuer and returns the Sigstore bundle (v0.3, with an inclusion
 // proof) that cosign attaches as an OCI referrer.
@@ -134,19 +144,7 @@ func (s *Sigstore) Bundle(identity, issuer string, statement []byte) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
-	sc, err := te.SignatureContent()
-	if err != nil {
-		return nil, err
-	}
-	vc, err := te.VerificationContent()
-	if err != nil {
-		return nil, err
-	}
-	entries, err := te.TlogEntries()
-	if err != nil {
-		return nil, err
-	}
-	ts, err := te.Timestamps()
+	sc, vc, entries, ts, err := parts(te)
 	if err != nil {
 		return nil, err
 	}

@@ -84,6 +84,53 @@ func (c *Collection) Merge(o *Collection) {
 	sortRoots(c.Roots)
 }
 
+// artifactBuilder makes one OCI artifact of files this tool collected
+// (Notary role files, Sigstore trust material): its blobs, its manifest
+// bound to a subject, and its index.json entry.
+type artifactBuilder struct {
+	col    *Collection
+	cfg    ocispec.Descriptor
+	layers []ocispec.Descriptor
+}
+
+// newArtifact starts an artifact whose config is the empty JSON object
+// with media type cfgType.
+func newArtifact(cfgType string) *artifactBuilder {
+	cfg := ocispec.Descriptor{MediaType: cfgType, Digest: digest.FromBytes(emptyJSON), Size: int64(len(emptyJSON))}
+	return &artifactBuilder{col: &Collection{Blobs: []Blob{{Digest: cfg.Digest, Size: cfg.Size, MediaType: cfg.MediaType, Data: emptyJSON}}}, cfg: cfg}
+}
+
+// layer adds a file as a layer.
+func (b *artifactBuilder) layer(mediaType string, raw []byte, ann map[string]string) {
+	d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(raw), Size: int64(len(raw)), Annotations: ann}
+	b.layers = append(b.layers, d)
+	b.col.Blobs = append(b.col.Blobs, Blob{Digest: d.Digest, Size: d.Size, MediaType: mediaType, Data: raw})
+}
+
+// finish writes the manifest (artifactType, subject, annotations) and the
+// index.json entry: the manifest's annotations plus role, subject, via and
+// repo (when set). It returns the collection and the manifest's digest.
+func (b *artifactBuilder) finish(artifactType string, subject ocispec.Descriptor, ann map[string]string, role, via, repo string) (*Collection, digest.Digest, error) {
+	sub := ocispec.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size}
+	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: artifactType, Config: b.cfg, Layers: b.layers, Subject: &sub, Annotations: ann}
+	m.SchemaVersion = 2
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return nil, "", err
+	}
+	d := digest.FromBytes(raw)
+	b.col.Blobs = append(b.col.Blobs, Blob{Digest: d, Size: int64(len(raw)), MediaType: ocispec.MediaTypeImageManifest, Data: raw})
+	rootAnn := maps.Clone(ann)
+	rootAnn[layout.AnnotationRole] = role
+	rootAnn[layout.AnnotationSubject] = subject.Digest.String()
+	rootAnn[AnnotationVia] = via
+	if repo != "" {
+		rootAnn[AnnotationRepository] = repo
+	}
+	b.col.Roots = []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageManifest, Digest: d, Size: int64(len(raw)), ArtifactType: artifactType, Annotations: rootAnn}}
+	return b.col, d, nil
+}
+
 // Keyless counts the collected cosign signatures and attestations made
 // keyless (with a certificate), which need Sigstore trust material.
 func (c *Collection) Keyless() int {

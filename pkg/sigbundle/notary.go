@@ -221,22 +221,12 @@ func CollectNotary(ctx context.Context, req NotaryRequest, opts ...Option) (*Col
 
 // notaryArtifact wraps role files in an OCI artifact.
 func notaryArtifact(req NotaryRequest, info *NotaryInfo, files notaryFiles) (*Collection, error) {
-	cfg := ocispec.Descriptor{MediaType: ArtifactTypeNotary, Digest: digest.FromBytes(emptyJSON), Size: int64(len(emptyJSON))}
-	col := &Collection{Blobs: []Blob{{Digest: cfg.Digest, Size: cfg.Size, MediaType: cfg.MediaType, Data: emptyJSON}}}
-	var layers []ocispec.Descriptor
+	b := newArtifact(ArtifactTypeNotary)
 	for _, r := range roleOrder(files.roles) {
-		raw := files.roles[r]
-		d := ocispec.Descriptor{MediaType: MediaTypeNotaryRole, Digest: digest.FromBytes(raw), Size: int64(len(raw)),
-			Annotations: map[string]string{AnnotationNotaryRole: r, ocispec.AnnotationTitle: strings.ReplaceAll(r, "/", "_") + ".json"}}
-		layers = append(layers, d)
-		col.Blobs = append(col.Blobs, Blob{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType, Data: raw})
+		b.layer(MediaTypeNotaryRole, files.roles[r], map[string]string{AnnotationNotaryRole: r, ocispec.AnnotationTitle: strings.ReplaceAll(r, "/", "_") + ".json"})
 	}
 	for _, n := range slices.Sorted(maps.Keys(files.targets)) {
-		raw := files.targets[n]
-		d := ocispec.Descriptor{MediaType: MediaTypeNotaryTargetFile, Digest: digest.FromBytes(raw), Size: int64(len(raw)),
-			Annotations: map[string]string{AnnotationNotaryTargetName: n, ocispec.AnnotationTitle: path.Base(n)}}
-		layers = append(layers, d)
-		col.Blobs = append(col.Blobs, Blob{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType, Data: raw})
+		b.layer(MediaTypeNotaryTargetFile, files.targets[n], map[string]string{AnnotationNotaryTargetName: n, ocispec.AnnotationTitle: path.Base(n)})
 	}
 	ann := map[string]string{
 		AnnotationNotaryGUN:          info.GUN,
@@ -248,27 +238,15 @@ func notaryArtifact(req NotaryRequest, info *NotaryInfo, files notaryFiles) (*Co
 		AnnotationNotaryRootKeyID:    strings.Join(info.RootKeyIDs, ","),
 		AnnotationCreated:            info.ExportedAt.Format(time.RFC3339),
 	}
-	subject := ocispec.Descriptor{MediaType: req.Subject.MediaType, Digest: req.Subject.Digest, Size: req.Subject.Size}
-	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: ArtifactTypeNotary, Config: cfg, Layers: layers, Subject: &subject, Annotations: ann}
-	m.SchemaVersion = 2
-	raw, err := json.Marshal(m)
+	repo := ""
+	if req.Repository.RepositoryStr() != "" {
+		repo = req.Repository.Name()
+	}
+	col, d, err := b.finish(ArtifactTypeNotary, req.Subject, ann, layout.RoleTrust, ViaNotary, repo)
 	if err != nil {
 		return nil, err
 	}
-	d := digest.FromBytes(raw)
 	info.Artifact = d
-	col.Blobs = append(col.Blobs, Blob{Digest: d, Size: int64(len(raw)), MediaType: ocispec.MediaTypeImageManifest, Data: raw})
-	rootAnn := map[string]string{}
-	for k, v := range ann {
-		rootAnn[k] = v
-	}
-	rootAnn[layout.AnnotationRole] = layout.RoleTrust
-	rootAnn[layout.AnnotationSubject] = req.Subject.Digest.String()
-	rootAnn[AnnotationVia] = ViaNotary
-	if req.Repository.RepositoryStr() != "" {
-		rootAnn[AnnotationRepository] = req.Repository.Name()
-	}
-	col.Roots = []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageManifest, Digest: d, Size: int64(len(raw)), ArtifactType: ArtifactTypeNotary, Annotations: rootAnn}}
 	col.Notary = []*NotaryInfo{info}
 	return col, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -131,40 +130,24 @@ func CollectSigstoreTrust(ctx context.Context, req SigstoreRequest, opts ...Opti
 	}
 	sum := sha256.Sum256(trusted)
 	info.TrustedRootSHA256 = hex.EncodeToString(sum[:])
-	cfg := ocispec.Descriptor{MediaType: ocispec.MediaTypeEmptyJSON, Digest: digest.FromBytes(emptyJSON), Size: int64(len(emptyJSON))}
-	col := &Collection{Blobs: []Blob{{Digest: cfg.Digest, Size: cfg.Size, MediaType: cfg.MediaType, Data: emptyJSON}}}
-	add := func(mt string, raw []byte, ann map[string]string) ocispec.Descriptor {
-		d := ocispec.Descriptor{MediaType: mt, Digest: digest.FromBytes(raw), Size: int64(len(raw)), Annotations: ann}
-		col.Blobs = append(col.Blobs, Blob{Digest: d.Digest, Size: d.Size, MediaType: mt, Data: raw})
-		return d
-	}
-	layers := []ocispec.Descriptor{add(MediaTypeSigstoreTrustedRoot, trusted, map[string]string{ocispec.AnnotationTitle: TrustedRootTarget})}
+	b := newArtifact(ocispec.MediaTypeEmptyJSON)
+	b.layer(MediaTypeSigstoreTrustedRoot, trusted, map[string]string{ocispec.AnnotationTitle: TrustedRootTarget})
 	for _, p := range slices.Sorted(maps.Keys(files)) {
-		layers = append(layers, add(MediaTypeTUFMetadata, files[p], map[string]string{AnnotationTUFPath: p}))
+		b.layer(MediaTypeTUFMetadata, files[p], map[string]string{AnnotationTUFPath: p})
 	}
 	ann := map[string]string{AnnotationCreated: info.ExportedAt.Format(time.RFC3339)}
 	if info.URL != "" {
 		ann[AnnotationTUFURL] = info.URL
 	}
-	subject := ocispec.Descriptor{MediaType: req.Subject.MediaType, Digest: req.Subject.Digest, Size: req.Subject.Size}
-	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: ArtifactTypeSigstoreTrust, Config: cfg, Layers: layers, Subject: &subject, Annotations: ann}
-	m.SchemaVersion = 2
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	d := digest.FromBytes(raw)
-	info.Artifact = d
-	col.Blobs = append(col.Blobs, Blob{Digest: d, Size: int64(len(raw)), MediaType: ocispec.MediaTypeImageManifest, Data: raw})
 	via := ViaFile
 	if info.Source == "tuf" {
 		via = ViaSigstoreTUF
 	}
-	rootAnn := maps.Clone(ann)
-	rootAnn[layout.AnnotationRole] = layout.RoleTrust
-	rootAnn[layout.AnnotationSubject] = req.Subject.Digest.String()
-	rootAnn[AnnotationVia] = via
-	col.Roots = []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageManifest, Digest: d, Size: int64(len(raw)), ArtifactType: ArtifactTypeSigstoreTrust, Annotations: rootAnn}}
+	col, d, err := b.finish(ArtifactTypeSigstoreTrust, req.Subject, ann, layout.RoleTrust, via, "")
+	if err != nil {
+		return nil, err
+	}
+	info.Artifact = d
 	col.Sigstore = info
 	return col, nil
 }

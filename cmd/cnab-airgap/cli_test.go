@@ -90,7 +90,7 @@ type exportJSON struct {
 		Bytes                                            int64
 		Resolved                                         bool
 	}
-	Blobs                                           int
+	Manifests, Blobs, StreamedBlobs                 int
 	BlobBytes, FetchedBytes, ResumedBytes           int64
 	Archive, ArchiveDigest, ChecksumFile            string
 	ArchiveBytes                                    int64
@@ -218,9 +218,17 @@ func TestCLIRoundTripJSON(t *testing.T) {
 	}
 	fetched := blobBytes - int64(len(b.BundleJSON)) // manifests and bundle.json were already in memory
 	b.Close()
-	if ex.Blobs != len(b.Blobs)+len(b.Nodes) || ex.BlobBytes != b.UniqueBytes() || ex.FetchedBytes != fetched {
-		t.Fatalf("export counts %d blobs / %d bytes / %d fetched; the archive holds %d / %d / %d", ex.Blobs, ex.BlobBytes, ex.FetchedBytes,
-			len(b.Blobs)+len(b.Nodes), b.UniqueBytes(), fetched)
+	// The counts agree with what inspect and verify say of the archive.
+	if ex.Manifests != len(b.Nodes) || ex.Blobs != len(b.Blobs) || ex.BlobBytes != b.UniqueBytes() || ex.FetchedBytes != fetched || ex.StreamedBlobs != len(b.Blobs)-1 {
+		t.Fatalf("export counts %d manifests, %d blobs (%d streamed) / %d bytes / %d fetched; the archive holds %d, %d (%d) / %d / %d", ex.Manifests, ex.Blobs, ex.StreamedBlobs,
+			ex.BlobBytes, ex.FetchedBytes, len(b.Nodes), len(b.Blobs), len(b.Blobs)-1, b.UniqueBytes(), fetched)
+	}
+	for _, im := range ex.Images {
+		for _, ai := range b.Images {
+			if ai.Desc.Digest.String() == im.Digest && ai.Bytes != im.Bytes {
+				t.Errorf("export says image %s has %d bytes, the archive %d", im.Reference, im.Bytes, ai.Bytes)
+			}
+		}
 	}
 	// Without a terminal: no control characters, one line per image, and
 	// a blobs total equal to the deduplicated bytes fetched.

@@ -107,13 +107,13 @@ func printExport(e *env, r *export.Result) error {
 		fmt.Fprintf(e.stderr, "warning: %s\n", warn)
 	}
 	if r.DryRun {
-		fmt.Fprintf(w, "plan        %d blobs, %s unique, archive would be %s\n", r.Blobs, humanBytes(r.BlobBytes), humanBytes(r.ArchiveBytes))
+		fmt.Fprintf(w, "plan        %d manifests, %d blobs, %s unique, archive would be %s\n", r.Manifests, r.Blobs, humanBytes(r.BlobBytes), humanBytes(r.ArchiveBytes))
 		return nil
 	}
 	fmt.Fprintf(w, "archive     %s (%s, %s)\n", r.Archive, humanBytes(r.ArchiveBytes), r.ArchiveDigest)
 	printFit(w, r)                         // format, sparse images, delta base, volumes (fit.go)
 	printExportSignatures(w, r.Signatures) // signing.go
-	fmt.Fprintf(w, "blobs       %d, %s unique, %s fetched, %s resumed\n", r.Blobs, humanBytes(r.BlobBytes), humanBytes(r.FetchedBytes), humanBytes(r.ResumedBytes))
+	fmt.Fprintf(w, "content     %d manifests, %d blobs (%d streamed from their sources), %s unique, %s fetched, %s resumed\n", r.Manifests, r.Blobs, r.StreamedBlobs, humanBytes(r.BlobBytes), humanBytes(r.FetchedBytes), humanBytes(r.ResumedBytes))
 	if r.ChecksumFile != "" {
 		fmt.Fprintf(w, "checksum    %s\n", r.ChecksumFile)
 	}

@@ -56,7 +56,7 @@ func printAudit(w io.Writer, r *relocate.AuditReport) {
 	if !r.OK {
 		state = "FAILED"
 	}
-	fmt.Fprintf(w, "relocation  %s at %s: %d manifests, %d blobs (%s) checked\n", state, r.Target, r.Manifests, r.Blobs, humanBytes(r.Bytes))
+	fmt.Fprintf(w, "relocation  %s at %s: %d manifests, %d blobs (%s) of the bundle and its images checked (signing artifacts: see signing)\n", state, r.Target, r.Manifests, r.Blobs, humanBytes(r.Bytes))
 	if r.Bundle != "" {
 		fmt.Fprintf(w, "  bundle     %s\n", r.Bundle)
 	}

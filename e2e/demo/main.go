@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -94,11 +95,11 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("    %d blobs, %s unique, archive %s (%s)\n", ex.Blobs, human(ex.BlobBytes), human(ex.ArchiveBytes), ex.ArchiveDigest)
+	fmt.Printf("    %d manifests, %d blobs, %s unique, archive %s (%s)\n", ex.Manifests, ex.Blobs, human(ex.BlobBytes), human(ex.ArchiveBytes), ex.ArchiveDigest)
 	if ex.Signatures == nil || ex.Signatures.Artifacts != 2 {
 		return fmt.Errorf("the export carries %+v signing artifacts, want the signature and the SBOM", ex.Signatures)
 	}
-	fmt.Printf("    and %d signing artifacts: %v\n", ex.Signatures.Artifacts, ex.Signatures.ByRole)
+	fmt.Printf("    and %d signing artifacts: %s\n", ex.Signatures.Artifacts, countsByRole(ex.Signatures.ByRole))
 
 	step("the air gap: the connected registry goes away")
 	src.Close()
@@ -161,7 +162,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("    ok: %d images and the bundle %s: %d manifests, %d blobs\n", len(audit.Images), audit.Bundle, audit.Manifests, audit.Blobs)
+	fmt.Printf("    ok: %d images and the bundle %s: %d manifests, %d blobs (the signing artifacts are checked by verify)\n", len(audit.Images), audit.Bundle, audit.Manifests, audit.Blobs)
 
 	step("pull the relocated bundle back with cnab-to-oci")
 	pulled, err := harness.PullBundle(ctx, dst, im.BundleReference)
@@ -287,4 +288,19 @@ func human(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// countsByRole writes {"sbom": 1, "signature": 2} as "2 signature, 1 sbom"
+// in a stable order.
+func countsByRole(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d %s", m[k], k))
+	}
+	return strings.Join(parts, ", ")
 }

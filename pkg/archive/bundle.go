@@ -282,7 +282,7 @@ func (b *Bundle) checkBundleIndex() error {
 			invocation++
 		}
 		if img == nil {
-			return fmt.Errorf("%w: the bundle index lists %s (%v) which bundle.json does not have", ErrBundleMismatch, c.Digest, c.Annotations)
+			return fmt.Errorf("%w: the bundle index lists %s (%s) which bundle.json does not have", ErrBundleMismatch, c.Digest, layout.FormatAnnotations(c.Annotations))
 		}
 		if img.ContentDigest != "" && img.ContentDigest != c.Digest {
 			return fmt.Errorf("%w: %s (%s): contentDigest is %s but the bundle index points at %s", ErrBundleMismatch, img.Label(), img.Ref, img.ContentDigest, c.Digest)

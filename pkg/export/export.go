@@ -55,20 +55,26 @@ type Image struct {
 
 // Result describes a finished (or, with dry run, planned) export.
 type Result struct {
-	Bundle        string  `json:"bundle"`
-	Version       string  `json:"version"`
-	Reference     string  `json:"reference,omitempty"`
-	BundleDigest  string  `json:"bundleDigest"`
-	IndexDigest   string  `json:"indexDigest"`
-	Images        []Image `json:"images"`
-	Blobs         int     `json:"blobs"`
-	BlobBytes     int64   `json:"blobBytes"`
-	FetchedBytes  int64   `json:"fetchedBytes"`
-	ResumedBytes  int64   `json:"resumedBytes"`
-	Archive       string  `json:"archive,omitempty"`
-	ArchiveBytes  int64   `json:"archiveBytes"`
-	ArchiveDigest string  `json:"archiveDigest,omitempty"`
-	ChecksumFile  string  `json:"checksumFile,omitempty"`
+	Bundle       string  `json:"bundle"`
+	Version      string  `json:"version"`
+	Reference    string  `json:"reference,omitempty"`
+	BundleDigest string  `json:"bundleDigest"`
+	IndexDigest  string  `json:"indexDigest"`
+	Images       []Image `json:"images"`
+	// Manifests and Blobs count the archive's content as inspect and
+	// verify do: manifests and indexes, and every other blob.
+	Manifests int `json:"manifests"`
+	Blobs     int `json:"blobs"`
+	// StreamedBlobs are the blobs streamed from their sources (the blobs
+	// progress counts these); the rest were held in memory.
+	StreamedBlobs int    `json:"streamedBlobs"`
+	BlobBytes     int64  `json:"blobBytes"`
+	FetchedBytes  int64  `json:"fetchedBytes"`
+	ResumedBytes  int64  `json:"resumedBytes"`
+	Archive       string `json:"archive,omitempty"`
+	ArchiveBytes  int64  `json:"archiveBytes"`
+	ArchiveDigest string `json:"archiveDigest,omitempty"`
+	ChecksumFile  string `json:"checksumFile,omitempty"`
 	// SignatureFile is the archive signature (WithArchiveSigner).
 	SignatureFile string        `json:"signatureFile,omitempty"`
 	Compression   string        `json:"compression"`
@@ -211,7 +217,8 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.Blobs = len(e.blobs)
+	res.Manifests = e.manifestCount(ctx, index)
+	res.Blobs = len(e.blobs) - res.Manifests
 	res.BlobBytes = plan.BlobBytes()
 	res.ArchiveBytes = plan.Size()
 	res.Warnings = e.warnings
@@ -219,6 +226,7 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	for _, b := range plan.Blobs() {
 		fetchTotal += b.Size
 	}
+	res.StreamedBlobs = len(plan.Blobs())
 	o.Progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateDone})
 	if o.dryRun {
 		res.DryRun = true

@@ -367,6 +367,28 @@ func (e *exporter) subjects(index *ocispec.Index, res *Result) []sigbundle.Subje
 
 // heldInMemory serves the manifests the export holds in memory; anything
 // else is not found.
+// manifestCount counts the manifests and indexes reachable from index.json,
+// as archive.Load will find them (they are all held in memory).
+func (e *exporter) manifestCount(ctx context.Context, index *ocispec.Index) int {
+	n := 0
+	wo := content.WalkOptions{
+		Concurrency: 1,
+		Successors:  content.ChildrenByContent,
+		PreVisit: func(_ context.Context, d ocispec.Descriptor, _ int) error {
+			if !layout.IsManifestOrIndex(d.MediaType) {
+				return content.ErrSkip
+			}
+			return nil
+		},
+		OnError: func(ocispec.Descriptor, error) error { return nil },
+	}
+	_ = content.Walk(ctx, heldInMemory{e}, index.Manifests, wo, func(context.Context, content.Node) error {
+		n++
+		return nil
+	})
+	return n
+}
+
 type heldInMemory struct{ e *exporter }
 
 func (h heldInMemory) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {

@@ -3,7 +3,10 @@ package layout
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -232,4 +235,17 @@ func MediaTypeOf(raw []byte) string {
 	}
 	_ = json.Unmarshal(raw, &v)
 	return v.MediaType
+}
+
+// FormatAnnotations writes annotations for a message: key=value pairs in
+// key order, "no annotations" when there are none.
+func FormatAnnotations(m map[string]string) string {
+	if len(m) == 0 {
+		return "no annotations"
+	}
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, ", ")
 }

@@ -3,9 +3,9 @@ package main
 import (
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
-	"path/filepath"
 	"testing"
 
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"

@@ -696,7 +696,7 @@ func checkCarried(t *testing.T, archivePath string, s *signedSource) {
 			t.Fatalf("artifact %s (%s of %s, tag %q) is not carried)", a.desc.Digest, a.role, a.subject, a.tag)
 		}
 		if d.Annotations[layout.AnnotationSubject] != a.subject.String() || d.Annotations[layout.AnnotationRole] != a.role ||
-			d.Annotations[sigbundle.AnnotationRepository] == "" || d.Annotations[layout.AnnotationRefName] != a.tag {
+			d.Annotations[sigbundle.AnnotationRepository] == "" || layout.CosignTag(d) != a.tag || d.Annotations[layout.AnnotationRefName] != "" {
 			t.Fatalf("artifact %s carried as %v, want subject %s role %s tag %q", a.desc.Digest, d.Annotations, a.subject, a.role, a.tag)
 		}
 		if raw := b.Nodes[a.desc.Digest].Raw; digest.FromBytes(raw) != a.desc.Digest {
@@ -727,7 +727,7 @@ func carriedDigests(t *testing.T, archivePath string) []string {
 	defer b.Close()
 	var out []string
 	for _, d := range b.SigningArtifacts() {
-		out = append(out, d.Digest.String()+" "+d.Annotations[layout.AnnotationSubject]+" "+d.Annotations[layout.AnnotationRefName])
+		out = append(out, d.Digest.String()+" "+d.Annotations[layout.AnnotationSubject]+" "+layout.CosignTag(d))
 	}
 	sort.Strings(out)
 	return slices.Compact(out)

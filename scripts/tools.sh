@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provisions the real tools the end-to-end tests run: skopeo, notary-server,
-# openssl and cosign. `make test`, `make e2e` and `make bench` run it first; the
+# openssl, cosign and containerd (with ctr). `make test`, `make e2e` and `make bench` run it first; the
 # tests never skip for a missing tool, so this either provides every tool or
 # fails saying which one is missing and how to get it.
 #
@@ -8,13 +8,15 @@
 #   1. the one on PATH (the cache's bin directory first), when acceptable:
 #      skopeo >= 1.9; notary-server from the distribution's package or built
 #      here (an upstream v0.7.0 build rejects delegation publishes, see below);
-#      any openssl;
+#      any openssl and containerd;
 #   2. as root with apt-get (Debian, Ubuntu): the distribution's packages
-#      skopeo, notary and openssl (one `apt-get update`, then one install);
+#      skopeo, notary, openssl and containerd (one `apt-get update`, then one
+#      install);
 #   3. otherwise skopeo and notary-server are built from pinned module
 #      versions with the Go toolchain (pure Go, CGO_ENABLED=0) into
 #      $CNAB_AIRGAP_TOOLS_DIR/bin (default: .cache/tools/bin in the repository),
-#      which the Makefile puts first on PATH. openssl comes only from packages.
+#      which the Makefile puts first on PATH. openssl and containerd come only
+#      from packages (containerd also runs only as root).
 #
 # cosign is always exactly v2.6.5 and never comes from packages: the one on
 # PATH when it is that version (checked with `go version -m`, which names the
@@ -103,6 +105,11 @@ notary_ok() {
 
 openssl_ok() { command -v openssl >/dev/null 2>&1; }
 
+# containerd: the daemon and ctr, from the distribution's package (the
+# tests run it as root, as a node does, to load archives the way operators
+# and k3s do).
+containerd_ok() { command -v containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1; }
+
 # cosign_ok: the cosign on PATH is cosign_ver. `go version -m` names the
 # cosign module version (and hash) the binary was built from: a build from
 # tools/cosign says "mod github.com/sigstore/cosign/v2 v2.6.5 h1:...", and
@@ -140,6 +147,7 @@ missing() {
 	notary_ok || need+=(notary-server)
 	openssl_ok || need+=(openssl)
 	cosign_ok || need+=(cosign)
+	containerd_ok || need+=(containerd)
 }
 
 missing
@@ -279,8 +287,8 @@ for t in "${need[@]}"; do
 			"-X $notary_mod/version.NotaryVersion=$notary_stamp" &&
 			notary_ok || failed+=(notary-server)
 		;;
-	openssl)
-		failed+=(openssl)
+	openssl | containerd)
+		failed+=("$t")
 		;;
 	cosign)
 		build_cosign && cosign_ok || failed+=(cosign)
@@ -301,6 +309,10 @@ if [ ${#failed[@]} -gt 0 ]; then
 		notary-server)
 			say "notary-server is missing: run make test as root on Debian/Ubuntu (apt-get install notary);"
 			say "  an upstream 'go install .../cmd/notary-server@v0.7.0' build does not do: it rejects delegation publishes"
+			;;
+		containerd)
+			say "containerd (with ctr) is missing and is not built here: the tests run the daemon as root;"
+			say "  run make test as root on Debian/Ubuntu (apt-get install containerd)"
 			;;
 		cosign)
 			say "cosign $cosign_ver is missing and could not be built from $cosign_dir (see the messages above);"

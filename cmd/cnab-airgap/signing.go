@@ -688,7 +688,7 @@ func cosignTag(x ocispec.Descriptor) string {
 	if x.Annotations[sigbundle.AnnotationVia] != sigbundle.ViaCosignTag {
 		return ""
 	}
-	return x.Annotations[layout.AnnotationRefName]
+	return layout.CosignTag(x)
 }
 
 // subjectLabel names the subject of an index.json entry.

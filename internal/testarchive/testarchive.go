@@ -177,8 +177,12 @@ func Write(path string) (*Archive, error) {
 		return nil, err
 	}
 
+	// Format 1, as earlier releases wrote it (the bundle entry named by
+	// org.opencontainers.image.ref.name): the unit tests that read this
+	// fixture keep format 1 readable; the end-to-end tests read the format
+	// export writes now.
 	root := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Annotations: map[string]string{
-		layout.AnnotationFormatVersion:   layout.FormatVersion,
+		layout.AnnotationFormatVersion:   "1",
 		layout.AnnotationBundleDigest:    a.BundleDigest.String(),
 		layout.AnnotationBundleReference: BundleReference,
 	}, Manifests: []ocispec.Descriptor{

@@ -177,6 +177,9 @@ func (b *Bundle) load() error {
 	}
 	b.Bundle = bun
 	b.Reference = a.Index.Annotations[layout.AnnotationBundleReference]
+	if v := a.Index.Annotations[layout.AnnotationFormatVersion]; !layout.KnownFormatVersion(v) {
+		return fmt.Errorf("%w: archive format version %q is newer than this cnab-airgap understands (1 and 2); use a newer release", ErrInvalidArchive, v)
+	}
 
 	byRef := map[string]ocispec.Descriptor{}
 	var bundleDesc *ocispec.Descriptor
@@ -288,7 +291,7 @@ func (b *Bundle) checkBundleIndex() error {
 			return fmt.Errorf("%w: %s (%s): contentDigest is %s but the bundle index points at %s", ErrBundleMismatch, img.Label(), img.Ref, img.ContentDigest, c.Digest)
 		}
 	}
-	ref := b.Index.Annotations[layout.AnnotationRefName]
+	ref := layout.BundleReference(b.Index)
 	if b.Reference != "" {
 		ref = b.Reference
 	}

@@ -303,7 +303,7 @@ func (b *Bundle) adopt() error {
 	b.Nodes[idxDesc.Digest] = &Node{Desc: idxDesc, Raw: raw, Children: idx.Manifests, Height: height}
 	bundleEntry := idxDesc
 	bundleEntry.Annotations = map[string]string{
-		layout.AnnotationRefName:     bundleRepoPath(bun, mapping) + ":" + relocate.VersionTag(bun.Version),
+		layout.AnnotationReference:   bundleRepoPath(bun, mapping) + ":" + relocate.VersionTag(bun.Version),
 		layout.AnnotationRole:        layout.RoleBundle,
 		"io.cnab.airgap.synthesized": "true",
 	}

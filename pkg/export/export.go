@@ -676,9 +676,9 @@ func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocisp
 		index.Manifests = append(index.Manifests, ocispec.Descriptor{
 			MediaType: src.indexMT, Digest: src.indexDigest, Size: int64(len(src.indexRaw)),
 			Annotations: map[string]string{
-				layout.AnnotationRefName: ref,
-				layout.AnnotationRole:    layout.RoleBundle,
-				layout.AnnotationSource:  src.repo.Name() + "@" + src.indexDigest.String(),
+				layout.AnnotationReference: ref,
+				layout.AnnotationRole:      layout.RoleBundle,
+				layout.AnnotationSource:    src.repo.Name() + "@" + src.indexDigest.String(),
 			},
 		})
 	}
@@ -710,6 +710,9 @@ func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocisp
 			layout.AnnotationRefName: r.img.Ref,
 			layout.AnnotationRole:    r.img.Role,
 			layout.AnnotationSource:  img.Source,
+		}
+		if n := layout.ContainerdName(r.img.Ref); n != "" {
+			ann[layout.AnnotationImageName] = n
 		}
 		if r.img.Role == relocate.RoleInvocation {
 			ann[layout.AnnotationInvocationIndex] = r.img.Name
@@ -912,7 +915,7 @@ func (e *exporter) synthesizeBundleIndex(src *bundleSource, images []*resolved) 
 	}
 	d := f.IndexDesc
 	d.Annotations = map[string]string{
-		layout.AnnotationRefName:     relocate.SanitizePath(src.bundle.Name) + ":" + relocate.VersionTag(src.bundle.Version),
+		layout.AnnotationReference:   relocate.SanitizePath(src.bundle.Name) + ":" + relocate.VersionTag(src.bundle.Version),
 		layout.AnnotationRole:        layout.RoleBundle,
 		"io.cnab.airgap.synthesized": "true",
 	}

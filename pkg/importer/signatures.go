@@ -176,7 +176,7 @@ func verifySignatures(ctx context.Context, o *options, b *archive.Bundle, p *pus
 			for _, r := range repos {
 				step := signingStep{repo: r, artifact: a}
 				if a.Annotations[sigbundle.AnnotationVia] == sigbundle.ViaCosignTag {
-					step.tag = a.Annotations[layout.AnnotationRefName]
+					step.tag = layout.CosignTag(a)
 				}
 				all := &archive.ImageEntry{}
 				b.Closure(all, a.Digest)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -25,8 +26,21 @@ const OCILayoutContent = `{"imageLayoutVersion":"1.0.0"}`
 // Annotations on index.json descriptors and on index.json itself.
 const (
 	// AnnotationRefName is the OCI reference name. For images it is the exact
-	// `image` string of bundle.json; for the bundle it is the bundle's tag.
+	// `image` string of bundle.json. Format 1 also gave it to the bundle
+	// entry (the bundle's reference) and to cosign tag objects (their tag);
+	// format 2 names only images, so that container runtimes import the
+	// images and nothing else (AnnotationReference, AnnotationCosignTag).
 	AnnotationRefName = ocispec.AnnotationRefName
+	// AnnotationImageName is containerd's image name annotation, written on
+	// image entries (format 2): the full, normalized reference, which ctr,
+	// k3s, Docker's containerd image store and podman name the image by.
+	AnnotationImageName = "io.containerd.image.name"
+	// AnnotationReference is the bundle entry's reference (format 2; format 1
+	// put it in AnnotationRefName).
+	AnnotationReference = "io.cnab.airgap.reference"
+	// AnnotationCosignTag is a cosign tag object's original tag,
+	// "sha256-<hex>.sig" (format 2; format 1 put it in AnnotationRefName).
+	AnnotationCosignTag = "io.cnab.airgap.cosign.tag"
 	// AnnotationRole says what a root descriptor is (see the Role constants).
 	AnnotationRole = "io.cnab.airgap.role"
 	// AnnotationSubject is the digest of the manifest a signing artifact is about.
@@ -56,7 +70,42 @@ const (
 )
 
 // FormatVersion is the version of the archive format this package writes.
-const FormatVersion = "1"
+// Version 2 moved the bundle entry's reference and cosign tags out of
+// org.opencontainers.image.ref.name and added io.containerd.image.name to
+// images; readers accept 1 and 2.
+const FormatVersion = "2"
+
+// KnownFormatVersion reports whether a reader of this package understands
+// format version v ("" is an archive that does not say: a foreign one).
+func KnownFormatVersion(v string) bool { return v == "" || v == "1" || v == "2" }
+
+// BundleReference returns a bundle entry's reference, as format 2 or 1
+// writes it.
+func BundleReference(d ocispec.Descriptor) string {
+	if v := d.Annotations[AnnotationReference]; v != "" {
+		return v
+	}
+	return d.Annotations[AnnotationRefName]
+}
+
+// CosignTag returns a cosign tag object's original tag, as format 2 or 1
+// writes it.
+func CosignTag(d ocispec.Descriptor) string {
+	if v := d.Annotations[AnnotationCosignTag]; v != "" {
+		return v
+	}
+	return d.Annotations[AnnotationRefName]
+}
+
+// ContainerdName is the name containerd gives ref (its normalized form:
+// docker.io/library/ for short names); "" when ref does not parse.
+func ContainerdName(ref string) string {
+	n, err := reference.ParseDockerRef(ref)
+	if err != nil {
+		return ""
+	}
+	return n.String()
+}
 
 // Roles of root descriptors in index.json.
 const (

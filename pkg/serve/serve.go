@@ -331,7 +331,7 @@ func (s *Server) buildNamespace() {
 	// cosign's tag scheme: objects that kept their tag ("sha256-<hex>.sig")
 	// are tagged in every repository, where cosign looks for them.
 	for _, x := range s.b.Extra {
-		t := x.Annotations[layout.AnnotationRefName]
+		t := layout.CosignTag(x)
 		if t == "" || x.Annotations[layout.AnnotationSubject] == "" {
 			continue
 		}

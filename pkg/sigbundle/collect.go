@@ -171,8 +171,8 @@ func (c *Collection) Counts() map[string]int {
 func sortRoots(roots []ocispec.Descriptor) {
 	sort.SliceStable(roots, func(i, j int) bool {
 		a, b := roots[i], roots[j]
-		ka := a.Annotations[layout.AnnotationSubject] + " " + a.Digest.String() + " " + a.Annotations[layout.AnnotationRefName]
-		kb := b.Annotations[layout.AnnotationSubject] + " " + b.Digest.String() + " " + b.Annotations[layout.AnnotationRefName]
+		ka := a.Annotations[layout.AnnotationSubject] + " " + a.Digest.String() + " " + layout.CosignTag(a)
+		kb := b.Annotations[layout.AnnotationSubject] + " " + b.Digest.String() + " " + layout.CosignTag(b)
 		return ka < kb
 	})
 }
@@ -411,11 +411,13 @@ func (col *collector) take(ctx context.Context, f found, key string) error {
 	ann[layout.AnnotationSubject] = f.subject.String()
 	ann[AnnotationRepository] = f.repo.Name()
 	ann[AnnotationVia] = f.via
+	// Only images are named in index.json (FORMAT.md): a name would make
+	// container runtimes import the artifact as an image.
+	delete(ann, layout.AnnotationRefName)
+	delete(ann, layout.AnnotationImageName)
 	if f.tag != "" {
-		ann[layout.AnnotationRefName] = f.tag
+		ann[layout.AnnotationCosignTag] = f.tag
 		ann[AnnotationCosignKind] = f.kind
-	} else {
-		delete(ann, layout.AnnotationRefName)
 	}
 	d := ocispec.Descriptor{MediaType: f.desc.MediaType, Digest: f.desc.Digest, Size: f.desc.Size, ArtifactType: at, Annotations: ann}
 	col.mu.Lock()

@@ -368,7 +368,7 @@ func (v *verifier) artifact(ctx context.Context, a ocispec.Descriptor) (*Artifac
 		ArtifactType: a.ArtifactType, Subject: digest.Digest(a.Annotations[layout.AnnotationSubject]),
 		Repository: a.Annotations[AnnotationRepository], Format: "subject"}
 	if ar.Via == ViaCosignTag {
-		ar.Tag = a.Annotations[layout.AnnotationRefName]
+		ar.Tag = layout.CosignTag(a)
 	}
 	fail := func(kind string, err error) (*ArtifactReport, error) {
 		return nil, &Error{Kind: kind, Artifact: a.Digest, Subject: ar.Subject, Err: err}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provisions the real tools the end-to-end tests run: skopeo, notary-server,
-# openssl, cosign and containerd (with ctr). `make test`, `make e2e` and `make bench` run it first; the
+# openssl, cosign, containerd (with ctr), and the OCI peers crane, oras and
+# regctl. `make test`, `make e2e` and `make bench` run it first; the
 # tests never skip for a missing tool, so this either provides every tool or
 # fails saying which one is missing and how to get it.
 #
@@ -27,6 +28,11 @@
 # the listed module versions; about 7 minutes on 2 cores; a failed build is
 # retried twice). That build is redone when tools/cosign/go.mod or go.sum is
 # newer than it, as make does for golangci-lint.
+#
+# crane, oras and regctl are always the versions the module tools/peers pins
+# (go-containerregistry v0.22.1, oras v1.3.6, regclient v0.11.7): the one on
+# PATH when `go version -m` names that module version, else built with
+# `go build` in that module into $CNAB_AIRGAP_TOOLS_DIR/bin (about a minute).
 #
 # notary-server v0.7.0 (the last release) built with Go >= 1.17 reads the
 # delegation role "targets/releases" of a publish as "releases" and refuses it
@@ -141,6 +147,44 @@ cosign_ok() {
 	return 1
 }
 
+# The OCI peers, built from tools/peers: name, main package, module, version.
+peers=(
+	"crane github.com/google/go-containerregistry/cmd/crane github.com/google/go-containerregistry v0.22.1"
+	"oras oras.land/oras/cmd/oras oras.land/oras v1.3.6"
+	"regctl github.com/regclient/regclient/cmd/regctl github.com/regclient/regclient v0.11.7"
+)
+peers_dir=$repo/tools/peers
+
+# peer_ok NAME PKG MOD VERSION: NAME on PATH was built from MOD at VERSION.
+peer_ok() {
+	local p info
+	p=$(command -v "$1") || return 1
+	command -v go >/dev/null 2>&1 || return 1
+	info=$(go version -m "$p" 2>/dev/null) || return 1
+	awk -v pkg="$2" -v m="$3" -v v="$4" '
+		$1 == "path" && $2 == pkg { p = 1 }
+		($1 == "mod" || $1 == "dep") && $2 == m && $3 == v { d = 1 }
+		END { exit !(p && d) }' <<<"$info"
+}
+
+# build_peer NAME PKG: go build in tools/peers, three attempts.
+build_peer() {
+	local try log=$tools_dir/build-$1.log
+	mkdir -p "$bin_dir"
+	say "building $1 from $peers_dir into $bin_dir (once)"
+	for try in 1 2 3; do
+		if (cd "$peers_dir" && GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0 \
+			go build -trimpath -o "$bin_dir/$1" "$2") >"$log" 2>&1; then
+			hash -r
+			return 0
+		fi
+		say "$1 build attempt $try failed"
+		[ "$try" = 3 ] || sleep $((try * 10))
+	done
+	tail -n 20 "$log" >&2
+	return 1
+}
+
 missing() {
 	need=()
 	skopeo_ok || need+=(skopeo)
@@ -148,6 +192,11 @@ missing() {
 	openssl_ok || need+=(openssl)
 	cosign_ok || need+=(cosign)
 	containerd_ok || need+=(containerd)
+	local p
+	for p in "${peers[@]}"; do
+		# shellcheck disable=SC2086
+		peer_ok $p || need+=("${p%% *}")
+	done
 }
 
 missing
@@ -160,7 +209,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 	for t in "${need[@]}"; do
 		case $t in
 		notary-server) pkgs+=(notary) ;;
-		cosign) ;;
+		cosign | crane | oras | regctl) ;;
 		*) pkgs+=("$t") ;;
 		esac
 	done
@@ -293,6 +342,13 @@ for t in "${need[@]}"; do
 	cosign)
 		build_cosign && cosign_ok || failed+=(cosign)
 		;;
+	crane | oras | regctl)
+		for p in "${peers[@]}"; do
+			set -- $p
+			[ "$1" = "$t" ] || continue
+			build_peer "$1" "$2" && peer_ok "$@" || failed+=("$t")
+		done
+		;;
 	esac
 done
 
@@ -309,6 +365,9 @@ if [ ${#failed[@]} -gt 0 ]; then
 		notary-server)
 			say "notary-server is missing: run make test as root on Debian/Ubuntu (apt-get install notary);"
 			say "  an upstream 'go install .../cmd/notary-server@v0.7.0' build does not do: it rejects delegation publishes"
+			;;
+		crane | oras | regctl)
+			say "$t could not be built from $peers_dir (see the messages above); the Go module proxy must be reachable once"
 			;;
 		containerd)
 			say "containerd (with ctr) is missing and is not built here: the tests run the daemon as root;"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provisions the real tools the end-to-end tests run: skopeo, notary-server,
-# openssl, cosign, containerd (with ctr), and the OCI peers crane, oras and
-# regctl. `make test`, `make e2e` and `make bench` run it first; the
+# openssl, cosign, containerd (with ctr), dockerd and podman, and the OCI
+# peers crane, oras and regctl. `make test`, `make e2e` and `make bench` run it first; the
 # tests never skip for a missing tool, so this either provides every tool or
 # fails saying which one is missing and how to get it.
 #
@@ -9,15 +9,15 @@
 #   1. the one on PATH (the cache's bin directory first), when acceptable:
 #      skopeo >= 1.9; notary-server from the distribution's package or built
 #      here (an upstream v0.7.0 build rejects delegation publishes, see below);
-#      any openssl and containerd;
+#      any openssl, containerd, dockerd and podman;
 #   2. as root with apt-get (Debian, Ubuntu): the distribution's packages
-#      skopeo, notary, openssl and containerd (one `apt-get update`, then one
-#      install);
+#      skopeo, notary, openssl, containerd, docker.io and podman (one
+#      `apt-get update`, then one install);
 #   3. otherwise skopeo and notary-server are built from pinned module
 #      versions with the Go toolchain (pure Go, CGO_ENABLED=0) into
 #      $CNAB_AIRGAP_TOOLS_DIR/bin (default: .cache/tools/bin in the repository),
-#      which the Makefile puts first on PATH. openssl and containerd come only
-#      from packages (containerd also runs only as root).
+#      which the Makefile puts first on PATH. openssl, containerd, dockerd and
+#      podman come only from packages (and the tests run those three as root).
 #
 # cosign is always exactly v2.6.5 and never comes from packages: the one on
 # PATH when it is that version (checked with `go version -m`, which names the
@@ -115,6 +115,11 @@ openssl_ok() { command -v openssl >/dev/null 2>&1; }
 # tests run it as root, as a node does, to load archives the way operators
 # and k3s do).
 containerd_ok() { command -v containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1; }
+# dockerd (with a docker client) and podman, from the distribution's
+# packages (docker.io, podman): the tests run them as root with their own
+# storage.
+docker_ok() { command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1; }
+podman_ok() { command -v podman >/dev/null 2>&1; }
 
 # cosign_ok: the cosign on PATH is cosign_ver. `go version -m` names the
 # cosign module version (and hash) the binary was built from: a build from
@@ -192,6 +197,8 @@ missing() {
 	openssl_ok || need+=(openssl)
 	cosign_ok || need+=(cosign)
 	containerd_ok || need+=(containerd)
+	docker_ok || need+=(dockerd)
+	podman_ok || need+=(podman)
 	local p
 	for p in "${peers[@]}"; do
 		# shellcheck disable=SC2086
@@ -209,6 +216,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 	for t in "${need[@]}"; do
 		case $t in
 		notary-server) pkgs+=(notary) ;;
+		dockerd) pkgs+=(docker.io) ;;
 		cosign | crane | oras | regctl) ;;
 		*) pkgs+=("$t") ;;
 		esac
@@ -336,7 +344,7 @@ for t in "${need[@]}"; do
 			"-X $notary_mod/version.NotaryVersion=$notary_stamp" &&
 			notary_ok || failed+=(notary-server)
 		;;
-	openssl | containerd)
+	openssl | containerd | dockerd | podman)
 		failed+=("$t")
 		;;
 	cosign)
@@ -368,6 +376,10 @@ if [ ${#failed[@]} -gt 0 ]; then
 			;;
 		crane | oras | regctl)
 			say "$t could not be built from $peers_dir (see the messages above); the Go module proxy must be reachable once"
+			;;
+		dockerd | podman)
+			say "$t is missing and is not built here: the tests run it as root;"
+			say "  run make test as root on Debian/Ubuntu (apt-get install docker.io podman)"
 			;;
 		containerd)
 			say "containerd (with ctr) is missing and is not built here: the tests run the daemon as root;"

@@ -209,6 +209,17 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		{Name: layout.IndexFile, Data: indexJSON},
 		{Name: layout.BundleFile, Data: src.bundleJSON},
 	}
+	if e.o.fit.format != layout.FormatCNABThick {
+		// docker save's index too, for the runtimes that read only that
+		// (dockerarchive.go, FORMAT.md §5.4).
+		dm, err := e.dockerManifest(index)
+		if err != nil {
+			return nil, err
+		}
+		if dm != nil {
+			files = append(files, layout.File{Name: layout.DockerManifestFile, Data: dm})
+		}
+	}
 	var blobs []layout.Blob
 	for d, s := range e.blobs {
 		blobs = append(blobs, layout.Blob{Digest: d, Size: s.size, Data: s.data})

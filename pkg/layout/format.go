@@ -20,6 +20,10 @@ const (
 	BundleFile    = "bundle.json"
 )
 
+// DockerManifestFile is `docker save`'s index, which export writes beside
+// index.json (FORMAT.md §5.4); readers of this package ignore it.
+const DockerManifestFile = "manifest.json"
+
 // OCILayoutContent is the exact content of the oci-layout file we write.
 const OCILayoutContent = `{"imageLayoutVersion":"1.0.0"}`
 

@@ -167,4 +167,5 @@ func validRootName(name string) bool {
 // extraFiles are the documented root files besides the OCI layout ones.
 var extraFiles = map[string]struct{}{
 	"relocation-mapping.json": {}, // Porter archives carry one
+	DockerManifestFile:        {}, // docker save's index (FORMAT.md §5.4)
 }

@@ -1,0 +1,107 @@
+package export
+
+import (
+	"encoding/json"
+	"slices"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
+)
+
+// dockerArchiveEntry is one image of `docker save`'s manifest.json.
+type dockerArchiveEntry struct {
+	Config   string   `json:"Config"`
+	RepoTags []string `json:"RepoTags"`
+	Layers   []string `json:"Layers"`
+}
+
+// dockerManifest writes manifest.json, the index of a `docker save`
+// archive, over the blobs the archive already holds (FORMAT.md §5.4): one
+// entry per image, for one platform of a multi-platform image (linux/amd64
+// when carried, else the first carried linux platform). Docker with a
+// classic storage driver and `podman load` read archives only through it.
+// Images whose manifest or config is not carried (a delta archive) are left
+// out; nil when no image can be listed.
+func (e *exporter) dockerManifest(index *ocispec.Index) ([]byte, error) {
+	held := func(d digest.Digest) []byte {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if s := e.blobs[d]; s != nil {
+			return s.data
+		}
+		return nil
+	}
+	carried := func(d digest.Digest) bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		_, ok := e.blobs[d]
+		_, omitted := e.fit.omitted[d]
+		return ok && !omitted
+	}
+	var out []dockerArchiveEntry
+	seen := map[digest.Digest]bool{}
+	for _, d := range index.Manifests {
+		role := d.Annotations[layout.AnnotationRole]
+		if role != layout.RoleInvocation && role != layout.RoleComponent {
+			continue
+		}
+		m := d
+		if layout.IsIndex(d.MediaType) {
+			var ix ocispec.Index
+			if json.Unmarshal(held(d.Digest), &ix) != nil {
+				continue
+			}
+			pick := -1
+			for i, c := range ix.Manifests {
+				if c.Platform == nil || c.Platform.OS != "linux" || !layout.IsManifest(c.MediaType) || held(c.Digest) == nil {
+					continue
+				}
+				if pick < 0 || c.Platform.Architecture == "amd64" && ix.Manifests[pick].Platform.Architecture != "amd64" {
+					pick = i
+				}
+			}
+			if pick < 0 {
+				continue
+			}
+			m = ix.Manifests[pick]
+		}
+		if seen[m.Digest] {
+			continue
+		}
+		var mf ocispec.Manifest
+		if json.Unmarshal(held(m.Digest), &mf) != nil || !carried(mf.Config.Digest) {
+			continue
+		}
+		entry := dockerArchiveEntry{Config: layout.BlobName(mf.Config.Digest), RepoTags: []string{}}
+		ok := true
+		for _, l := range mf.Layers {
+			ok = ok && carried(l.Digest)
+			entry.Layers = append(entry.Layers, layout.BlobName(l.Digest))
+		}
+		if !ok {
+			continue
+		}
+		if n := layout.ContainerdName(d.Annotations[layout.AnnotationRefName]); n != "" && !slices.Contains(entry.RepoTags, n) && !isDigestName(n) {
+			entry.RepoTags = append(entry.RepoTags, n)
+		}
+		seen[m.Digest] = true
+		out = append(out, entry)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return json.Marshal(out)
+}
+
+// isDigestName reports whether a normalized name pins a digest (docker's
+// RepoTags take tags only).
+func isDigestName(n string) bool {
+	for i := len(n) - 1; i >= 0 && n[i] != '/'; i-- {
+		if n[i] == '@' {
+			return true
+		}
+	}
+	return false
+}

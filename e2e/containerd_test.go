@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"maps"
 	"context"
 	"fmt"
 	"os"
@@ -155,7 +156,7 @@ func TestContainerdImport(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ctr images import: %v\n%s", err, out)
 	}
-	if got := c.images(t, "k8s.io"); !equalDigests(got, want) {
+	if got := c.images(t, "k8s.io"); !maps.Equal(got, want) {
 		t.Fatalf("ctr import made the images\n%v\nwant\n%v\n%s", got, want, out)
 	}
 	for n := range want {
@@ -170,7 +171,7 @@ func TestContainerdImport(t *testing.T) {
 		t.Fatalf("ctr images import --no-unpack: %v\n%s", err, out)
 	}
 	got := c.images(t, "k3s")
-	if !equalDigests(got, want) {
+	if !maps.Equal(got, want) {
 		t.Fatalf("the k3s-style import made the images %v, want %v", got, want)
 	}
 	for n := range got {
@@ -179,16 +180,4 @@ func TestContainerdImport(t *testing.T) {
 			t.Errorf("k3s refuses the image name %q: not a tagged reference (%v)", n, err)
 		}
 	}
-}
-
-func equalDigests(a, b map[string]digest.Digest) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }

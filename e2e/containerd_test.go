@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"maps"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"

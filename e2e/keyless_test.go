@@ -46,10 +46,15 @@ func TestKeylessAcrossTheGap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tuf, err := testsigstore.NewTUF(trusted, 24*time.Hour)
+	// The TUF repository speaks HTTPS with a private CA (--ca-file).
+	if _, err := sigfixtures.WriteTLS(dir); err != nil {
+		t.Fatal(err)
+	}
+	tuf, err := testsigstore.NewTUFTLS(trusted, 24*time.Hour, filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	caFile := filepath.Join(dir, "ca.crt")
 	pin := filepath.Join(dir, "tuf-root.json")
 	if err := os.WriteFile(pin, tuf.Root(), 0o644); err != nil {
 		t.Fatal(err)
@@ -98,7 +103,16 @@ func TestKeylessAcrossTheGap(t *testing.T) {
 	}
 
 	archivePath := filepath.Join(dir, "keyless.tar")
-	code, stdout, stderr := sigCLI(t, "--plain-http", src.Host, "--output", "json", "export", "-o", archivePath,
+	// Without the CA the TUF repository is not trusted: nothing is written.
+	code, stdout, stderr := sigCLI(t, "--plain-http", src.Host, "export", "-o", filepath.Join(dir, "untrusted.tar"),
+		"--sigstore-trust", "--sigstore-tuf-url", tuf.URL, "--sigstore-tuf-root", pin, pb.Ref)
+	if code == 0 || !strings.Contains(stderr, "certificate") {
+		t.Fatalf("export from a TUF repository whose CA is not given: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "untrusted.tar")); !os.IsNotExist(err) {
+		t.Fatalf("a failed export left an archive: %v", err)
+	}
+	code, stdout, stderr = sigCLI(t, "--plain-http", src.Host, "--ca-file", caFile, "--output", "json", "export", "-o", archivePath,
 		"--sigstore-trust", "--sigstore-tuf-url", tuf.URL, "--sigstore-tuf-root", pin, pb.Ref)
 	if code != 0 {
 		t.Fatalf("export: exit %d\n%s\n%s", code, stdout, stderr)
@@ -117,7 +131,7 @@ func TestKeylessAcrossTheGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	failed := filepath.Join(dir, "failed.tar")
-	code, stdout, stderr = sigCLI(t, "--plain-http", src.Host, "export", "-o", failed, "--sigstore-trust", "--sigstore-tuf-url", tuf.URL,
+	code, stdout, stderr = sigCLI(t, "--plain-http", src.Host, "--ca-file", caFile, "export", "-o", failed, "--sigstore-trust", "--sigstore-tuf-url", tuf.URL,
 		"--sigstore-tuf-root", pin, "--verify", "--policy", strict, pb.Ref)
 	if code != 3 || !strings.Contains(stderr, "no verified attestation https://cyclonedx.org/bom") {
 		t.Fatalf("export --verify against a policy it violates: exit %d\n%s\n%s", code, stdout, stderr)
@@ -126,7 +140,7 @@ func TestKeylessAcrossTheGap(t *testing.T) {
 		t.Fatalf("the archive that failed verification is still there: %v", err)
 	}
 	checked := filepath.Join(dir, "checked.tar")
-	code, stdout, stderr = sigCLI(t, "--plain-http", src.Host, "--output", "json", "export", "-o", checked, "--sigstore-trust", "--sigstore-tuf-url", tuf.URL,
+	code, stdout, stderr = sigCLI(t, "--plain-http", src.Host, "--ca-file", caFile, "--output", "json", "export", "-o", checked, "--sigstore-trust", "--sigstore-tuf-url", tuf.URL,
 		"--sigstore-tuf-root", pin, "--verify", "--certificate-identity", keylessIdentity, "--certificate-oidc-issuer", keylessIssuer, pb.Ref)
 	var cr export.Result
 	if code != 0 || json.Unmarshal([]byte(stdout), &cr) != nil || cr.Signatures.Report == nil || !cr.Signatures.Report.Signed {

@@ -81,9 +81,10 @@ func importSigningFlags() []cli.Flag {
 	)
 }
 
-// notaryTransport builds the HTTP transport to a Notary server with the
-// global TLS settings (--ca-file, --insecure).
-func notaryTransport(c *cli.Context, server string) (http.RoundTripper, error) {
+// serverTransport builds the HTTP transport to the server at URL server
+// (a Notary server, a Sigstore TUF repository; flag names it in errors)
+// with the global TLS settings (--ca-file, --insecure).
+func serverTransport(c *cli.Context, flag, server string) (http.RoundTripper, error) {
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
@@ -99,7 +100,7 @@ func notaryTransport(c *cli.Context, server string) (http.RoundTripper, error) {
 	}
 	u, err := url.Parse(server)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, usagef("--notary-server %q: want an http or https URL", server)
+		return nil, usagef("--%s %q: want an http or https URL", flag, server)
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	skip := slices.Contains(c.StringSlice("insecure"), u.Host) || slices.Contains(c.StringSlice("insecure"), u.Hostname())
@@ -127,7 +128,7 @@ func exportSigningOptions(c *cli.Context, e *env) ([]export.Option, error) {
 	}
 	so := pins
 	if s := c.String("notary-server"); s != "" {
-		rt, err := notaryTransport(c, s)
+		rt, err := serverTransport(c, "notary-server", s)
 		if err != nil {
 			return nil, err
 		}
@@ -219,7 +220,11 @@ func exportSigstoreOption(c *cli.Context) (export.Option, error) {
 	if url == "" {
 		url = sigbundle.DefaultSigstoreTUFURL
 	}
-	req := sigbundle.SigstoreRequest{URL: url}
+	rt, err := serverTransport(c, "sigstore-tuf-url", url)
+	if err != nil {
+		return nil, err
+	}
+	req := sigbundle.SigstoreRequest{URL: url, Transport: rt}
 	if pin != "" {
 		raw, err := readTUFRoot(pin)
 		if err != nil {
@@ -347,7 +352,7 @@ func importSigningOptions(c *cli.Context, e *env) ([]importer.Option, error) {
 		if server == "" || dir == "" {
 			return nil, usagef("--notary-resign needs --notary-server and --notary-trust-dir")
 		}
-		rt, err := notaryTransport(c, server)
+		rt, err := serverTransport(c, "notary-server", server)
 		if err != nil {
 			return nil, err
 		}

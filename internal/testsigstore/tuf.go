@@ -32,8 +32,18 @@ type TUF struct {
 }
 
 // NewTUF starts a repository on 127.0.0.1 publishing trustedRoot, with
-// every role expiring after expires.
+// every role expiring after expires, over plain HTTP.
 func NewTUF(trustedRoot []byte, expires time.Duration) (*TUF, error) {
+	return newTUF(trustedRoot, expires, "", "")
+}
+
+// NewTUFTLS is NewTUF over HTTPS with the certificate and key in certFile
+// and keyFile (PEM).
+func NewTUFTLS(trustedRoot []byte, expires time.Duration, certFile, keyFile string) (*TUF, error) {
+	return newTUF(trustedRoot, expires, certFile, keyFile)
+}
+
+func newTUF(trustedRoot []byte, expires time.Duration, certFile, keyFile string) (*TUF, error) {
 	t := &TUF{files: map[string][]byte{}, keys: map[string]ed25519.PrivateKey{}, target: trustedRoot}
 	t.root = metadata.Root(time.Now().Add(expires))
 	for _, role := range []string{metadata.ROOT, metadata.TIMESTAMP, metadata.SNAPSHOT, metadata.TARGETS} {
@@ -60,9 +70,14 @@ func NewTUF(trustedRoot []byte, expires time.Duration) (*TUF, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.URL = "http://" + ln.Addr().String()
 	t.srv = &http.Server{Handler: t, ReadHeaderTimeout: 5 * time.Second}
-	go t.srv.Serve(ln) //nolint:errcheck // ends with Close
+	if certFile == "" {
+		t.URL = "http://" + ln.Addr().String()
+		go t.srv.Serve(ln) //nolint:errcheck // ends with Close
+		return t, nil
+	}
+	t.URL = "https://" + ln.Addr().String()
+	go t.srv.ServeTLS(ln, certFile, keyFile) //nolint:errcheck // ends with Close
 	return t, nil
 }
 

@@ -65,6 +65,9 @@ type SigstoreRequest struct {
 	TrustedRoot []byte
 	// Subject is the bundle index the artifact is attached to.
 	Subject ocispec.Descriptor
+	// Transport reaches the TUF repository (TLS settings); nil:
+	// http.DefaultTransport.
+	Transport http.RoundTripper
 }
 
 // SigstoreTrustInfo describes carried Sigstore trust material and, after
@@ -116,7 +119,11 @@ func CollectSigstoreTrust(ctx context.Context, req SigstoreRequest, opts ...Opti
 			}
 			pinned = DefaultSigstoreTUFRoot()
 		}
-		rec := &recordingFetcher{ctx: ctx, base: strings.TrimRight(req.URL, "/") + "/", client: &http.Client{Transport: o.transport}, files: map[string][]byte{}, max: o.maxMetadata}
+		rt := req.Transport
+		if rt == nil {
+			rt = http.DefaultTransport
+		}
+		rec := &recordingFetcher{ctx: ctx, base: strings.TrimRight(req.URL, "/") + "/", client: &http.Client{Transport: rt}, files: map[string][]byte{}, max: o.maxMetadata}
 		trusted, info.Roles, err = tufTrustedRoot(req.URL, pinned, rec, time.Time{})
 		if err != nil {
 			return nil, &Error{Kind: "sigstore", Err: fmt.Errorf("TUF repository %s: %w", req.URL, err)}

@@ -25,6 +25,7 @@ func workloads(c config) map[string]harness.Workload {
 		"S":  harness.WorkloadS(),
 		"M":  harness.WorkloadM(),
 		"W":  harness.WorkloadW(c.WImages),
+		"MS": harness.WorkloadManySmall(),
 	}
 }
 

@@ -6,7 +6,7 @@
 //
 // Environment:
 //
-//	BENCH_WORKLOADS  comma-separated workloads among XS, S, M, W (default S,M,W)
+//	BENCH_WORKLOADS  comma-separated workloads among XS, S, M, W, MS (default S,M,W)
 //	BENCH_RUNS       runs per workload and tool; medians are reported (default 3)
 //	BENCH_TOOLS      tools to run (default cnab-airgap,crane,skopeo)
 //	BENCH_W_IMAGES   images in workload W (default 300)

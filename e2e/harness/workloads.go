@@ -156,6 +156,29 @@ func WorkloadW(n int) Workload {
 	return w
 }
 
+// WorkloadManySmall is the many-small workload: 50 images of 40 layers
+// each (2,000 layers, 2,100 blobs with configs and manifests), every layer
+// its own, sized 4 KiB to 1 MiB in a fixed cycle (about 380 MB in all), as
+// language runtimes and distroless images are made. Where a blob costs a
+// round of requests, this is where it shows.
+func WorkloadManySmall() Workload {
+	w := Workload{Name: "many-small"}
+	sizes := []int64{4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 20}
+	for i := range 50 {
+		name := fmt.Sprintf("img%02d", i)
+		spec := &ImageSpec{Name: "ms-" + name, Seed: 23}
+		for j := range 40 {
+			spec.Layers = append(spec.Layers, LayerSpec{Label: fmt.Sprintf("ms-%s-%02d", name, j), Size: sizes[(i+j)%len(sizes)]})
+		}
+		im := WorkloadImage{Component: name, Repo: "bench/ms/" + name + ":1.0", Image: spec}
+		if i == 0 {
+			im.Component = ""
+		}
+		w.Images = append(w.Images, im)
+	}
+	return w
+}
+
 // PushWorkload builds every image of w, pushes each to its repository in
 // reg (up to jobs images at once; a layer already pushed to another
 // repository is mounted, not uploaded again), then pushes the bundle to

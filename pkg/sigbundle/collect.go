@@ -144,16 +144,8 @@ func (c *Collection) Keyless() int {
 		if json.Unmarshal(data[r.Digest], &m) != nil {
 			continue
 		}
-		for _, l := range m.Layers {
-			keyless := l.Annotations[AnnotationCosignCertificate] != ""
-			if strings.HasPrefix(l.MediaType, MediaTypeSigstoreBundlePrefix) {
-				st, err := sigstoreBundle(data[l.Digest])
-				keyless = err == nil && st.keyless
-			}
-			if keyless {
-				n++
-				break
-			}
+		if describe(&m, func(l ocispec.Descriptor) []byte { return data[l.Digest] }).Keyless {
+			n++
 		}
 	}
 	return n

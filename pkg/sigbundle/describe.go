@@ -36,23 +36,28 @@ type Description struct {
 // Describe reads one signing artifact (its manifest and small layers) and
 // says what it claims. Nothing is verified; unreadable parts are left out.
 func Describe(ctx context.Context, st content.Fetcher, a ocispec.Descriptor, maxMetadata int64) Description {
-	var d Description
 	raw, err := content.ReadAll(ctx, st, a, maxMetadata)
 	if err != nil {
-		return d
+		return Description{}
 	}
 	var m manifest
 	if json.Unmarshal(raw, &m) != nil {
-		return d
+		return Description{}
 	}
-	read := func(l ocispec.Descriptor) []byte {
+	return describe(&m, func(l ocispec.Descriptor) []byte {
 		b, err := content.ReadAll(ctx, st, l, maxMetadata)
 		if err != nil {
 			return nil
 		}
 		return b
-	}
-	if artifactTypeOf(&m) == ArtifactTypeSigstoreTrust {
+	})
+}
+
+// describe says what an artifact manifest claims, reading its layers with
+// read (nil: not available).
+func describe(m *manifest, read func(ocispec.Descriptor) []byte) Description {
+	var d Description
+	if artifactTypeOf(m) == ArtifactTypeSigstoreTrust {
 		d.Format, d.TUFURL = "sigstore-trust", m.Annotations[AnnotationTUFURL]
 		for _, l := range m.Layers {
 			if l.MediaType == MediaTypeSigstoreTrustedRoot {

@@ -405,3 +405,22 @@ spec:
 		}
 	}
 }
+
+// Collection.Keyless counts the keyless signatures and attestations a
+// collection holds (export warns when they travel without trust material):
+// the legacy signature with its certificate and the Sigstore bundle.
+func TestCollectionKeyless(t *testing.T) {
+	t.Parallel()
+	f := newKeylessFixture(t)
+	col := &Collection{Roots: f.c.Artifacts}
+	for d, b := range f.st {
+		col.Blobs = append(col.Blobs, Blob{Digest: d, Size: int64(len(b)), Data: b})
+	}
+	if n := col.Keyless(); n != 2 {
+		t.Fatalf("Keyless() = %d, want 2", n)
+	}
+	col.Roots = col.Roots[:0]
+	if n := col.Keyless(); n != 0 {
+		t.Fatalf("Keyless() of nothing = %d", n)
+	}
+}

@@ -2,7 +2,7 @@ package export
 
 import (
 	"encoding/json"
-	"slices"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -83,7 +83,9 @@ func (e *exporter) dockerManifest(index *ocispec.Index) ([]byte, error) {
 		if !ok {
 			continue
 		}
-		if n := layout.ContainerdName(d.Annotations[layout.AnnotationRefName]); n != "" && !slices.Contains(entry.RepoTags, n) && !isDigestName(n) {
+		// RepoTags take tags only: a reference by digest loads untagged
+		// ("@" appears in a reference only before its digest).
+		if n := layout.ContainerdName(d.Annotations[layout.AnnotationRefName]); n != "" && !strings.Contains(n, "@") {
 			entry.RepoTags = append(entry.RepoTags, n)
 		}
 		seen[m.Digest] = true
@@ -93,15 +95,4 @@ func (e *exporter) dockerManifest(index *ocispec.Index) ([]byte, error) {
 		return nil, nil
 	}
 	return json.Marshal(out)
-}
-
-// isDigestName reports whether a normalized name pins a digest (docker's
-// RepoTags take tags only).
-func isDigestName(n string) bool {
-	for i := len(n) - 1; i >= 0 && n[i] != '/'; i-- {
-		if n[i] == '@' {
-			return true
-		}
-	}
-	return false
 }

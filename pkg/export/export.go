@@ -233,11 +233,12 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	res.BlobBytes = plan.BlobBytes()
 	res.ArchiveBytes = plan.Size()
 	res.Warnings = e.warnings
+	streamed := plan.Blobs()
 	var fetchTotal int64
-	for _, b := range plan.Blobs() {
+	for _, b := range streamed {
 		fetchTotal += b.Size
 	}
-	res.StreamedBlobs = len(plan.Blobs())
+	res.StreamedBlobs = len(streamed)
 	o.Progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateDone})
 	if o.dryRun {
 		res.DryRun = true
@@ -252,7 +253,7 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	res.Compression = compression
 	fetched := &counter{}
 	fetch := e.streamFetcher(fetched)
-	o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateTotal, Total: fetchTotal, Count: len(plan.Blobs())})
+	o.Progress.Emit(progress.Event{Phase: progress.PhaseBlobs, State: progress.StateTotal, Total: fetchTotal, Count: len(streamed)})
 
 	if req.Output == "-" {
 		if req.Stdout == nil {

@@ -2,6 +2,7 @@ package export_test
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -93,5 +94,30 @@ func TestExportFromMemory(t *testing.T) {
 	}
 	if err := b.HashBlobs(ctx, 2, nil); err != nil {
 		t.Fatal(err)
+	}
+	// docker save's manifest.json lists every image (one platform of the
+	// web index) over blobs the archive carries, named by its full name.
+	raw, ok, err := b.Archive.File(layout.DockerManifestFile)
+	if err != nil || !ok {
+		t.Fatalf("manifest.json: %v (present %v)", err, ok)
+	}
+	var dm []struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}
+	if err := json.Unmarshal(raw, &dm); err != nil || len(dm) != len(fx.Images) {
+		t.Fatalf("manifest.json lists %d images, want %d (%v):\n%s", len(dm), len(fx.Images), err, raw)
+	}
+	for i, e := range dm {
+		if want := layout.ContainerdName(fx.Images[i].Ref); len(e.RepoTags) != 1 || e.RepoTags[0] != want {
+			t.Errorf("manifest.json entry %d is named %v, want %s", i, e.RepoTags, want)
+		}
+		for _, name := range append([]string{e.Config}, e.Layers...) {
+			d, isBlob := layout.DigestFromBlobName(name)
+			if _, carried := b.Archive.Has(d); !isBlob || !carried {
+				t.Errorf("manifest.json entry %d names %s, which the archive does not carry", i, name)
+			}
+		}
 	}
 }

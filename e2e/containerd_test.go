@@ -127,7 +127,7 @@ func TestContainerdImport(t *testing.T) {
 	pb := sample(t, src, harness.SampleOptions{})
 	// A cosign signature (tag scheme) of web travels too.
 	web, _ := pb.Image("web")
-	webRepo, webDesc := descriptorAt(t, src, web.Image[:strings.LastIndex(web.Image, ":")]+"@"+web.ContentDigest.String())
+	webRepo, webDesc := descriptorAt(t, src, web.DigestRef())
 	key, err := sigfixtures.NewKey()
 	if err != nil {
 		t.Fatal(err)

@@ -90,21 +90,14 @@ func TestRealCosign(t *testing.T) {
 	for _, img := range pb.Images {
 		byName[img.Name] = img
 	}
-	ref := func(img harness.BundleImage) string {
-		repo := strings.SplitN(img.Image, "@", 2)[0]
-		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
-			repo = repo[:i]
-		}
-		return repo + "@" + img.ContentDigest.String()
-	}
 	web, worker, db := byName["web"], byName["worker"], byName["db"]
 	// Legacy layout: web signed (.sig), db attested (.att), the bundle signed.
-	cosign.must(t, "sign", "--key", key, "--tlog-upload=false", "-y", ref(web))
-	cosign.must(t, "attest", "--key", key, "--tlog-upload=false", "-y", "--type", "slsaprovenance", "--predicate", predicate, ref(db))
+	cosign.must(t, "sign", "--key", key, "--tlog-upload=false", "-y", web.DigestRef())
+	cosign.must(t, "attest", "--key", key, "--tlog-upload=false", "-y", "--type", "slsaprovenance", "--predicate", predicate, db.DigestRef())
 	cosign.must(t, "sign", "--key", key, "--tlog-upload=false", "-y", pb.DigestRef())
 	// Sigstore bundles as referrers: worker signed and attested.
-	cosign.must(t, "sign", "--key", key, "--tlog-upload=false", "-y", "--new-bundle-format", ref(worker))
-	cosign.must(t, "attest", "--key", key, "--tlog-upload=false", "-y", "--new-bundle-format", "--type", "slsaprovenance", "--predicate", predicate, ref(worker))
+	cosign.must(t, "sign", "--key", key, "--tlog-upload=false", "-y", "--new-bundle-format", worker.DigestRef())
+	cosign.must(t, "attest", "--key", key, "--tlog-upload=false", "-y", "--new-bundle-format", "--type", "slsaprovenance", "--predicate", predicate, worker.DigestRef())
 
 	// Keyless evidence from the private Sigstore on the invocation image.
 	ss, err := testsigstore.New()
@@ -120,7 +113,7 @@ func TestRealCosign(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv := byName[harness.Invocation]
-	invRepo, invDesc := descriptorAt(t, src, ref(inv))
+	invRepo, invDesc := descriptorAt(t, src, inv.DigestRef())
 	a, err := sigfixtures.KeylessSignature(ss, keylessIdentity, keylessIssuer, inv.Image, invDesc, true)
 	if err != nil {
 		t.Fatal(err)

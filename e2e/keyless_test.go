@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -60,12 +60,8 @@ func TestKeylessAcrossTheGap(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	push := func(repoPath string, a sigfixtures.Artifact, err error) {
+	push := func(r name.Repository, a sigfixtures.Artifact, err error) {
 		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := src.Repository(repoPath)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,32 +69,24 @@ func TestKeylessAcrossTheGap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	bundleRepo, err := src.Repository(harness.DefaultSampleRepository)
+	if err != nil {
+		t.Fatal(err)
+	}
 	bundleIdx := ocispec.Descriptor{MediaType: pb.IndexMediaType, Digest: pb.Digest, Size: int64(len(pb.IndexJSON))}
 	a, err := sigfixtures.KeylessSignature(ss, keylessIdentity, keylessIssuer, pb.Ref, bundleIdx, true)
-	push(harness.DefaultSampleRepository, a, err)
+	push(bundleRepo, a, err)
 	a, err = sigfixtures.KeylessAttestation(ss, keylessIdentity, keylessIssuer, pb.Ref, bundleIdx, "https://slsa.dev/provenance/v1",
 		map[string]any{"buildDefinition": map[string]any{"buildType": "https://example.com/e2e-bundle"}})
-	push(harness.DefaultSampleRepository, a, err)
+	push(bundleRepo, a, err)
 	signed := map[digest.Digest]bool{pb.Digest: true}
 	for i, img := range pb.Images {
-		repoPath := strings.TrimPrefix(strings.SplitN(img.Image, "@", 2)[0], src.Host+"/")
-		if j := strings.LastIndex(repoPath, ":"); j > strings.LastIndex(repoPath, "/") {
-			repoPath = repoPath[:j]
-		}
-		r, err := src.Repository(repoPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := remote.Get(r.Digest(img.ContentDigest.String()), src.RemoteOptions()...)
-		if err != nil {
-			t.Fatalf("image %s: %v", img.Image, err)
-		}
-		subject := ocispec.Descriptor{MediaType: string(got.MediaType), Digest: img.ContentDigest, Size: got.Size}
+		r, subject := descriptorAt(t, src, img.DigestRef())
 		a, err := sigfixtures.KeylessSignature(ss, keylessIdentity, keylessIssuer, img.Image, subject, i%2 == 0)
-		push(repoPath, a, err)
+		push(r, a, err)
 		a, err = sigfixtures.KeylessAttestation(ss, keylessIdentity, keylessIssuer, img.Image, subject, "https://slsa.dev/provenance/v1",
 			map[string]any{"buildDefinition": map[string]any{"buildType": "https://example.com/e2e"}})
-		push(repoPath, a, err)
+		push(r, a, err)
 		signed[img.ContentDigest] = true
 	}
 

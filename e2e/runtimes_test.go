@@ -43,11 +43,8 @@ func TestDockerAndPodmanLoad(t *testing.T) {
 	// What each image's ID must be: its config digest, linux/amd64's for an index.
 	want := map[string]string{}
 	for _, img := range pb.Images {
-		r, err := src.Reference(strings.TrimPrefix(strings.SplitN(img.Image, "@", 2)[0], src.Host+"/"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		im, err := remote.Image(r, append(src.RemoteOptions(), remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))...)
+		repo, _ := descriptorAt(t, src, img.DigestRef())
+		im, err := remote.Image(repo.Digest(img.ContentDigest.String()), append(src.RemoteOptions(), remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))...)
 		if err != nil {
 			t.Fatal(err)
 		}

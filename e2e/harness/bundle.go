@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/cnabio/cnab-go/bundle"
 	"github.com/cnabio/cnab-to-oci/remotes"
@@ -63,6 +64,12 @@ type BundleImage struct {
 	// Relocated is the digested reference of the copy cnab-to-oci made in
 	// the bundle repository.
 	Relocated string
+}
+
+// DigestRef is the image pinned by its contentDigest: the repository of
+// Image (without its tag or digest) @ ContentDigest.
+func (i BundleImage) DigestRef() string {
+	return repoOnly(strings.SplitN(i.Image, "@", 2)[0]) + "@" + i.ContentDigest.String()
 }
 
 // PushedBundle describes a bundle stored in a registry in the cnab-to-oci

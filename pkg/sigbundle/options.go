@@ -2,9 +2,6 @@ package sigbundle
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -227,10 +224,8 @@ func WithInTotoInspections(b bool) Option {
 // are checked.
 func WithCosignKey(name string, key crypto.PublicKey) Option {
 	return func(o *options) error {
-		switch key.(type) {
-		case *ecdsa.PublicKey, ed25519.PublicKey, *rsa.PublicKey:
-		default:
-			return fmt.Errorf("sigbundle: cosign key %s: unsupported key type %T", name, key)
+		if _, err := keyVerifiers(key); err != nil {
+			return fmt.Errorf("sigbundle: cosign key %s: %w", name, err)
 		}
 		o.cosignKeys = append(o.cosignKeys, cosignKey{name, key})
 		return nil

@@ -366,19 +366,20 @@ func (o *options) verifyKeyless(entity *sgbundle.Bundle, artifact func() verify.
 	if err != nil {
 		return sigstoreOutcome{note: "keyless: " + err.Error()}
 	}
-	var popts []verify.PolicyOption
-	for _, id := range slices.Concat(o.identities, o.policyIdentities) {
-		popts = append(popts, verify.WithCertificateIdentity(id))
-	}
-	if len(popts) == 0 {
-		popts = append(popts, verify.WithoutIdentitiesUnsafe())
+	ids := slices.Concat(o.identities, o.policyIdentities)
+	popts := []verify.PolicyOption{verify.WithoutIdentitiesUnsafe()}
+	if len(ids) > 0 {
+		popts = nil
+		for _, id := range ids {
+			popts = append(popts, verify.WithCertificateIdentity(id))
+		}
 	}
 	res, err := v.Verify(entity, verify.NewPolicy(artifact(), popts...))
 	if err != nil {
 		return sigstoreOutcome{note: "keyless: not verified: " + err.Error()}
 	}
 	out := sigstoreOutcome{signer: signerOf(res, st)}
-	if len(popts) == 1 && len(o.identities)+len(o.policyIdentities) == 0 {
+	if len(ids) == 0 {
 		out.note = "keyless: certificate chain, log entry and signature verified; the signer is not checked (no --certificate-identity or policy), so it does not count"
 		return out
 	}

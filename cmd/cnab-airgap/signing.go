@@ -30,7 +30,7 @@ import (
 // and passphrases come from NOTARY_*_PASSPHRASE variables.
 
 func exportSigningFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.BoolFlag{Name: "no-signatures", Usage: "do not collect OCI referrers and cosign tags (signatures, attestations, SBOMs)"},
 		&cli.StringFlag{Name: "notary-server", Usage: "collect the bundle tag's Notary v1 (CNAB-Security) trust data from this `URL` (TLS and credentials as for registries: --ca-file, --insecure, --username/--password-stdin or the docker config)"},
 		&cli.BoolFlag{Name: "notary-images", Usage: "with --notary-server, also collect the trust data of every tagged image (fails naming each image without it)"},
@@ -41,36 +41,56 @@ func exportSigningFlags() []cli.Flag {
 		&cli.StringFlag{Name: "sigstore-tuf-root", Usage: "the pinned TUF root.json `FILE` of --sigstore-tuf-url (needed for any repository but public-good)"},
 		&cli.StringFlag{Name: "trusted-root", Usage: "carry this Sigstore trusted root `FILE` as it is, instead of fetching one (the other side must be given the same file)"},
 		&cli.BoolFlag{Name: "verify", Usage: "verify the written archive's signatures as import will (with --cosign-key, --certificate-identity, --policy, the Sigstore trust material carried); an archive that fails is removed and the export exits 3"},
-		&cli.StringSliceFlag{Name: "cosign-key", Usage: "with --verify: verify cosign signatures and attestations with this public key `FILE` (repeatable)"},
-		&cli.StringFlag{Name: "certificate-identity", Usage: "with --verify: accept keyless signatures whose certificate names this `SIGNER`"},
-		&cli.StringFlag{Name: "certificate-identity-regexp", Usage: "with --verify: the keyless signer as a `REGEXP`"},
-		&cli.StringFlag{Name: "certificate-oidc-issuer", Usage: "with --verify: the OIDC `ISSUER` of the keyless signer"},
-		&cli.StringFlag{Name: "certificate-oidc-issuer-regexp", Usage: "with --verify: the OIDC issuer as a `REGEXP`"},
-		&cli.StringFlag{Name: "policy", Usage: "with --verify: require what this image policy `FILE` says (as for import)"},
+	}, exportVerifyFlags()...)
+}
+
+// cosignKeyUsage is the help of --cosign-key at verify and import; at
+// export it applies with --verify, and says so first (exportVerifyFlags).
+const cosignKeyUsage = "verify cosign signatures and attestations with this public key `FILE` (repeatable)"
+
+// signerFlags are the flags sigstoreOptions reads that say whom a keyless
+// signature must name and what an image policy requires. Verify and import
+// check against them, export only with --verify: each has a help for
+// verify and import and a shorter one for export.
+var signerFlags = []struct{ name, usage, exportUsage string }{
+	{"certificate-identity", "accept keyless signatures whose certificate names this `SIGNER` (as cosign's flag; needs an issuer)", "accept keyless signatures whose certificate names this `SIGNER`"},
+	{"certificate-identity-regexp", "accept keyless signatures whose certificate signer matches this `REGEXP`", "the keyless signer as a `REGEXP`"},
+	{"certificate-oidc-issuer", "the OIDC `ISSUER` the keyless signer logged in with (as cosign's flag)", "the OIDC `ISSUER` of the keyless signer"},
+	{"certificate-oidc-issuer-regexp", "the OIDC issuer, as a `REGEXP`", "the OIDC issuer as a `REGEXP`"},
+	{"policy", "require what this image policy `FILE` says (YAML or JSON, sigstore policy-controller's ClusterImagePolicy: image globs, the keys or keyless identities that must have signed them, the attestations they must have)", "require what this image policy `FILE` says (as for import)"},
+}
+
+// exportVerifyFlags are the flags that say what export --verify checks the
+// written archive against (cosignAnchors); each needs --verify.
+func exportVerifyFlags() []cli.Flag {
+	out := []cli.Flag{&cli.StringSliceFlag{Name: "cosign-key", Usage: "with --verify: " + cosignKeyUsage}}
+	for _, f := range signerFlags {
+		out = append(out, &cli.StringFlag{Name: f.name, Usage: "with --verify: " + f.exportUsage})
 	}
+	return out
 }
 
 func verifySigningFlags() []cli.Flag {
-	return []cli.Flag{
+	out := []cli.Flag{
 		&cli.BoolFlag{Name: "no-signatures", Usage: "skip signing evidence entirely (nothing is verified or re-published)"},
 		&cli.StringSliceFlag{Name: "notary-pin", Usage: "trust the Notary root of GUN only if its key ID is ROOT_KEY_ID: `GUN=ROOT_KEY_ID` (repeatable; get the ID from the publisher out of band)"},
 		&cli.StringSliceFlag{Name: "notary-ca", Usage: "trust Notary roots of GUNs starting with PREFIX whose certificate chains to a CA in FILE: `PREFIX=FILE` (repeatable)"},
 		&cli.BoolFlag{Name: "notary-tofu", Usage: "trust whatever Notary root the archive carries: proves consistency, not who signed"},
 		&cli.BoolFlag{Name: "allow-expired", Usage: "accept expired Notary root, targets and delegation roles (reported)"},
 		&cli.BoolFlag{Name: "in-toto-run-inspections", Usage: "allow in-toto layouts with inspections: they run the commands the layout names"},
-		&cli.StringSliceFlag{Name: "cosign-key", Usage: "verify cosign signatures and attestations with this public key `FILE` (repeatable)"},
+		&cli.StringSliceFlag{Name: "cosign-key", Usage: cosignKeyUsage},
 		&cli.StringFlag{Name: "trusted-root", Usage: "verify keyless cosign signatures against this Sigstore trusted root `FILE` (trusted_root.json: Fulcio CAs, Rekor and CT log keys, timestamp authorities), offline; default: the trusted root the archive carries, if its TUF chain holds"},
 		&cli.StringFlag{Name: "sigstore-tuf-root", Usage: "check the Sigstore trust material the archive carries against this pinned TUF root.json `FILE` (default: the public-good root sigstore-go embeds, for public-good material only)"},
-		&cli.StringFlag{Name: "certificate-identity", Usage: "accept keyless signatures whose certificate names this `SIGNER` (as cosign's flag; needs an issuer)"},
-		&cli.StringFlag{Name: "certificate-identity-regexp", Usage: "accept keyless signatures whose certificate signer matches this `REGEXP`"},
-		&cli.StringFlag{Name: "certificate-oidc-issuer", Usage: "the OIDC `ISSUER` the keyless signer logged in with (as cosign's flag)"},
-		&cli.StringFlag{Name: "certificate-oidc-issuer-regexp", Usage: "the OIDC issuer, as a `REGEXP`"},
-		&cli.StringFlag{Name: "policy", Usage: "require what this image policy `FILE` says (YAML or JSON, sigstore policy-controller's ClusterImagePolicy: image globs, the keys or keyless identities that must have signed them, the attestations they must have)"},
+	}
+	for _, f := range signerFlags {
+		out = append(out, &cli.StringFlag{Name: f.name, Usage: f.usage})
+	}
+	return append(out,
 		&cli.StringSliceFlag{Name: "notation-cert", Usage: "verify notation signatures against the CA or signing certificates in this PEM `FILE` (the notation trust store; repeatable)"},
 		&cli.BoolFlag{Name: "require-signatures", Usage: "fail unless the bundle has Notary trust data or a signature of its index (cosign or notation) that verified for the name it is published under"},
 		&cli.BoolFlag{Name: "allow-rename", Usage: "count signatures whose claimed name (cosign docker-reference) contradicts the bundle's repository path or tag (reported); Notary trust data is never accepted for another name"},
 		&cli.StringFlag{Name: "trust-state", Usage: "refuse Notary trust data older than the versions remembered in this `FILE` (import also records the versions it accepts there)"},
-	}
+	)
 }
 
 func importSigningFlags() []cli.Flag {
@@ -108,6 +128,21 @@ func serverTransport(c *cli.Context, flag, server string) (http.RoundTripper, er
 	return t, nil
 }
 
+// notaryServerOptions reach the Notary server at URL server (--notary-server
+// at export, the destination of --notary-resign at import) with the TLS
+// settings and credentials of registries (notaryauth.go).
+func notaryServerOptions(c *cli.Context, e *env, server string) ([]sigbundle.Option, error) {
+	rt, err := serverTransport(c, "notary-server", server)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := notaryCredentials(c, e)
+	if err != nil {
+		return nil, err
+	}
+	return []sigbundle.Option{sigbundle.WithNotaryTransport(rt), creds}, nil
+}
+
 func pinOptions(c *cli.Context) ([]sigbundle.Option, error) {
 	var out []sigbundle.Option
 	for _, p := range c.StringSlice("notary-pin") {
@@ -128,15 +163,11 @@ func exportSigningOptions(c *cli.Context, e *env) ([]export.Option, error) {
 	}
 	so := pins
 	if s := c.String("notary-server"); s != "" {
-		rt, err := serverTransport(c, "notary-server", s)
+		ns, err := notaryServerOptions(c, e, s)
 		if err != nil {
 			return nil, err
 		}
-		creds, err := notaryCredentials(c, e) // as for registries (notaryauth.go)
-		if err != nil {
-			return nil, err
-		}
-		so = append(so, sigbundle.WithNotaryTransport(rt), creds)
+		so = append(so, ns...)
 		out = append(out, export.WithNotaryServer(s), export.WithNotaryImages(c.Bool("notary-images")))
 		if d := c.String("in-toto-dir"); d != "" {
 			so = append(so, sigbundle.WithInTotoDir(d))
@@ -181,9 +212,9 @@ func cosignAnchors(c *cli.Context) ([]sigbundle.Option, error) {
 // exportVerifyOptions reads --verify and the anchors it checks against.
 func exportVerifyOptions(c *cli.Context) ([]sigbundle.Option, error) {
 	if !c.Bool("verify") {
-		for _, f := range []string{"cosign-key", "certificate-identity", "certificate-identity-regexp", "certificate-oidc-issuer", "certificate-oidc-issuer-regexp", "policy"} {
-			if c.IsSet(f) {
-				return nil, usagef("--%s at export needs --verify", f)
+		for _, f := range exportVerifyFlags() {
+			if n := f.Names()[0]; c.IsSet(n) {
+				return nil, usagef("--%s at export needs --verify", n)
 			}
 		}
 		return nil, nil
@@ -352,16 +383,11 @@ func importSigningOptions(c *cli.Context, e *env) ([]importer.Option, error) {
 		if server == "" || dir == "" {
 			return nil, usagef("--notary-resign needs --notary-server and --notary-trust-dir")
 		}
-		rt, err := serverTransport(c, "notary-server", server)
+		ns, err := notaryServerOptions(c, e, server)
 		if err != nil {
 			return nil, err
 		}
-		creds, err := notaryCredentials(c, e) // as for registries (notaryauth.go)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, importer.WithNotaryResign(importer.NotaryResign{Server: server, TrustDir: dir,
-			Options: []sigbundle.Option{sigbundle.WithNotaryTransport(rt), creds}}))
+		out = append(out, importer.WithNotaryResign(importer.NotaryResign{Server: server, TrustDir: dir, Options: ns}))
 	} else if c.String("notary-server") != "" {
 		return nil, usagef("--notary-server at import is the destination of --notary-resign")
 	}

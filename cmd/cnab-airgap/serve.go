@@ -14,26 +14,17 @@ import (
 
 // serveOutput is the JSON document serve writes once it is listening.
 type serveOutput struct {
-	Archive   string `json:"archive"`
-	Address   string `json:"address"`
-	URL       string `json:"url"`
-	Bundle    string `json:"bundle"`
-	Version   string `json:"version"`
-	Reference string `json:"reference"`
-	// DigestReference pins the bundle index by digest.
-	DigestReference string       `json:"digestReference"`
-	Images          []serveImage `json:"images"`
-	Repositories    []string     `json:"repositories"`
-	MappingFile     string       `json:"mappingFile,omitempty"`
-	Warnings        []string     `json:"warnings,omitempty"`
-}
-
-type serveImage struct {
-	Role      string `json:"role"`
-	Name      string `json:"name"`
-	Reference string `json:"reference"`
-	Served    string `json:"served"`
-	Digest    string `json:"digest"`
+	Archive string `json:"archive"`
+	Address string `json:"address"`
+	URL     string `json:"url"`
+	Bundle  string `json:"bundle"`
+	Version string `json:"version"`
+	// Served is where to pull the bundle and its images: reference,
+	// digestReference, images.
+	serve.Served
+	Repositories []string `json:"repositories"`
+	MappingFile  string   `json:"mappingFile,omitempty"`
+	Warnings     []string `json:"warnings,omitempty"`
 }
 
 func serveCommand(e *env) *cli.Command {
@@ -117,16 +108,7 @@ func serveCommand(e *env) *cli.Command {
 			host := ln.Addr().String()
 			b := s.Bundle()
 			out := serveOutput{Archive: path, Address: host, URL: scheme + "://" + host, Bundle: b.Bundle.Name, Version: b.Bundle.Version,
-				Reference:       host + "/" + s.BundleRepository() + ":" + s.BundleTag(),
-				DigestReference: host + "/" + s.BundleRepository() + "@" + b.Index.Digest.String(),
-				Repositories:    s.Repositories(), Warnings: s.Warnings()}
-			for _, img := range s.Images() {
-				served := host + "/" + img.Repository + "@" + img.Digest.String()
-				if img.Tag != "" {
-					served = host + "/" + img.Repository + ":" + img.Tag
-				}
-				out.Images = append(out.Images, serveImage{Role: img.Role, Name: img.Name, Reference: img.Reference, Served: served, Digest: img.Digest.String()})
-			}
+				Served: s.Served(host), Repositories: s.Repositories(), Warnings: s.Warnings()}
 			if m := c.String("mapping"); m != "" {
 				if err := s.Mapping(host).WriteFile(m); err != nil {
 					return err
@@ -160,7 +142,7 @@ func printServe(e *env, o serveOutput) {
 	fmt.Fprintf(w, "serving     %s %s from %s, read-only, at %s (%s)\n", o.Bundle, o.Version, o.Archive, o.URL, how)
 	fmt.Fprintf(w, "bundle      %s\n", o.Reference)
 	fmt.Fprintf(w, "            %s\n", o.DigestReference)
-	imgs := append([]serveImage(nil), o.Images...)
+	imgs := append([]serve.ServedImage(nil), o.Images...)
 	sort.SliceStable(imgs, func(i, j int) bool { return imgs[i].Role > imgs[j].Role })
 	for _, img := range imgs {
 		fmt.Fprintf(w, "  %-10s %-12s %s\n", img.Role, img.Name, img.Served)

@@ -451,6 +451,43 @@ func (s *Server) Warnings() []string {
 	return append(append([]string(nil), s.b.Warnings...), s.warnings...)
 }
 
+// Served says where a client pulls the bundle and its images from a
+// server reachable at a host (Server.Served).
+type Served struct {
+	// Reference is the bundle's tag at the server, HOST/PATH:TAG;
+	// DigestReference the same pinned by the bundle index's digest.
+	Reference       string `json:"reference"`
+	DigestReference string `json:"digestReference"`
+	// Images are the bundle's images, in bundle.json order.
+	Images []ServedImage `json:"images"`
+}
+
+// ServedImage is where a client pulls one image of the bundle.
+type ServedImage struct {
+	// Role, Name and Reference are those of the Image.
+	Role      string `json:"role"`
+	Name      string `json:"name"`
+	Reference string `json:"reference"`
+	// Served is HOST/PATH:TAG, or HOST/PATH@DIGEST when bundle.json names
+	// the image by digest only.
+	Served string `json:"served"`
+	Digest string `json:"digest"`
+}
+
+// Served returns where a client pulls the bundle and its images from the
+// server at host (host[:port]), under the names the server answers for.
+func (s *Server) Served(host string) Served {
+	out := Served{Reference: host + "/" + s.b.RepoPath + ":" + s.b.Tag, DigestReference: host + "/" + s.b.RepoPath + "@" + s.b.Index.Digest.String()}
+	for _, img := range s.images {
+		served := host + "/" + img.Repository + "@" + img.Digest.String()
+		if img.Tag != "" {
+			served = host + "/" + img.Repository + ":" + img.Tag
+		}
+		out.Images = append(out.Images, ServedImage{Role: img.Role, Name: img.Name, Reference: img.Reference, Served: served, Digest: img.Digest.String()})
+	}
+	return out
+}
+
 // Mapping returns the relocation mapping a runtime needs to run the bundle
 // from the server at host (host[:port]): every image string of bundle.json
 // mapped to host/<bundle repository>@<contentDigest>, the form cnab-to-oci

@@ -102,6 +102,38 @@ func get(t *testing.T, method, url string, hdr ...string) (*http.Response, []byt
 
 // go-containerregistry pulls the bundle by tag and every image by its
 // original repository and tag, every platform and layer, digests intact.
+// Served names what a client pulls: every name resolves at the server to
+// the digest it stands for, the images in bundle.json order.
+func TestServedNamesResolve(t *testing.T) {
+	f := start(t)
+	sv := f.s.Served(f.host)
+	resolves := func(ref, want string) {
+		t.Helper()
+		r, err := name.ParseReference(ref, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := remote.Get(r, remote.WithContext(t.Context()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Digest.String() != want {
+			t.Fatalf("%s resolves to %s, want %s", ref, d.Digest, want)
+		}
+	}
+	resolves(sv.Reference, f.a.Index.Digest.String())
+	resolves(sv.DigestReference, f.a.Index.Digest.String())
+	if len(sv.Images) != len(f.a.Images) {
+		t.Fatalf("%d images served, want %d", len(sv.Images), len(f.a.Images))
+	}
+	for i, img := range sv.Images {
+		if img.Reference != f.a.Images[i].Ref || img.Role != f.a.Images[i].Role || img.Digest != f.a.Images[i].Digest.String() {
+			t.Fatalf("image %d served as %+v, want %+v", i, img, f.a.Images[i])
+		}
+		resolves(img.Served, img.Digest)
+	}
+}
+
 func TestPullWithGoContainerregistry(t *testing.T) {
 	f := start(t)
 	if f.s.BundleRepository() != "bundles/app" || f.s.BundleTag() != "1.0.0" {

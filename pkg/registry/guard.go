@@ -9,17 +9,22 @@ import (
 	"github.com/cnab-airgap/cnab-airgap/pkg/errdefs"
 )
 
-// ErrPlainHTTP is returned for a plain-HTTP request to a host that is not
-// named in Options.PlainHTTP. go-containerregistry treats localhost,
-// 127.0.0.0/8 and the RFC 1918 ranges as registries that may speak plain
-// HTTP and falls back to it when HTTPS fails, sending Basic credentials in
-// clear; the client refuses that fallback for every host not named.
-var ErrPlainHTTP = errdefs.New("plain HTTP refused", errdefs.ErrUnavailable)
+// The plain-HTTP rules (guardTransport) refuse with these.
+var (
+	// ErrPlainHTTP is returned for a plain-HTTP request to a host that is
+	// not named in Options.PlainHTTP. go-containerregistry treats
+	// localhost, 127.0.0.0/8 and the RFC 1918 ranges as registries that may
+	// speak plain HTTP and falls back to it when HTTPS fails, sending Basic
+	// credentials in clear; the client refuses that fallback for every host
+	// not named.
+	ErrPlainHTTP = errdefs.New("plain HTTP refused", errdefs.ErrUnavailable)
 
-// ErrInsecureRealm is returned when a registry sends the client to a token
-// service on another host over plain HTTP: credentials (Basic auth to the
-// token service) would cross the network in clear to a host nobody named.
-var ErrInsecureRealm = errdefs.New("token service over plain HTTP on another host refused", errdefs.ErrUnavailable)
+	// ErrInsecureRealm is returned when a registry sends the client to a
+	// token service on another host over plain HTTP: credentials (Basic
+	// auth to the token service) would cross the network in clear to a
+	// host nobody named.
+	ErrInsecureRealm = errdefs.New("token service over plain HTTP on another host refused", errdefs.ErrUnavailable)
+)
 
 // PlainHTTPError is a refused plain-HTTP request. errors.Is(err,
 // ErrPlainHTTP) holds.

@@ -71,6 +71,7 @@ var sentinelExits = []sentinelExit{
 	{"export.ErrNotBundle", export.ErrNotBundle, exitFailure},
 	{"export.ErrInventory", export.ErrInventory, exitFailure},
 	// pkg/relocate
+	{"relocate.ErrDependency", relocate.ErrDependency, exitVerification}, // a dependency cycle, or one without a bundle to carry
 	{"relocate.ErrInvalidBundle", relocate.ErrInvalidBundle, exitVerification},
 	{"relocate.ErrInvalidMapping", relocate.ErrInvalidMapping, exitVerification},
 	{"relocate.ErrNaming", relocate.ErrNaming, exitVerification}, // names refused as unsafe or over a limit

@@ -2,20 +2,23 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 )
 
 func exportCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "export",
-		Usage:     "export a bundle and every image it references into one archive",
-		ArgsUsage: "[REGISTRY/REPO:TAG|REGISTRY/REPO@DIGEST]",
+		Usage:     "export bundles, the bundles they depend on and every image they reference into one archive",
+		ArgsUsage: "[REGISTRY/REPO:TAG|REGISTRY/REPO@DIGEST ...]",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "archive", Aliases: []string{"o"}, Usage: "archive `PATH` to write (- for standard output)", Required: true},
-			&cli.StringFlag{Name: "bundle-file", Usage: "export from a local thin bundle.json `FILE` instead of a registry"},
+			&cli.StringSliceFlag{Name: "bundle-file", Usage: "export a local thin bundle.json `FILE` (repeatable), instead of or beside bundle references"},
+			&cli.BoolFlag{Name: "no-dependencies", Usage: "carry only the bundles named, not the bundles they declare as dependencies"},
 			&cli.BoolFlag{Name: "allow-missing-digest", Usage: "resolve images without contentDigest by tag (recorded in the archive)"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted export, re-verifying what it keeps"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "resolve and plan, write nothing"},
@@ -27,16 +30,12 @@ func exportCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "split-size", Usage: "cut the archive into volumes of `SIZE` (4GiB, 700MB, ...): NAME.000, NAME.001, ... and NAME.parts.json"},
 		}, append(exportSigningFlags(), exportArchiveSigFlags()...)...), // signing.go, archivesig.go
 		Action: func(c *cli.Context) error {
-			req := export.Request{Output: c.String("archive"), BundleFile: c.String("bundle-file"), Stdout: e.stdout}
-			switch {
-			case c.NArg() > 1:
-				return usagef("export takes one bundle reference")
-			case c.NArg() == 1 && req.BundleFile != "":
-				return usagef("give a bundle reference or --bundle-file, not both")
-			case c.NArg() == 0 && req.BundleFile == "":
+			// The first bundle named is the archive's primary bundle.
+			req := export.Request{Output: c.String("archive"), Stdout: e.stdout,
+				References: c.Args().Slice(), BundleFiles: c.StringSlice("bundle-file")}
+			if len(req.References)+len(req.BundleFiles) == 0 {
 				return usagef("export needs a bundle reference or --bundle-file")
 			}
-			req.Reference = c.Args().First()
 			asJSON, err := outputJSON(c)
 			if err != nil {
 				return err
@@ -57,7 +56,7 @@ func exportCommand(e *env) *cli.Command {
 				return err
 			}
 			signing = append(signing, signer...)
-			host, _ := referenceRegistry(req.Reference) // the --username login goes to the bundle's registry
+			host, _ := referenceRegistry(c.Args().First()) // the --username login goes to the first bundle's registry
 			cl, err := client(c, e, host)
 			if err != nil {
 				return err
@@ -73,6 +72,7 @@ func exportCommand(e *env) *cli.Command {
 				export.WithResume(c.Bool("resume")),
 				export.WithDryRun(c.Bool("dry-run")),
 				export.WithCompression(c.String("compression")),
+				export.WithDependencies(!c.Bool("no-dependencies")),
 			)...)
 			bars.finish()
 			if err != nil {
@@ -103,6 +103,7 @@ func printExport(e *env, r *export.Result) error {
 		}
 		fmt.Fprintf(w, "  %-10s %-12s %s@%s%s %s\n", img.Role, img.Name, img.Reference, shortDigest(img.Digest), plat, humanBytes(img.Bytes))
 	}
+	printBundles(w, r.Bundles)
 	for _, warn := range r.Warnings {
 		fmt.Fprintf(e.stderr, "warning: %s\n", warn)
 	}
@@ -122,4 +123,30 @@ func printExport(e *env, r *export.Result) error {
 	}
 	fmt.Fprintf(w, "took        %s\n", r.Duration.Round(1e6))
 	return nil
+}
+
+// printBundles lists the bundles of an archive of several, each with the
+// bundles it depends on.
+func printBundles(w io.Writer, bs []archive.BundleSummary) {
+	if len(bs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "bundles     %d in one archive, each blob stored once\n", len(bs))
+	for _, b := range bs {
+		how := "asked for"
+		if !b.Requested {
+			how = "dependency"
+		}
+		fmt.Fprintf(w, "  %s %s  %s  index %s, %d images (%s)\n", b.Bundle, b.Version, orDash(b.Reference), shortDigest(b.IndexDigest), len(b.Images), how)
+		for _, d := range b.Dependencies {
+			fmt.Fprintf(w, "    depends on %s: %s@%s\n", d.Alias, d.Reference, shortDigest(d.IndexDigest))
+		}
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -94,6 +94,15 @@ func printImport(e *env, r *importer.Result) error {
 	for _, img := range r.Images {
 		fmt.Fprintf(w, "  %s\n    -> %s\n", img.Reference, img.Relocated)
 	}
+	if len(r.Bundles) > 0 {
+		fmt.Fprintf(w, "bundles     %d, each after the bundles it depends on\n", len(r.Bundles))
+		for _, b := range r.Bundles {
+			fmt.Fprintf(w, "  %s %s -> %s@%s, %d images, mapping %s\n", b.Bundle, b.Version, b.BundleReference, shortDigest(b.IndexDigest), len(b.Images), orDash(b.MappingFile))
+			for _, d := range b.Dependencies {
+				fmt.Fprintf(w, "    depends on %s: %s -> %s\n", d.Alias, d.Reference, d.Relocated)
+			}
+		}
+	}
 	for _, warn := range r.Warnings {
 		fmt.Fprintf(e.stderr, "warning: %s\n", warn)
 	}

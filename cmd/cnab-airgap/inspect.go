@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v2"
 
 	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
@@ -29,6 +31,9 @@ type inspectResult struct {
 	UniqueBytes  int64                  `json:"uniqueBytes"`
 	Extra        []inspectExtra         `json:"extra,omitempty"`
 	Warnings     []string               `json:"warnings,omitempty"`
+	// Bundles lists every bundle of an archive of several, the primary
+	// (the fields above) first.
+	Bundles []archive.BundleSummary `json:"bundles,omitempty"`
 }
 
 type inspectExtra struct {
@@ -78,9 +83,25 @@ func inspectCommand(e *env) *cli.Command {
 				r.Images = append(r.Images, img.Summary())
 				r.TotalBytes += img.Bytes
 			}
-			labels := b.Labels()
+			labels := map[digest.Digest]string{}
+			var extra []ocispec.Descriptor
+			for _, x := range b.All() { // every bundle's entries, each once
+				if len(b.Others) > 0 {
+					r.Bundles = append(r.Bundles, x.Summary())
+				}
+				for d, l := range x.Labels() {
+					if _, ok := labels[d]; !ok {
+						labels[d] = l
+					}
+				}
+				for _, a := range x.Extra {
+					if !slices.ContainsFunc(extra, func(y ocispec.Descriptor) bool { return y.Digest == a.Digest }) {
+						extra = append(extra, a)
+					}
+				}
+			}
 			claims := map[digest.Digest]sigbundle.Description{}
-			for _, x := range b.Extra {
+			for _, x := range extra {
 				ie := inspectExtra{Role: x.Annotations[layout.AnnotationRole], Digest: x.Digest.String(), MediaType: x.MediaType, Subject: x.Annotations[layout.AnnotationSubject],
 					SubjectLabel: subjectLabel(labels, x), ArtifactType: x.ArtifactType,
 					Via: x.Annotations[sigbundle.AnnotationVia], Repository: x.Annotations[sigbundle.AnnotationRepository], Tag: cosignTag(x)}
@@ -130,7 +151,10 @@ func inspectCommand(e *env) *cli.Command {
 				}
 				fmt.Fprintf(w, "  %-10s %s %s subject %s\n", x.Role, x.Digest, x.MediaType, x.Subject)
 			}
-			printSigningArtifacts(w, b, claims) // signing.go
+			printBundles(w, r.Bundles) // export.go
+			for _, x := range b.All() {
+				printSigningArtifacts(w, x, claims) // signing.go
+			}
 			fmt.Fprintf(w, "content     %d manifests, %d blobs, %s in images, %s unique\n", r.Manifests, r.Blobs, humanBytes(r.TotalBytes), humanBytes(r.UniqueBytes))
 			for _, warn := range r.Warnings {
 				fmt.Fprintf(e.stderr, "warning: %s\n", warn)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/urfave/cli/v2"
 
@@ -90,7 +91,7 @@ func verifyCommand(e *env) *cli.Command {
 				return nil
 			}
 			if relErr != nil {
-				printAudit(e.stdout, r.Relocation)
+				printAudits(e.stdout, r)
 				return relErr
 			}
 			if !c.Bool("quiet") {
@@ -98,10 +99,30 @@ func verifyCommand(e *env) *cli.Command {
 				if a := r.ArchiveSignature; a != nil {
 					fmt.Fprintf(e.stdout, "archive     signature %s verified over %s\n", a.File, a.Digest)
 				}
-				printSigningReport(e.stdout, r.Signatures)
-				printAudit(e.stdout, r.Relocation)
+				if len(r.Bundles) == 0 {
+					printSigningReport(e.stdout, r.Signatures)
+				}
+				for _, vb := range r.Bundles {
+					fmt.Fprintf(e.stdout, "bundle      %s %s (%s): %d images verified\n", vb.Bundle, vb.Version, shortDigest(vb.IndexDigest), len(vb.Images))
+					printSigningReport(e.stdout, vb.Signatures)
+				}
+				printAudits(e.stdout, r)
 			}
 			return nil
 		},
+	}
+}
+
+// printAudits prints the relocation audit of each bundle.
+func printAudits(w io.Writer, r *importer.VerifyReport) {
+	if len(r.Bundles) == 0 {
+		printAudit(w, r.Relocation)
+		return
+	}
+	for _, vb := range r.Bundles {
+		if vb.Relocation != nil {
+			fmt.Fprintf(w, "bundle      %s %s at the target:\n", vb.Bundle, vb.Version)
+			printAudit(w, vb.Relocation)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -93,6 +94,18 @@ type Bundle struct {
 	// Tag is the bundle's tag.
 	Tag    string
 	Images []ImageEntry
+	// Requested is false for a bundle an archive of several carries only
+	// because another depends on it.
+	Requested bool
+	// Others are the further bundles of an archive of several (format 3),
+	// in index.json order. They share this Bundle's Archive, Nodes and
+	// Blobs (close only this one); each has its own bundle.json, images
+	// and signing artifacts. Empty in an archive of one bundle, and in the
+	// Others themselves.
+	Others []*Bundle
+	// DependsOn are the bundles of the archive this one depends on, in the
+	// order of bundle.json's dependencies.
+	DependsOn []Dependency
 	// Nodes are every manifest and index, by digest.
 	Nodes map[digest.Digest]*Node
 	// Blobs are every non-manifest blob referenced by the graph, with sizes.
@@ -178,49 +191,164 @@ func (b *Bundle) load() error {
 	b.Bundle = bun
 	b.Reference = a.Index.Annotations[layout.AnnotationBundleReference]
 	if v := a.Index.Annotations[layout.AnnotationFormatVersion]; !layout.KnownFormatVersion(v) {
-		return fmt.Errorf("%w: archive format version %q is newer than this cnab-airgap understands (1 and 2); use a newer release", ErrInvalidArchive, v)
+		return fmt.Errorf("%w: archive format version %q is newer than this cnab-airgap understands (1, 2 and 3); use a newer release", ErrInvalidArchive, v)
 	}
 
-	byRef := map[string]ocispec.Descriptor{}
-	var bundleDesc *ocispec.Descriptor
-	for i, d := range a.Index.Manifests {
+	byRef := map[string][]ocispec.Descriptor{}
+	var bundleDescs []ocispec.Descriptor
+	var extra []ocispec.Descriptor
+	for _, d := range a.Index.Manifests {
 		if err := b.walk(d, 0); err != nil {
 			return err
 		}
 		switch d.Annotations[layout.AnnotationRole] {
 		case layout.RoleBundle:
-			if bundleDesc != nil {
-				return fmt.Errorf("%w: two bundle entries in index.json", ErrInvalidArchive)
-			}
-			bundleDesc = &a.Index.Manifests[i]
+			bundleDescs = append(bundleDescs, d)
 		case layout.RoleInvocation, layout.RoleComponent:
 			ref := d.Annotations[layout.AnnotationRefName]
-			if prev, dup := byRef[ref]; dup && prev.Digest != d.Digest {
-				return fmt.Errorf("%w: index.json names %q twice with different digests", ErrInvalidArchive, ref)
+			if !slices.ContainsFunc(byRef[ref], func(x ocispec.Descriptor) bool { return x.Digest == d.Digest }) {
+				byRef[ref] = append(byRef[ref], d)
 			}
-			byRef[ref] = d
 		default:
-			b.Extra = append(b.Extra, d)
+			extra = append(extra, d)
 		}
 	}
-	if bundleDesc == nil {
+	if len(bundleDescs) == 0 {
 		return fmt.Errorf("%w: index.json has no bundle entry (annotation %s=%s)", ErrInvalidArchive, layout.AnnotationRole, layout.RoleBundle)
 	}
-	b.Index = *bundleDesc
+	multi := a.Index.Annotations[layout.AnnotationFormatVersion] == layout.FormatVersionMulti
+	if len(bundleDescs) > 1 && !multi {
+		return fmt.Errorf("%w: %d bundle entries in index.json of a format %q archive (only format %s carries several bundles)", ErrInvalidArchive,
+			len(bundleDescs), a.Index.Annotations[layout.AnnotationFormatVersion], layout.FormatVersionMulti)
+	}
+	// The primary bundle is the one whose bundle.json is the archive
+	// root's; in a single-bundle archive, the only entry.
+	primary := 0
+	if multi {
+		primary = -1
+		for i, d := range bundleDescs {
+			if cfg := b.bundleConfig(d); cfg != nil && cfg.Digest == b.BundleDigest {
+				primary = i
+				break
+			}
+		}
+		if primary < 0 {
+			return fmt.Errorf("%w: no bundle entry of index.json carries the root bundle.json (%s)", ErrInvalidArchive, b.BundleDigest)
+		}
+	}
+	b.Index = bundleDescs[primary]
+	b.Requested = !multi || b.Index.Annotations[layout.AnnotationRequested] == "true"
+	if err := b.checkBundle(byRef); err != nil {
+		return err
+	}
+	if !multi {
+		b.Extra = extra
+		return nil
+	}
+	// Every other bundle: its bundle.json read from the blob its config
+	// manifest names (walked and size-checked above, hashed here), checked
+	// the same way, sharing the archive's graph.
+	all := []*Bundle{b}
+	var errs []error
+	for i, d := range bundleDescs {
+		if i == primary {
+			continue
+		}
+		o, err := b.other(d, byRef)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("bundle entry %s (%s): %w", d.Digest, layout.BundleReference(d), err))
+			continue
+		}
+		all = append(all, o)
+		b.Others = append(b.Others, o)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return b.linkBundles(all, extra)
+}
+
+// bundleConfig returns the config descriptor (bundle.json) of the config
+// manifest of a bundle entry, or nil.
+func (b *Bundle) bundleConfig(d ocispec.Descriptor) *ocispec.Descriptor {
+	idx := b.Nodes[d.Digest]
+	if idx == nil {
+		return nil
+	}
+	for _, c := range idx.Children {
+		if c.Annotations[layout.AnnotationCNABManifestType] != "config" {
+			continue
+		}
+		if n := b.Nodes[c.Digest]; n != nil {
+			var m ocispec.Manifest
+			if json.Unmarshal(n.Raw, &m) == nil {
+				return &m.Config
+			}
+		}
+	}
+	return nil
+}
+
+// other builds the view of a further bundle of a multi-bundle archive.
+func (b *Bundle) other(d ocispec.Descriptor, byRef map[string][]ocispec.Descriptor) (*Bundle, error) {
+	cfg := b.bundleConfig(d)
+	if cfg == nil {
+		return nil, fmt.Errorf("%w: the bundle index has no config manifest", ErrInvalidArchive)
+	}
+	if _, ok := b.Blobs[cfg.Digest]; !ok {
+		return nil, fmt.Errorf("%w: bundle.json %s is not carried", ErrInvalidArchive, cfg.Digest)
+	}
+	lim := b.Archive.Limits()
+	if cfg.Size > lim.MaxMetadataBytes {
+		return nil, fmt.Errorf("%w: bundle.json %s is %d bytes, limit %d (Limits.MaxMetadataBytes)", layout.ErrTooLarge, cfg.Digest, cfg.Size, lim.MaxMetadataBytes)
+	}
+	if b.metaBytes += cfg.Size; b.metaBytes > lim.MaxTotalMetadataBytes {
+		return nil, fmt.Errorf("%w: bundle.json %s brings the metadata held to %d bytes, limit %d (Limits.MaxTotalMetadataBytes)", layout.ErrTooLarge, cfg.Digest, b.metaBytes, lim.MaxTotalMetadataBytes)
+	}
+	raw, err := content.ReadAll(context.Background(), b.Archive, *cfg, lim.MaxMetadataBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bundle.json %s: %w", ErrInvalidArchive, cfg.Digest, err)
+	}
+	bun, err := relocate.ParseBundle(raw)
+	if err != nil {
+		return nil, err
+	}
+	o := &Bundle{Archive: b.Archive, BundleJSON: raw, Bundle: bun, BundleDigest: cfg.Digest, Index: d,
+		Reference: layout.BundleReference(d), Requested: d.Annotations[layout.AnnotationRequested] == "true",
+		Nodes: b.Nodes, Blobs: b.Blobs, Format: b.Format, Absent: b.Absent, Omitted: b.Omitted, Base: b.Base,
+		absentSet: b.absentSet, omittedSet: b.omittedSet}
+	if err := o.checkBundle(byRef); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// checkBundle checks the bundle index against bundle.json and finds every
+// relocatable image of bundle.json among the image entries (by its exact
+// image string and, when there are several, its digest).
+func (b *Bundle) checkBundle(byRef map[string][]ocispec.Descriptor) error {
 	if err := b.checkBundleIndex(); err != nil {
 		return err
 	}
-	// Every relocatable image of bundle.json must be carried.
 	var errs []error
-	for _, img := range bun.Images {
+	for _, img := range b.Bundle.Images {
 		if !img.Relocatable() {
 			b.Warnings = append(b.Warnings, fmt.Sprintf("%s (%s): image type %q is not carried", img.Label(), img.Ref, img.ImageType))
 			continue
 		}
-		d, ok := byRef[img.Ref]
-		if !ok {
+		cands := byRef[img.Ref]
+		if len(cands) == 0 {
 			errs = append(errs, fmt.Errorf("%w: %s (%s) is not in the archive", ErrBundleMismatch, img.Label(), img.Ref))
 			continue
+		}
+		d := cands[0]
+		if i := slices.IndexFunc(cands, func(x ocispec.Descriptor) bool { return x.Digest == img.ContentDigest }); i >= 0 {
+			d = cands[i]
+		} else if len(cands) > 1 {
+			if img.ContentDigest == "" {
+				errs = append(errs, fmt.Errorf("%w: %s (%s) has no contentDigest and the archive carries that image string with %d digests", ErrBundleMismatch, img.Label(), img.Ref, len(cands)))
+				continue
+			}
 		}
 		resolved := d.Annotations[layout.AnnotationDigestResolved] == "true"
 		if img.ContentDigest == "" && !resolved {

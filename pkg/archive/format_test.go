@@ -65,8 +65,8 @@ func TestFormatVersions(t *testing.T) {
 		t.Fatalf("format 2 reads the bundle as %v, format 1 as %v", got, want)
 	}
 	b.Close()
-	v3 := rewrite(func(ix *ocispec.Index) { ix.Annotations[layout.AnnotationFormatVersion] = "3" })
-	if _, err := archive.Load(context.Background(), v3, layout.OpenOptions{}); !errors.Is(err, archive.ErrInvalidArchive) || !strings.Contains(err.Error(), `format version "3"`) {
+	v4 := rewrite(func(ix *ocispec.Index) { ix.Annotations[layout.AnnotationFormatVersion] = "4" })
+	if _, err := archive.Load(context.Background(), v4, layout.OpenOptions{}); !errors.Is(err, archive.ErrInvalidArchive) || !strings.Contains(err.Error(), `format version "4"`) {
 		t.Fatalf("an unknown format version: %v", err)
 	}
 }

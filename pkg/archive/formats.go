@@ -52,7 +52,9 @@ func (b *Bundle) loadAll() error {
 	if err := b.checkReferenced(); err != nil {
 		return err
 	}
-	b.reportSparse()
+	for _, x := range b.All() {
+		x.reportSparse()
+	}
 	if b.Base != nil {
 		b.Warnings = append(b.Warnings, fmt.Sprintf("delta archive: %d blobs are not carried; its base (%s, %s) must have been imported into the target", len(b.Omitted), b.Base.Name, b.Base.Digest))
 	}

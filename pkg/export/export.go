@@ -39,6 +39,13 @@ type Request struct {
 	// BundleFile is the path of a local thin bundle.json; its images are
 	// pulled from the references it gives.
 	BundleFile string
+	// References and BundleFiles are further bundles for the same archive
+	// (export REF [REF...]); every blob is stored once across them. The
+	// first bundle named (Reference, BundleFile, References, BundleFiles, in
+	// that order) is the archive's primary bundle: its bundle.json is the
+	// archive root's, and Result reports it at the top level.
+	References  []string
+	BundleFiles []string
 	// Output is the archive path, or "-" for standard output (Stdout).
 	Output string
 	// Stdout receives the archive when Output is "-".
@@ -83,6 +90,9 @@ type Result struct {
 	Warnings      []string      `json:"warnings,omitempty"`
 	// Format is the archive format written (oci or cnab-thick).
 	Format layout.Format `json:"format"`
+	// Bundles lists every bundle of an archive of several (more than one
+	// bundle asked for, or dependencies carried), the primary first.
+	Bundles []archive.BundleSummary `json:"bundles,omitempty"`
 	// Sparse lists the images whose index ships only the selected
 	// platforms (WithPlatforms).
 	Sparse []SparseImage `json:"sparse,omitempty"`
@@ -109,6 +119,7 @@ type exporter struct {
 	warnings []string
 	fit      fitState // absent platforms, delta base (formats.go)
 	stores   sync.Map // repository name -> SourceRepository (source.go)
+	images   []Image  // the images of every bundle (bundles.go)
 }
 
 func (e *exporter) warn(format string, args ...any) {
@@ -151,8 +162,9 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if (req.Reference == "") == (req.BundleFile == "") {
-		return nil, errors.New("export: give exactly one of a bundle reference and a bundle file")
+	specs, err := req.specs()
+	if err != nil {
+		return nil, err
 	}
 	if req.Output == "" && !o.dryRun {
 		return nil, errors.New("export: no output path")
@@ -166,37 +178,45 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	e := &exporter{o: o, blobs: map[digest.Digest]*blobSource{}}
 	o.Progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateStarted})
 
-	// One conversation with the bundle's registry first (TLS, plain HTTP,
-	// credentials): a registry that refuses the client fails here once.
-	if req.Reference != "" && o.source == nil {
-		if ref, err := o.Client.ParseReference(req.Reference); err == nil {
+	// One conversation with the first bundle's registry first (TLS, plain
+	// HTTP, credentials): a registry that refuses the client fails here
+	// once.
+	if first := specs[0].ref; first != "" && o.source == nil {
+		if ref, err := o.Client.ParseReference(first); err == nil {
 			if err := o.Client.Check(ctx, ref.Context().RegistryStr()); err != nil {
-				return nil, fmt.Errorf("export of %s: %w", req.Reference, err)
+				return nil, fmt.Errorf("export of %s: %w", first, err)
 			}
 		}
 	}
-	src, err := e.resolveBundle(ctx, req)
+	// The bundles asked for and those they depend on (bundles.go).
+	srcs, err := e.resolveBundles(ctx, specs)
 	if err != nil {
 		return nil, err
 	}
-	for _, w := range src.bundle.Warnings {
-		e.warn("%s", w)
+	if len(srcs) > 1 && o.fit.format == layout.FormatCNABThick {
+		return nil, fmt.Errorf("%w: export: the cnab-thick format holds one bundle, and this export has %d (%s); use the oci format", errdefs.ErrUsage, len(srcs), bundleNames(srcs))
+	}
+	src := srcs[0]
+	for _, s := range srcs {
+		for _, w := range s.bundle.Warnings {
+			e.warn("%s", w)
+		}
 	}
 	res := &Result{
-		Bundle: src.bundle.Name, Version: src.bundle.Version, Reference: req.Reference,
-		BundleDigest: digest.FromBytes(src.bundleJSON).String(), IndexDigest: src.indexDigest.String(),
+		Bundle: src.bundle.Name, Version: src.bundle.Version, Reference: src.ref,
+		BundleDigest: digest.FromBytes(src.bundleJSON).String(),
 	}
-	index, images, err := e.collectImages(ctx, src)
+	index, err := e.collectAll(ctx, srcs, res) // every bundle's images (bundles.go)
 	if err != nil {
 		return nil, err
 	}
-	res.Images = images
+	res.IndexDigest = src.root.Digest.String()
 	// Platform selection and delta base are recorded in index.json (formats.go).
 	if err := e.fitIndex(ctx, index, res); err != nil {
 		return nil, err
 	}
 	// Referrers, cosign tags and Notary trust data of the graph (signatures.go).
-	if err := e.collectSignatures(ctx, src, index, res); err != nil {
+	if err := e.collectSignatures(ctx, srcs, index, res); err != nil {
 		return nil, err
 	}
 
@@ -483,29 +503,38 @@ type bundleSource struct {
 	indexDigest digest.Digest
 	indexMT     string
 	index       *ocispec.Index
+	// ref is the reference asked for or declared by a parent ("" for a file).
+	ref string
+	// requested: the export was asked for this bundle, not only as a
+	// dependency; deps are its carried dependencies (bundles.go).
+	requested bool
+	deps      []depEdge
+	// root is the bundle's entry in index.json, images its images.
+	root   ocispec.Descriptor
+	images []Image
 }
 
-func (e *exporter) resolveBundle(ctx context.Context, req Request) (*bundleSource, error) {
-	if req.BundleFile != "" {
-		f, err := os.Open(req.BundleFile)
+func (e *exporter) resolveBundle(ctx context.Context, req bundleSpec) (*bundleSource, error) {
+	if req.file != "" {
+		f, err := os.Open(req.file)
 		if err != nil {
 			return nil, fmt.Errorf("bundle file: %w", err)
 		}
 		defer f.Close()
 		raw, err := io.ReadAll(io.LimitReader(f, e.o.maxMetadata+1))
 		if err != nil {
-			return nil, fmt.Errorf("bundle file %s: %w", req.BundleFile, err)
+			return nil, fmt.Errorf("bundle file %s: %w", req.file, err)
 		}
 		if int64(len(raw)) > e.o.maxMetadata {
-			return nil, fmt.Errorf("bundle file %s: larger than %d bytes", req.BundleFile, e.o.maxMetadata)
+			return nil, fmt.Errorf("bundle file %s: larger than %d bytes", req.file, e.o.maxMetadata)
 		}
 		b, err := relocate.ParseBundle(raw)
 		if err != nil {
-			return nil, fmt.Errorf("bundle file %s: %w", req.BundleFile, err)
+			return nil, fmt.Errorf("bundle file %s: %w", req.file, err)
 		}
-		return &bundleSource{bundleJSON: raw, bundle: b}, nil
+		return &bundleSource{bundleJSON: raw, bundle: b, ref: req.ref}, nil
 	}
-	ref, err := e.o.Client.ParseReference(req.Reference)
+	ref, err := e.o.Client.ParseReference(req.ref)
 	if err != nil {
 		return nil, err
 	}
@@ -518,73 +547,73 @@ func (e *exporter) resolveBundle(ctx context.Context, req Request) (*bundleSourc
 	top := ocispec.Descriptor{Size: -1}
 	if t, ok := ref.(name.Tag); ok {
 		if top, err = store.Resolve(ctx, t.TagStr()); err != nil {
-			return nil, fmt.Errorf("bundle %s: %w", req.Reference, err)
+			return nil, fmt.Errorf("bundle %s: %w", req.ref, err)
 		}
 	} else if dref, ok := ref.(name.Digest); ok {
 		top.Digest = digest.Digest(dref.DigestStr())
 	}
 	if top.MediaType != "" && !layout.IsManifestOrIndex(top.MediaType) {
-		return nil, fmt.Errorf("bundle %s: %w: it is a %s, not an OCI index or Docker manifest list", req.Reference, ErrNotBundle, top.MediaType)
+		return nil, fmt.Errorf("bundle %s: %w: it is a %s, not an OCI index or Docker manifest list", req.ref, ErrNotBundle, top.MediaType)
 	}
 	indexRaw, err := content.ReadAll(ctx, store, top, e.o.maxMetadata)
 	if err != nil {
 		if errors.Is(err, errdefs.ErrDigestMismatch) {
-			return nil, fmt.Errorf("bundle %s: %w: %w", req.Reference, ErrDigestMismatch, err)
+			return nil, fmt.Errorf("bundle %s: %w: %w", req.ref, ErrDigestMismatch, err)
 		}
-		return nil, fmt.Errorf("bundle %s: %w", req.Reference, err)
+		return nil, fmt.Errorf("bundle %s: %w", req.ref, err)
 	}
-	src := &bundleSource{repo: ref.Context(), indexRaw: indexRaw, indexMT: top.MediaType}
+	src := &bundleSource{repo: ref.Context(), indexRaw: indexRaw, indexMT: top.MediaType, ref: req.ref}
 	if t, ok := ref.(name.Tag); ok {
 		src.tag = t.TagStr()
 	}
 	src.indexDigest = digest.FromBytes(indexRaw)
 	if dref, ok := ref.(name.Digest); ok && dref.DigestStr() != src.indexDigest.String() {
-		return nil, fmt.Errorf("bundle %s: %w: registry served content hashing to %s", req.Reference, ErrDigestMismatch, src.indexDigest)
+		return nil, fmt.Errorf("bundle %s: %w: registry served content hashing to %s", req.ref, ErrDigestMismatch, src.indexDigest)
 	}
 	if mt := layout.MediaTypeOf(indexRaw); mt != "" && src.indexMT != mt {
 		src.indexMT = mt
 	}
 	if !layout.IsIndex(src.indexMT) {
-		return nil, fmt.Errorf("bundle %s: %w: it is a %s, not an OCI index or Docker manifest list", req.Reference, ErrNotBundle, src.indexMT)
+		return nil, fmt.Errorf("bundle %s: %w: it is a %s, not an OCI index or Docker manifest list", req.ref, ErrNotBundle, src.indexMT)
 	}
 	var idx ocispec.Index
 	if err := json.Unmarshal(indexRaw, &idx); err != nil {
-		return nil, fmt.Errorf("bundle %s: %w: index: %w", req.Reference, ErrNotBundle, err)
+		return nil, fmt.Errorf("bundle %s: %w: index: %w", req.ref, ErrNotBundle, err)
 	}
 	src.index = &idx
 	var cfg *ocispec.Descriptor
 	for i, d := range idx.Manifests {
 		if d.Annotations[layout.AnnotationCNABManifestType] == "config" {
 			if cfg != nil {
-				return nil, fmt.Errorf("bundle %s: %w: more than one config descriptor", req.Reference, ErrNotBundle)
+				return nil, fmt.Errorf("bundle %s: %w: more than one config descriptor", req.ref, ErrNotBundle)
 			}
 			cfg = &idx.Manifests[i]
 		}
 	}
 	if cfg == nil {
-		return nil, fmt.Errorf("bundle %s: %w: no descriptor annotated %s=config", req.Reference, ErrNotBundle, layout.AnnotationCNABManifestType)
+		return nil, fmt.Errorf("bundle %s: %w: no descriptor annotated %s=config", req.ref, ErrNotBundle, layout.AnnotationCNABManifestType)
 	}
 	cm, err := e.getManifest(ctx, src.repo, *cfg)
 	if err != nil {
-		return nil, fmt.Errorf("bundle %s: config manifest: %w", req.Reference, err)
+		return nil, fmt.Errorf("bundle %s: config manifest: %w", req.ref, err)
 	}
 	var m ocispec.Manifest
 	if err := json.Unmarshal(cm, &m); err != nil {
-		return nil, fmt.Errorf("bundle %s: config manifest: %w", req.Reference, err)
+		return nil, fmt.Errorf("bundle %s: config manifest: %w", req.ref, err)
 	}
 	if !layout.IsBundleConfigMediaType(m.Config.MediaType) {
-		return nil, fmt.Errorf("bundle %s: %w: config media type %q", req.Reference, ErrNotBundle, m.Config.MediaType)
+		return nil, fmt.Errorf("bundle %s: %w: config media type %q", req.ref, ErrNotBundle, m.Config.MediaType)
 	}
 	if m.Config.Size > e.o.maxMetadata {
-		return nil, fmt.Errorf("bundle %s: bundle.json is %d bytes, limit %d", req.Reference, m.Config.Size, e.o.maxMetadata)
+		return nil, fmt.Errorf("bundle %s: bundle.json is %d bytes, limit %d", req.ref, m.Config.Size, e.o.maxMetadata)
 	}
 	raw, err := content.ReadAll(ctx, store, m.Config, e.o.maxMetadata)
 	if err != nil {
-		return nil, fmt.Errorf("bundle %s: bundle.json blob %s: %w", req.Reference, m.Config.Digest, err)
+		return nil, fmt.Errorf("bundle %s: bundle.json blob %s: %w", req.ref, m.Config.Digest, err)
 	}
 	src.bundleJSON = raw
 	if src.bundle, err = relocate.ParseBundle(raw); err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", req.Reference, err)
+		return nil, fmt.Errorf("bundle %s: %w", req.ref, err)
 	}
 	if err := e.addBlob(cfg.Digest, cfg.Size, src.repo, nil, cm); err != nil {
 		return nil, err
@@ -626,19 +655,15 @@ type resolved struct {
 	resolved  bool
 }
 
-func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocispec.Index, []Image, error) {
+// collectImages resolves every image of one bundle, adds the bundle's entry
+// and the entries of its images not yet there (seen: by image string and
+// digest) to index, and returns the images.
+func (e *exporter) collectImages(ctx context.Context, index *ocispec.Index, src *bundleSource, seen map[string]bool) ([]Image, error) {
 	out := make([]*resolved, len(src.bundle.Images))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.o.Jobs)
 	var errMu sync.Mutex
 	var errs []error
-	carried := 0
-	for _, img := range src.bundle.Images {
-		if img.Relocatable() {
-			carried++
-		}
-	}
-	e.o.Progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateTotal, Count: carried})
 	invocation := 0
 	for i, img := range src.bundle.Images {
 		var bd *ocispec.Descriptor
@@ -666,17 +691,12 @@ func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocisp
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if len(errs) > 0 {
-		return nil, nil, fmt.Errorf("bundle %s: %w", src.bundle.Name, errdefs.JoinDistinct(errs))
+		return nil, fmt.Errorf("bundle %s: %w", src.bundle.Name, errdefs.JoinDistinct(errs))
 	}
 
-	index := &ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Annotations: map[string]string{
-		layout.AnnotationFormatVersion: layout.FormatVersion,
-		layout.AnnotationBundleDigest:  digest.FromBytes(src.bundleJSON).String(),
-	}}
-	index.SchemaVersion = 2
 	if src.index != nil {
 		ref := src.repo.Name()
 		if src.tag != "" {
@@ -684,28 +704,23 @@ func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocisp
 		} else {
 			ref += "@" + src.indexDigest.String()
 		}
-		index.Annotations[layout.AnnotationBundleReference] = ref
-		index.Manifests = append(index.Manifests, ocispec.Descriptor{
+		src.root = ocispec.Descriptor{
 			MediaType: src.indexMT, Digest: src.indexDigest, Size: int64(len(src.indexRaw)),
 			Annotations: map[string]string{
 				layout.AnnotationReference: ref,
 				layout.AnnotationRole:      layout.RoleBundle,
 				layout.AnnotationSource:    src.repo.Name() + "@" + src.indexDigest.String(),
 			},
-		})
-	}
-	if e.o.allowMissingDigest {
-		index.Annotations[layout.AnnotationAllowMissingDigest] = "true"
-	}
-	if src.index == nil {
+		}
+	} else {
 		d, err := e.synthesizeBundleIndex(src, out)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		index.Manifests = append(index.Manifests, d)
+		src.root = d
 	}
+	index.Manifests = append(index.Manifests, src.root)
 	var images []Image
-	seen := map[string]bool{}
 	for _, r := range out {
 		if r == nil {
 			continue
@@ -714,10 +729,11 @@ func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocisp
 			MediaType: r.desc.MediaType, Platforms: r.platforms, Bytes: r.bytes, Resolved: r.resolved},
 			Source: r.source.Name() + "@" + r.desc.Digest.String()}
 		images = append(images, img)
-		if seen[r.img.Ref] {
-			continue // the same image string twice: one entry serves both
+		key := r.img.Ref + "@" + r.desc.Digest.String()
+		if seen[key] {
+			continue // the same image twice (in one bundle or several): one entry serves all
 		}
-		seen[r.img.Ref] = true
+		seen[key] = true
 		ann := map[string]string{
 			layout.AnnotationRefName: r.img.Ref,
 			layout.AnnotationRole:    r.img.Role,
@@ -739,7 +755,7 @@ func (e *exporter) collectImages(ctx context.Context, src *bundleSource) (*ocisp
 		d.URLs = nil
 		index.Manifests = append(index.Manifests, d)
 	}
-	return index, images, nil
+	return images, nil
 }
 
 // findInIndex finds the bundle index descriptor of an image: the n-th

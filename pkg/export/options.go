@@ -23,6 +23,7 @@ type options struct {
 	fit                fitOptions     // format, platforms, delta base, split size (formats.go)
 	signing            signingOptions // referrers, cosign tags, Notary (signatures.go)
 	source             Source         // replaces the registries (source.go)
+	noDependencies     bool           // WithDependencies(false) (bundles.go)
 }
 
 func makeOptions(opts ...Option) (*options, error) {

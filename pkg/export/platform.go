@@ -185,7 +185,7 @@ func (e *exporter) recordPlatforms(index *ocispec.Index, res *Result) error {
 	}
 	for _, si := range byIndex {
 		sort.Strings(si.Absent)
-		for _, img := range res.Images {
+		for _, img := range e.images {
 			if strings.HasSuffix(si.Image, "("+img.Reference+")") {
 				si.Reference = img.Reference
 			}

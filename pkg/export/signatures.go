@@ -124,6 +124,9 @@ type Signatures struct {
 	// Notary is the bundle's verified Notary trust data; RootKeyIDs is what
 	// the importing side pins (confirm it with the publisher out of band).
 	Notary *sigbundle.NotaryInfo `json:"notary,omitempty"`
+	// NotaryBundles is the verified Notary trust data of the other bundles
+	// of an archive of several, in the order of Result.Bundles.
+	NotaryBundles []*sigbundle.NotaryInfo `json:"notaryBundles,omitempty"`
 	// NotaryImages is the verified Notary trust data of images
 	// (WithNotaryImages), one per GUN and tag.
 	NotaryImages []*sigbundle.NotaryInfo `json:"notaryImages,omitempty"`
@@ -136,7 +139,7 @@ type Signatures struct {
 // collectSignatures finds the signing evidence of every manifest in the
 // bundle's graph and adds it to the archive: blobs through addBlob, one
 // index.json entry per artifact.
-func (e *exporter) collectSignatures(ctx context.Context, src *bundleSource, index *ocispec.Index, res *Result) error {
+func (e *exporter) collectSignatures(ctx context.Context, srcs []*bundleSource, index *ocispec.Index, res *Result) error {
 	so := e.o.signing
 	if so.off && so.notary == "" && so.sigstore == nil {
 		return nil
@@ -145,32 +148,35 @@ func (e *exporter) collectSignatures(ctx context.Context, src *bundleSource, ind
 	opts := append([]sigbundle.Option{sigbundle.WithJobs(e.o.Jobs), sigbundle.WithMaxMetadata(e.o.maxMetadata), sigbundle.WithLogger(e.o.Log)}, so.opts...)
 	col := &sigbundle.Collection{}
 	if !so.off {
-		found, err := sigbundle.Collect(ctx, e.repositories, e.subjects(index, res), opts...)
+		found, err := sigbundle.Collect(ctx, e.repositories, e.subjects(index), opts...)
 		if err != nil {
 			return fmt.Errorf("bundle %s: %w", res.Bundle, err)
 		}
 		col.Merge(found)
 	}
 	if so.notary != "" {
-		if src.index == nil {
-			return errors.New("export: Notary trust data needs a bundle reference in a registry, not a bundle file")
+		// Each bundle's target: the Notary trust data that signs its bundle.json.
+		for _, src := range srcs {
+			if src.index == nil {
+				return errors.New("export: Notary trust data needs a bundle reference in a registry, not a bundle file")
+			}
+			if src.tag == "" {
+				return fmt.Errorf("export: Notary trust data is signed for a tag, and %s has none", src.ref)
+			}
+			found, err := sigbundle.CollectNotary(ctx, sigbundle.NotaryRequest{
+				Server: so.notary, GUN: sigbundle.GUN(src.repo), Target: src.tag,
+				Signed:     ocispec.Descriptor{Digest: digest.FromBytes(src.bundleJSON), Size: int64(len(src.bundleJSON))},
+				Object:     sigbundle.TargetObjectBundleJSON,
+				Subject:    ocispec.Descriptor{MediaType: src.indexMT, Digest: src.indexDigest, Size: int64(len(src.indexRaw))},
+				Repository: src.repo, BundleJSON: src.bundleJSON,
+			}, opts...)
+			if err != nil {
+				return fmt.Errorf("bundle %s: %w", bundleLabel(src), err)
+			}
+			col.Merge(found)
 		}
-		if src.tag == "" {
-			return fmt.Errorf("export: Notary trust data is signed for a tag, and %s has none", res.Reference)
-		}
-		found, err := sigbundle.CollectNotary(ctx, sigbundle.NotaryRequest{
-			Server: so.notary, GUN: sigbundle.GUN(src.repo), Target: src.tag,
-			Signed:     ocispec.Descriptor{Digest: digest.FromBytes(src.bundleJSON), Size: int64(len(src.bundleJSON))},
-			Object:     sigbundle.TargetObjectBundleJSON,
-			Subject:    ocispec.Descriptor{MediaType: src.indexMT, Digest: src.indexDigest, Size: int64(len(src.indexRaw))},
-			Repository: src.repo, BundleJSON: src.bundleJSON,
-		}, opts...)
-		if err != nil {
-			return fmt.Errorf("bundle %s: %w", res.Bundle, err)
-		}
-		col.Merge(found)
 		if so.notaryImages {
-			found, err := e.collectImageNotary(ctx, res, opts)
+			found, err := e.collectImageNotary(ctx, opts)
 			if err != nil {
 				return fmt.Errorf("bundle %s: %w", res.Bundle, err)
 			}
@@ -180,17 +186,18 @@ func (e *exporter) collectSignatures(ctx context.Context, src *bundleSource, ind
 		return errors.New("export: Notary trust data of images needs a Notary server")
 	}
 	if so.sigstore != nil {
-		req := *so.sigstore
-		for _, d := range index.Manifests {
-			if d.Annotations[layout.AnnotationRole] == layout.RoleBundle {
-				req.Subject = ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
+		// One trust artifact per bundle, about its index, so that each
+		// bundle is verified with the material that travels with it (the
+		// trusted root and TUF metadata are stored once).
+		for _, src := range srcs {
+			req := *so.sigstore
+			req.Subject = ocispec.Descriptor{MediaType: src.root.MediaType, Digest: src.root.Digest, Size: src.root.Size}
+			found, err := sigbundle.CollectSigstoreTrust(ctx, req, opts...)
+			if err != nil {
+				return fmt.Errorf("bundle %s: %w", bundleLabel(src), err)
 			}
+			col.Merge(found)
 		}
-		found, err := sigbundle.CollectSigstoreTrust(ctx, req, opts...)
-		if err != nil {
-			return fmt.Errorf("bundle %s: %w", res.Bundle, err)
-		}
-		col.Merge(found)
 	} else if n := col.Keyless(); n > 0 {
 		e.warn("%d keyless signatures or attestations are carried without Sigstore trust material: the importing side needs --trusted-root, or export with --sigstore-trust", n)
 	}
@@ -205,10 +212,13 @@ func (e *exporter) collectSignatures(ctx context.Context, src *bundleSource, ind
 	}
 	res.Signatures = &Signatures{Artifacts: len(col.Roots), ByRole: col.Counts(), Sigstore: col.Sigstore}
 	for _, n := range col.Notary {
-		if n.Object == sigbundle.TargetObjectBundleJSON {
-			res.Signatures.Notary = n
-		} else {
+		switch {
+		case n.Object != sigbundle.TargetObjectBundleJSON:
 			res.Signatures.NotaryImages = append(res.Signatures.NotaryImages, n)
+		case res.Signatures.Notary == nil:
+			res.Signatures.Notary = n // the primary bundle's, collected first
+		default:
+			res.Signatures.NotaryBundles = append(res.Signatures.NotaryBundles, n)
 		}
 	}
 	e.o.Progress.Emit(progress.Event{Phase: progress.PhaseSignatures, State: progress.StateDone, Count: len(col.Roots)})
@@ -218,7 +228,7 @@ func (e *exporter) collectSignatures(ctx context.Context, src *bundleSource, ind
 // collectImageNotary collects the Notary trust data of every tagged image
 // reference, each (GUN, tag) once, with up to jobs requests at a time. All
 // failures are reported together.
-func (e *exporter) collectImageNotary(ctx context.Context, res *Result, opts []sigbundle.Option) (*sigbundle.Collection, error) {
+func (e *exporter) collectImageNotary(ctx context.Context, opts []sigbundle.Option) (*sigbundle.Collection, error) {
 	type job struct {
 		ref  name.Reference
 		tag  string
@@ -228,7 +238,7 @@ func (e *exporter) collectImageNotary(ctx context.Context, res *Result, opts []s
 	var jobs []job
 	seen := map[string]bool{}
 	col := &sigbundle.Collection{}
-	for _, img := range res.Images {
+	for _, img := range e.images {
 		who := fmt.Sprintf("%s %s (%s)", img.Role, img.Name, img.Reference)
 		ref, err := e.o.Client.ParseReference(img.Reference)
 		if err != nil {
@@ -300,7 +310,7 @@ func tagOf(ref string) string {
 // subjects lists every manifest and index of the bundle's graph with the
 // repositories that may hold its signing artifacts: those it is read from,
 // then the repository of each image string whose closure holds it.
-func (e *exporter) subjects(index *ocispec.Index, res *Result) []sigbundle.Subject {
+func (e *exporter) subjects(index *ocispec.Index) []sigbundle.Subject {
 	repos := map[digest.Digest][]name.Repository{}
 	add := func(d digest.Digest, r name.Repository) {
 		if r.RepositoryStr() == "" {
@@ -344,7 +354,7 @@ func (e *exporter) subjects(index *ocispec.Index, res *Result) []sigbundle.Subje
 			walk(d, nil)
 		}
 	}
-	for _, img := range res.Images {
+	for _, img := range e.images {
 		var extra *name.Repository
 		if ref, err := e.o.Client.ParseReference(img.Reference); err == nil {
 			r := ref.Context()

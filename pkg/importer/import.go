@@ -163,6 +163,10 @@ type Result struct {
 	// Signatures reports the verification and re-publication of signing
 	// artifacts (signatures.go).
 	Signatures *SignatureResult `json:"signatures,omitempty"`
+	// Bundles reports every bundle of an archive of several, the primary
+	// first; the fields above are then the primary's, with the transfer
+	// counts and warnings of the whole import (bundles.go).
+	Bundles []BundleResult `json:"bundles,omitempty"`
 }
 
 // Import checks the archive completely, then pushes it to the target and
@@ -184,13 +188,25 @@ func Import(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		return nil, err
 	}
 	defer b.Close()
-	res, err := importBundle(ctx, o, b, target, req.MappingPath)
+	if len(b.Others) > 0 {
+		res, err := importAll(ctx, o, b, target, req.MappingPath) // bundles.go
+		if err != nil {
+			return nil, err
+		}
+		res.ArchiveSignature = as
+		res.Duration = time.Since(start)
+		return res, nil
+	}
+	im, err := planBundle(ctx, o, b, target)
+	if err == nil {
+		err = im.run(ctx, req.MappingPath)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("import of bundle %s into %s: %w", b.Bundle.Name, target, err)
 	}
-	res.ArchiveSignature = as
-	res.Duration = time.Since(start)
-	return res, nil
+	im.res.ArchiveSignature = as
+	im.res.Duration = time.Since(start)
+	return im.res, nil
 }
 
 type pushPlan struct {
@@ -209,7 +225,11 @@ type pushPlan struct {
 	delta map[string]map[digest.Digest]string
 }
 
-func importBundle(ctx context.Context, o *options, b *archive.Bundle, target relocate.Target, mappingPath string) (*Result, error) {
+// planBundle plans the import of one bundle: the target's names, what each
+// repository must hold, the offline verification of its signing evidence
+// and a delta's base; with WithDryRun also what the target lacks. Nothing
+// is pushed.
+func planBundle(ctx context.Context, o *options, b *archive.Bundle, target relocate.Target) (*importer, error) {
 	var imgs []relocate.Image
 	for _, e := range b.Images {
 		imgs = append(imgs, e.Image)
@@ -309,41 +329,51 @@ func importBundle(ctx context.Context, o *options, b *archive.Bundle, target rel
 		return nil, err
 	}
 
+	im := &importer{o: o, b: b, p: p, res: res, sig: sig}
 	if o.dryRun {
 		res.DryRun = true
-		return res, dryRun(ctx, o, b, p, res)
+		return im, dryRun(ctx, o, b, p, res)
+	}
+	return im, nil
+}
+
+// run pushes the planned bundle, verifies the target and writes the
+// relocation mapping to mappingPath ("": none). With WithDryRun it does
+// nothing.
+func (im *importer) run(ctx context.Context, mappingPath string) error {
+	if im.o.dryRun {
+		return nil
 	}
 	// Every byte that is to be uploaded is checked before the first one is
 	// (prehash.go).
-	im := &importer{o: o, b: b, p: p, res: res, sig: sig}
 	if err := im.checkBeforeUpload(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if err := im.push(ctx); err != nil { // blobs, then manifests, with the copy engine (push.go)
-		return nil, err
+		return err
 	}
 	if err := im.pushSignatures(ctx); err != nil { // after their subjects, before the tags (signatures.go)
-		return nil, err
+		return err
 	}
 	if err := im.pushTags(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if err := im.verify(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if err := im.resign(ctx); err != nil { // --notary-resign (signatures.go)
-		return nil, err
+		return err
 	}
 	if err := im.recordTrust(); err != nil { // --trust-state (signatures.go)
-		return nil, err
+		return err
 	}
 	if mappingPath != "" {
-		if err := res.Mapping.WriteFile(mappingPath); err != nil {
-			return nil, fmt.Errorf("writing %s: %w", mappingPath, err)
+		if err := im.res.Mapping.WriteFile(mappingPath); err != nil {
+			return fmt.Errorf("writing %s: %w", mappingPath, err)
 		}
-		res.MappingFile = mappingPath
+		im.res.MappingFile = mappingPath
 	}
-	return res, nil
+	return nil
 }
 
 type importer struct {
@@ -355,6 +385,9 @@ type importer struct {
 	// present says, for each blob job the probe asked about, whether the
 	// target held the blob then (prehash.go).
 	present map[blobJob]bool
+	// hashed are blobs already hashed before the first push of an import
+	// of several bundles (bundles.go).
+	hashed map[digest.Digest]bool
 }
 
 // blobJob is one blob wanted in one repository: uploaded there, or mounted

@@ -21,6 +21,19 @@ import (
 // reads nothing from the archive. A blob the target holds is not read: what
 // is pushed is then the target's own copy, which its digest names.
 func (im *importer) checkBeforeUpload(ctx context.Context) error {
+	send, err := im.probe(ctx)
+	if err != nil {
+		return err
+	}
+	// Blobs an import of several bundles hashed before its first push
+	// (bundles.go) are not read again.
+	send = slices.DeleteFunc(send, func(d digest.Digest) bool { return im.hashed[d] })
+	return im.b.HashDigests(ctx, send, im.o.Jobs, im.o.Progress)
+}
+
+// probe asks the target about every blob job, records the answers for the
+// uploads, and returns the digests that are to be sent somewhere, sorted.
+func (im *importer) probe(ctx context.Context) ([]digest.Digest, error) {
 	first, second, _ := im.blobJobs()
 	jobs := append(first, second...)
 	answers := make([]bool, len(jobs))
@@ -40,7 +53,7 @@ func (im *importer) checkBeforeUpload(ctx context.Context) error {
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, err
 	}
 	im.present = make(map[blobJob]bool, len(jobs))
 	send := map[digest.Digest]bool{}
@@ -53,5 +66,5 @@ func (im *importer) checkBeforeUpload(ctx context.Context) error {
 			send[j.d] = true
 		}
 	}
-	return im.b.HashDigests(ctx, slices.Sorted(maps.Keys(send)), im.o.Jobs, im.o.Progress)
+	return slices.Sorted(maps.Keys(send)), nil
 }

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/opencontainers/go-digest"
@@ -46,6 +47,19 @@ type VerifyReport struct {
 	ArchiveSignature *ArchiveSignature `json:"archiveSignature,omitempty"`
 	// Relocation is the audit of an import at VerifyRequest.Target.
 	Relocation *relocate.AuditReport `json:"relocation,omitempty"`
+	// Bundles reports every bundle of an archive of several, the primary
+	// first (the fields above are then the primary's, and Manifests, Blobs
+	// and Bytes the whole archive's): each with its signing evidence and,
+	// with a Target, its audit against its own mapping (MappingPaths of
+	// VerifyRequest.Mapping).
+	Bundles []VerifiedBundle `json:"bundles,omitempty"`
+}
+
+// VerifiedBundle is one bundle of an archive of several, as Verify checked it.
+type VerifiedBundle struct {
+	archive.BundleSummary
+	Signatures *sigbundle.Report     `json:"signatures,omitempty"`
+	Relocation *relocate.AuditReport `json:"relocation,omitempty"`
 }
 
 // Verify checks an archive completely, offline unless an audit is asked
@@ -85,28 +99,53 @@ func Verify(ctx context.Context, req VerifyRequest, opts ...Option) (*VerifyRepo
 		IndexDigest: b.Index.Digest.String(), Images: len(b.Images), Manifests: len(b.Nodes), Blobs: len(b.Blobs), Bytes: total,
 		OK: true, Warnings: b.Warnings, SigningArtifacts: len(b.SigningArtifacts()), ArchiveSignature: as}
 
-	var auditErr error
-	if req.Target != "" {
-		r.Relocation, auditErr = auditArchive(ctx, o, b, req)
-		if auditErr != nil && r.Relocation == nil {
-			return nil, auditErr
-		}
-		r.OK = auditErr == nil
-	}
-	if !o.signing.off {
-		so := o.signing.opts
-		if o.signing.trustState != "" {
-			st, err := sigbundle.ReadTrustState(o.signing.trustState)
-			if err != nil {
+	paths := MappingPaths(req.Mapping, b)
+	var auditErrs []error
+	for _, x := range b.All() {
+		vb := VerifiedBundle{BundleSummary: x.Summary()}
+		if req.Target != "" {
+			rq := req
+			rq.Mapping = paths[x]
+			rel, err := auditArchive(ctx, o, x, rq)
+			if err != nil && rel == nil {
 				return nil, err
 			}
-			so = append(so[:len(so):len(so)], sigbundle.WithTrustState(st))
+			vb.Relocation = rel
+			if err != nil {
+				r.OK = false
+				if len(b.Others) > 0 {
+					err = fmt.Errorf("bundle %s: %w", x.Bundle.Name, err)
+				}
+				auditErrs = append(auditErrs, err)
+			}
 		}
-		if r.Signatures, err = b.VerifySignatures(ctx, so...); err != nil {
-			return nil, err
+		if !o.signing.off {
+			so := o.signing.opts
+			if o.signing.trustState != "" {
+				st, err := sigbundle.ReadTrustState(o.signing.trustState)
+				if err != nil {
+					return nil, err
+				}
+				so = append(so[:len(so):len(so)], sigbundle.WithTrustState(st))
+			}
+			if vb.Signatures, err = x.VerifySignatures(ctx, so...); err != nil {
+				if len(b.Others) > 0 {
+					return nil, fmt.Errorf("bundle %s: %w", x.Bundle.Name, err)
+				}
+				return nil, err
+			}
+		}
+		if x == b {
+			r.Relocation, r.Signatures = vb.Relocation, vb.Signatures
+		}
+		if len(b.Others) > 0 {
+			r.Bundles = append(r.Bundles, vb)
 		}
 	}
-	return r, auditErr
+	if len(auditErrs) == 1 {
+		return r, auditErrs[0]
+	}
+	return r, errors.Join(auditErrs...)
 }
 
 // auditArchive audits the relocation of the archive's bundle at req.Target

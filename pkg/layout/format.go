@@ -66,6 +66,15 @@ const (
 	// AnnotationBundleReference on index.json is the reference the bundle was
 	// exported from (empty for a local bundle.json).
 	AnnotationBundleReference = "io.cnab.airgap.bundle.reference"
+	// AnnotationDependencies on a bundle entry of an archive of several
+	// bundles lists the bundles it depends on that the archive carries, as
+	// "ALIAS=DIGEST" (the dependency's bundle index) separated by commas,
+	// sorted by alias.
+	AnnotationDependencies = "io.cnab.airgap.dependencies"
+	// AnnotationRequested on a bundle entry of an archive of several
+	// bundles is "true" for a bundle the export was asked for, absent for
+	// one carried only as a dependency.
+	AnnotationRequested = "io.cnab.airgap.requested"
 	// AnnotationBundleDigest on index.json is the sha256 digest of bundle.json.
 	AnnotationBundleDigest = "io.cnab.airgap.bundle.digest"
 	// AnnotationAllowMissingDigest on index.json records that the export was run
@@ -73,15 +82,21 @@ const (
 	AnnotationAllowMissingDigest = "io.cnab.airgap.allow-missing-digest"
 )
 
-// FormatVersion is the version of the archive format this package writes.
-// Version 2 moved the bundle entry's reference and cosign tags out of
-// org.opencontainers.image.ref.name and added io.containerd.image.name to
-// images; readers accept 1 and 2.
+// FormatVersion is the version of the archive format this package writes
+// for one bundle. Version 2 moved the bundle entry's reference and cosign
+// tags out of org.opencontainers.image.ref.name and added
+// io.containerd.image.name to images; readers accept 1, 2 and 3.
 const FormatVersion = "2"
+
+// FormatVersionMulti is the version written for an archive of several
+// bundles (export of several references, or of a bundle with its
+// dependencies): version 2 with more than one bundle entry. An archive of
+// one bundle stays version 2, so that earlier readers still read it.
+const FormatVersionMulti = "3"
 
 // KnownFormatVersion reports whether a reader of this package understands
 // format version v ("" is an archive that does not say: a foreign one).
-func KnownFormatVersion(v string) bool { return v == "" || v == "1" || v == "2" }
+func KnownFormatVersion(v string) bool { return v == "" || v == "1" || v == "2" || v == "3" }
 
 // BundleReference returns a bundle entry's reference, as format 2 or 1
 // writes it.

@@ -63,8 +63,11 @@ type Bundle struct {
 	Version string
 	Images  []Image // invocation images in order, then components sorted by name
 	Parsed  *bundle.Bundle
+	// Dependencies are the bundles it declares it depends on
+	// (ExtensionDependencies, ExtensionPorterDependenciesV2).
+	Dependencies []Dependency
 	// Warnings are findings that do not stop a move: bundle.json not in
-	// canonical form (RFC 8785), dependencies that travel separately.
+	// canonical form (RFC 8785).
 	Warnings []string
 }
 
@@ -110,8 +113,8 @@ func ParseBundle(raw []byte) (*Bundle, error) {
 	if canon, err := jsoncanonicalizer.Transform(raw); err != nil || !bytes.Equal(canon, raw) {
 		out.Warnings = append(out.Warnings, "bundle.json is not canonical JSON (RFC 8785); it is carried byte for byte, unchanged")
 	}
-	if deps, ok := b.Custom["io.cnab.dependencies"]; ok && deps != nil {
-		out.Warnings = append(out.Warnings, "bundle declares io.cnab.dependencies: dependency bundles are not carried; export each of them too")
+	if out.Dependencies, err = parseDependencies(b.Custom); err != nil {
+		return nil, err
 	}
 	add := func(role, n string, bi bundle.BaseImage) error {
 		img := Image{Role: role, Name: n, Ref: bi.Image, MediaType: bi.MediaType, Size: bi.Size, ImageType: bi.ImageType}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provisions the real tools the end-to-end tests run: skopeo, notary-server,
-# openssl, cosign, containerd (with ctr), dockerd and podman, and the OCI
-# peers crane, oras and regctl. `make test`, `make e2e` and `make bench` run it first; the
+# openssl, cosign, containerd (with ctr), dockerd and podman, the OCI
+# peers crane, oras and regctl, and distribution's registry binary.
+# `make test`, `make e2e` and `make bench` run it first; the
 # tests never skip for a missing tool, so this either provides every tool or
 # fails saying which one is missing and how to get it.
 #
@@ -33,6 +34,13 @@
 # (go-containerregistry v0.22.1, oras v1.3.6, regclient v0.11.7): the one on
 # PATH when `go version -m` names that module version, else built with
 # `go build` in that module into $CNAB_AIRGAP_TOOLS_DIR/bin (about a minute).
+#
+# registry (distribution's `registry` binary, which the cluster tests run as
+# several processes sharing one storage directory) is always the version the
+# module tools/registry pins (github.com/distribution/distribution/v3 v3.1.2,
+# the version go.mod uses in-process): the one on PATH when `go version -m`
+# names that module version, else built the same way from that module (a few
+# minutes: its storage drivers bring the cloud SDKs).
 #
 # notary-server v0.7.0 (the last release) built with Go >= 1.17 reads the
 # delegation role "targets/releases" of a publish as "releases" and refuses it
@@ -159,6 +167,9 @@ peers=(
 	"regctl github.com/regclient/regclient/cmd/regctl github.com/regclient/regclient v0.11.7"
 )
 peers_dir=$repo/tools/peers
+# distribution's registry, built from tools/registry (same fields).
+registry_peer="registry github.com/distribution/distribution/v3/cmd/registry github.com/distribution/distribution/v3 v3.1.2"
+registry_dir=$repo/tools/registry
 
 # peer_ok NAME PKG MOD VERSION: NAME on PATH was built from MOD at VERSION.
 peer_ok() {
@@ -172,13 +183,14 @@ peer_ok() {
 		END { exit !(p && d) }' <<<"$info"
 }
 
-# build_peer NAME PKG: go build in tools/peers, three attempts.
+# build_peer NAME PKG [DIR]: go build in DIR (default tools/peers), three
+# attempts.
 build_peer() {
-	local try log=$tools_dir/build-$1.log
+	local try log=$tools_dir/build-$1.log dir=${3:-$peers_dir}
 	mkdir -p "$bin_dir"
-	say "building $1 from $peers_dir into $bin_dir (once)"
+	say "building $1 from $dir into $bin_dir (once)"
 	for try in 1 2 3; do
-		if (cd "$peers_dir" && GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0 \
+		if (cd "$dir" && GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0 \
 			go build -trimpath -o "$bin_dir/$1" "$2") >"$log" 2>&1; then
 			hash -r
 			return 0
@@ -204,6 +216,8 @@ missing() {
 		# shellcheck disable=SC2086
 		peer_ok $p || need+=("${p%% *}")
 	done
+	# shellcheck disable=SC2086
+	peer_ok $registry_peer || need+=(registry)
 }
 
 missing
@@ -217,7 +231,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		case $t in
 		notary-server) pkgs+=(notary) ;;
 		dockerd) pkgs+=(docker.io) ;;
-		cosign | crane | oras | regctl) ;;
+		cosign | crane | oras | regctl | registry) ;;
 		*) pkgs+=("$t") ;;
 		esac
 	done
@@ -357,6 +371,11 @@ for t in "${need[@]}"; do
 			build_peer "$1" "$2" && peer_ok "$@" || failed+=("$t")
 		done
 		;;
+	registry)
+		# shellcheck disable=SC2086
+		set -- $registry_peer
+		build_peer "$1" "$2" "$registry_dir" && peer_ok "$@" || failed+=(registry)
+		;;
 	esac
 done
 
@@ -376,6 +395,10 @@ if [ ${#failed[@]} -gt 0 ]; then
 			;;
 		crane | oras | regctl)
 			say "$t could not be built from $peers_dir (see the messages above); the Go module proxy must be reachable once"
+			;;
+		registry)
+			say "registry (distribution v3.1.2) could not be built from $registry_dir (see the messages above);"
+			say "  the Go module proxy must be reachable once"
 			;;
 		dockerd | podman)
 			say "$t is missing and is not built here: the tests run it as root;"

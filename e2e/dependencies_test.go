@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
+	"github.com/cnab-airgap/cnab-airgap/pkg/serve"
 )
 
 // release is a parent bundle ("shop") that depends on two bundles, "db"
@@ -158,6 +160,43 @@ func TestDependenciesRoundTrip(t *testing.T) {
 	b.Close()
 
 	src.Close() // nothing of the source is reachable from here on
+
+	// serve answers for every bundle: cnab-to-oci pulls each from it.
+	s, err := serve.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(sctx, ln) }()
+	ext, err := harness.External(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := s.Served(ln.Addr().String())
+	if len(served.OtherBundles) != 2 {
+		t.Fatalf("served other bundles: %q", served.OtherBundles)
+	}
+	for _, ref := range append([]string{served.Reference}, served.OtherBundles...) {
+		pulled, err := harness.PullBundle(ctx, ext, strings.TrimPrefix(ref, ln.Addr().String()+"/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pulled.Digest != rel.shop.Digest && pulled.Digest != rel.db.Digest && pulled.Digest != rel.monitor.Digest {
+			t.Fatalf("served %s is %s, none of the three bundles", ref, pulled.Digest)
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ext.Close()
+	s.Close()
+
 	mapping := filepath.Join(dir, "relocation-mapping.json")
 	ir, err := importer.Import(ctx, importer.Request{Archive: path, Target: dst.Host + "/airgap", MappingPath: mapping}, importer.WithClient(c))
 	if err != nil {

@@ -142,6 +142,9 @@ func printServe(e *env, o serveOutput) {
 	fmt.Fprintf(w, "serving     %s %s from %s, read-only, at %s (%s)\n", o.Bundle, o.Version, o.Archive, o.URL, how)
 	fmt.Fprintf(w, "bundle      %s\n", o.Reference)
 	fmt.Fprintf(w, "            %s\n", o.DigestReference)
+	for _, ob := range o.OtherBundles {
+		fmt.Fprintf(w, "bundle      %s\n", ob)
+	}
 	imgs := append([]serve.ServedImage(nil), o.Images...)
 	sort.SliceStable(imgs, func(i, j int) bool { return imgs[i].Role > imgs[j].Role })
 	for _, img := range imgs {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -304,8 +305,18 @@ func (s *Server) verifyBlobs(ctx context.Context) error {
 
 // buildNamespace derives repositories and tags from the bundle and its images.
 func (s *Server) buildNamespace() {
-	s.tag(s.b.RepoPath, s.b.Tag, s.b.Index.Digest)
-	for _, e := range s.b.Images {
+	// Every bundle of the archive (several in format 3), each at its own
+	// repository and tag; an image two bundles share is served once.
+	var entries []archive.ImageEntry
+	for _, x := range s.b.All() {
+		s.tag(x.RepoPath, x.Tag, x.Index.Digest)
+		for _, e := range x.Images {
+			if !slices.ContainsFunc(entries, func(y archive.ImageEntry) bool { return y.Ref == e.Ref && y.Desc.Digest == e.Desc.Digest }) {
+				entries = append(entries, e)
+			}
+		}
+	}
+	for _, e := range entries {
 		img := Image{Role: e.Role, Name: e.Name, Reference: e.Ref, Digest: e.Desc.Digest, MediaType: e.Desc.MediaType}
 		ref, err := name.ParseReference(e.Ref)
 		if err != nil {
@@ -330,7 +341,7 @@ func (s *Server) buildNamespace() {
 	}
 	// cosign's tag scheme: objects that kept their tag ("sha256-<hex>.sig")
 	// are tagged in every repository, where cosign looks for them.
-	for _, x := range s.b.Extra {
+	for _, x := range s.extra() {
 		t := layout.CosignTag(x)
 		if t == "" || x.Annotations[layout.AnnotationSubject] == "" {
 			continue
@@ -342,6 +353,19 @@ func (s *Server) buildNamespace() {
 			s.tag(repo, t, x.Digest)
 		}
 	}
+}
+
+// extra returns the other index.json entries of every bundle, each once.
+func (s *Server) extra() []ocispec.Descriptor {
+	var out []ocispec.Descriptor
+	for _, x := range s.b.All() {
+		for _, a := range x.Extra {
+			if !slices.ContainsFunc(out, func(y ocispec.Descriptor) bool { return y.Digest == a.Digest }) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // tag records repo:tag -> d unless the tag names another digest already.
@@ -399,7 +423,7 @@ func (s *Server) buildReferrers() {
 			add(f.Subject.Digest, desc)
 		}
 	}
-	for _, x := range s.b.Extra {
+	for _, x := range s.extra() {
 		sub := digest.Digest(x.Annotations[layout.AnnotationSubject])
 		n, ok := s.manifests[x.Digest]
 		if sub == "" || sub.Validate() != nil || !ok {
@@ -458,8 +482,12 @@ type Served struct {
 	// DigestReference the same pinned by the bundle index's digest.
 	Reference       string `json:"reference"`
 	DigestReference string `json:"digestReference"`
-	// Images are the bundle's images, in bundle.json order.
+	// Images are the bundle's images, in bundle.json order (then those of
+	// the other bundles of an archive of several).
 	Images []ServedImage `json:"images"`
+	// OtherBundles are the tags of the other bundles of an archive of
+	// several (format 3), HOST/PATH:TAG each.
+	OtherBundles []string `json:"otherBundles,omitempty"`
 }
 
 // ServedImage is where a client pulls one image of the bundle.
@@ -484,6 +512,9 @@ func (s *Server) Served(host string) Served {
 			served = host + "/" + img.Repository + ":" + img.Tag
 		}
 		out.Images = append(out.Images, ServedImage{Role: img.Role, Name: img.Name, Reference: img.Reference, Served: served, Digest: img.Digest.String()})
+	}
+	for _, x := range s.b.Others {
+		out.OtherBundles = append(out.OtherBundles, host+"/"+x.RepoPath+":"+x.Tag)
 	}
 	return out
 }

@@ -16,21 +16,18 @@ import (
 
 // inspectResult is the JSON form of inspect.
 type inspectResult struct {
-	Bundle       string                 `json:"bundle"`
-	Version      string                 `json:"version"`
-	Reference    string                 `json:"reference,omitempty"`
-	BundleDigest string                 `json:"bundleDigest"`
-	IndexDigest  string                 `json:"indexDigest"`
-	Format       string                 `json:"format"`
-	Compression  string                 `json:"compression,omitempty"`
-	Parts        int                    `json:"parts,omitempty"`
-	Images       []archive.ImageSummary `json:"images"`
-	Blobs        int                    `json:"blobs"`
-	Manifests    int                    `json:"manifests"`
-	TotalBytes   int64                  `json:"totalBytes"`
-	UniqueBytes  int64                  `json:"uniqueBytes"`
-	Extra        []inspectExtra         `json:"extra,omitempty"`
-	Warnings     []string               `json:"warnings,omitempty"`
+	archive.BundleID
+	Reference   string                 `json:"reference,omitempty"`
+	Format      string                 `json:"format"`
+	Compression string                 `json:"compression,omitempty"`
+	Parts       int                    `json:"parts,omitempty"`
+	Images      []archive.ImageSummary `json:"images"`
+	Blobs       int                    `json:"blobs"`
+	Manifests   int                    `json:"manifests"`
+	TotalBytes  int64                  `json:"totalBytes"`
+	UniqueBytes int64                  `json:"uniqueBytes"`
+	Extra       []inspectExtra         `json:"extra,omitempty"`
+	Warnings    []string               `json:"warnings,omitempty"`
 	// Bundles lists every bundle of an archive of several, the primary
 	// (the fields above) first.
 	Bundles []archive.BundleSummary `json:"bundles,omitempty"`
@@ -72,8 +69,7 @@ func inspectCommand(e *env) *cli.Command {
 				return err
 			}
 			defer b.Close()
-			r := inspectResult{Bundle: b.Bundle.Name, Version: b.Bundle.Version, Reference: b.Reference,
-				BundleDigest: b.BundleDigest.String(), IndexDigest: b.Index.Digest.String(),
+			r := inspectResult{BundleID: b.ID(), Reference: b.Reference,
 				Blobs: len(b.Blobs), Manifests: len(b.Nodes), UniqueBytes: b.UniqueBytes(), Warnings: b.Warnings,
 				Format: string(b.Format), Compression: b.Archive.Compressed}
 			if p := b.Archive.Parts; p != nil {

@@ -13,15 +13,30 @@ import (
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 )
 
+// BundleID is how every report names a bundle: export, import, inspect
+// and verify, of the whole archive and of each of its bundles.
+type BundleID struct {
+	// Bundle and Version are bundle.json's name and version.
+	Bundle  string `json:"bundle"`
+	Version string `json:"version"`
+	// BundleDigest is the sha256 of bundle.json, byte for byte.
+	BundleDigest string `json:"bundleDigest"`
+	// IndexDigest is the digest of the bundle's OCI index.
+	IndexDigest string `json:"indexDigest"`
+}
+
+// ID names the bundle in reports.
+func (b *Bundle) ID() BundleID {
+	return BundleID{Bundle: b.Bundle.Name, Version: b.Bundle.Version, BundleDigest: b.BundleDigest.String(), IndexDigest: b.Index.Digest.String()}
+}
+
 // BundleSummary reports one bundle of an archive that carries several
 // (format 3): export, import and inspect list one per bundle, the
 // archive's primary bundle (whose bundle.json is the archive root's) first.
 type BundleSummary struct {
-	Bundle       string `json:"bundle"`
-	Version      string `json:"version"`
-	Reference    string `json:"reference,omitempty"`
-	BundleDigest string `json:"bundleDigest"`
-	IndexDigest  string `json:"indexDigest"`
+	BundleID
+	// Reference is the reference it was exported from.
+	Reference string `json:"reference,omitempty"`
 	// Requested is true for a bundle the export was asked for, false for
 	// one carried only because another depends on it.
 	Requested bool `json:"requested"`
@@ -60,8 +75,7 @@ func (b *Bundle) All() []*Bundle {
 
 // Summary reports the bundle.
 func (b *Bundle) Summary() BundleSummary {
-	s := BundleSummary{Bundle: b.Bundle.Name, Version: b.Bundle.Version, Reference: b.Reference,
-		BundleDigest: b.BundleDigest.String(), IndexDigest: b.Index.Digest.String(), Requested: b.Requested}
+	s := BundleSummary{BundleID: b.ID(), Reference: b.Reference, Requested: b.Requested}
 	for _, d := range b.DependsOn {
 		s.Dependencies = append(s.Dependencies, DependencyLink{Alias: d.Alias, Reference: d.Reference, IndexDigest: d.Bundle.Index.Digest.String()})
 	}

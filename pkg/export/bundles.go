@@ -130,6 +130,12 @@ func (e *exporter) resolveDependencies(ctx context.Context, src *bundleSource, p
 	return nil
 }
 
+// id names the bundle in reports.
+func (s *bundleSource) id() archive.BundleID {
+	return archive.BundleID{Bundle: s.bundle.Name, Version: s.bundle.Version,
+		BundleDigest: digest.FromBytes(s.bundleJSON).String(), IndexDigest: s.root.Digest.String()}
+}
+
 // chainOf names a dependency chain: "app -> db -> storage".
 func chainOf(path []*bundleSource) string {
 	names := make([]string, len(path))
@@ -202,8 +208,7 @@ func (e *exporter) collectAll(ctx context.Context, srcs []*bundleSource, res *Re
 	index.Annotations[layout.AnnotationFormatVersion] = layout.FormatVersionMulti
 	for _, s := range srcs {
 		var deps []string
-		sum := archive.BundleSummary{Bundle: s.bundle.Name, Version: s.bundle.Version, Reference: s.ref,
-			BundleDigest: digest.FromBytes(s.bundleJSON).String(), IndexDigest: s.root.Digest.String(), Requested: s.requested}
+		sum := archive.BundleSummary{BundleID: s.id(), Reference: s.ref, Requested: s.requested}
 		for _, d := range s.deps {
 			deps = append(deps, d.alias+"="+d.to.root.Digest.String())
 			sum.Dependencies = append(sum.Dependencies, archive.DependencyLink{Alias: d.alias, Reference: d.ref, IndexDigest: d.to.root.Digest.String()})

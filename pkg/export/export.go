@@ -62,12 +62,10 @@ type Image struct {
 
 // Result describes a finished (or, with dry run, planned) export.
 type Result struct {
-	Bundle       string  `json:"bundle"`
-	Version      string  `json:"version"`
-	Reference    string  `json:"reference,omitempty"`
-	BundleDigest string  `json:"bundleDigest"`
-	IndexDigest  string  `json:"indexDigest"`
-	Images       []Image `json:"images"`
+	archive.BundleID
+	// Reference is the primary bundle's reference ("" for a bundle file).
+	Reference string  `json:"reference,omitempty"`
+	Images    []Image `json:"images"`
 	// Manifests and Blobs count the archive's content as inspect and
 	// verify do: manifests and indexes, and every other blob.
 	Manifests int `json:"manifests"`
@@ -202,15 +200,13 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 			e.warn("%s", w)
 		}
 	}
-	res := &Result{
-		Bundle: src.bundle.Name, Version: src.bundle.Version, Reference: src.ref,
-		BundleDigest: digest.FromBytes(src.bundleJSON).String(),
-	}
+	res := &Result{Reference: src.ref}
+	res.Bundle = src.bundle.Name               // for messages while the images are resolved
 	index, err := e.collectAll(ctx, srcs, res) // every bundle's images (bundles.go)
 	if err != nil {
 		return nil, err
 	}
-	res.IndexDigest = src.root.Digest.String()
+	res.BundleID = src.id()
 	// Platform selection and delta base are recorded in index.json (formats.go).
 	if err := e.fitIndex(ctx, index, res); err != nil {
 		return nil, err

@@ -16,10 +16,7 @@ import (
 
 // BundleResult reports one bundle of an archive of several (Result.Bundles).
 type BundleResult struct {
-	Bundle       string `json:"bundle"`
-	Version      string `json:"version"`
-	BundleDigest string `json:"bundleDigest"`
-	IndexDigest  string `json:"indexDigest"`
+	archive.BundleID
 	// BundleReference is where the bundle was pushed.
 	BundleReference string `json:"bundleReference"`
 	// Requested is false for a bundle carried only as a dependency.
@@ -108,7 +105,7 @@ func importAll(ctx context.Context, o *options, b *archive.Bundle, target reloca
 	}
 	for _, x := range b.All() {
 		r := ims[x].res
-		br := BundleResult{Bundle: r.Bundle, Version: r.Version, BundleDigest: r.BundleDigest, IndexDigest: r.IndexDigest,
+		br := BundleResult{BundleID: r.BundleID,
 			BundleReference: r.BundleReference, Requested: x.Requested, Images: r.Images, MappingFile: r.MappingFile,
 			BlobsUploaded: r.BlobsUploaded, BytesUploaded: r.BytesUploaded, Signatures: r.Signatures}
 		for _, d := range x.DependsOn {

@@ -140,10 +140,8 @@ type Image struct {
 
 // Result describes an import.
 type Result struct {
-	Bundle          string           `json:"bundle"`
-	Version         string           `json:"version"`
-	BundleDigest    string           `json:"bundleDigest"`
-	IndexDigest     string           `json:"indexDigest"`
+	archive.BundleID
+	// BundleReference is the bundle's tag at the target.
 	BundleReference string           `json:"bundleReference"`
 	Images          []Image          `json:"images"`
 	Mapping         relocate.Mapping `json:"mapping"`
@@ -304,11 +302,7 @@ func planBundle(ctx context.Context, o *options, b *archive.Bundle, target reloc
 		return nil, err
 	}
 
-	res := &Result{
-		Bundle: b.Bundle.Name, Version: b.Bundle.Version, BundleDigest: b.BundleDigest.String(),
-		IndexDigest: b.Index.Digest.String(), BundleReference: p.bundleTag.String(),
-		Mapping: relocate.Mapping{}, Warnings: b.Warnings,
-	}
+	res := &Result{BundleID: b.ID(), BundleReference: p.bundleTag.String(), Mapping: relocate.Mapping{}, Warnings: b.Warnings}
 	for _, e := range b.Images {
 		rel := names.ImageRepos[e.Ref] + "@" + e.Desc.Digest.String()
 		res.Mapping[e.Ref] = rel

@@ -26,17 +26,14 @@ type VerifyRequest struct {
 
 // VerifyReport says what Verify checked.
 type VerifyReport struct {
-	Archive      string   `json:"archive"`
-	Bundle       string   `json:"bundle"`
-	Version      string   `json:"version"`
-	BundleDigest string   `json:"bundleDigest"`
-	IndexDigest  string   `json:"indexDigest"`
-	Images       int      `json:"images"`
-	Manifests    int      `json:"manifests"`
-	Blobs        int      `json:"blobs"`
-	Bytes        int64    `json:"bytes"`
-	OK           bool     `json:"ok"`
-	Warnings     []string `json:"warnings,omitempty"`
+	Archive string `json:"archive"`
+	archive.BundleID
+	Images    int      `json:"images"`
+	Manifests int      `json:"manifests"`
+	Blobs     int      `json:"blobs"`
+	Bytes     int64    `json:"bytes"`
+	OK        bool     `json:"ok"`
+	Warnings  []string `json:"warnings,omitempty"`
 	// Signatures is the offline verification of the signing evidence (nil
 	// with WithSignatures(false)).
 	Signatures *sigbundle.Report `json:"signatures,omitempty"`
@@ -95,8 +92,7 @@ func Verify(ctx context.Context, req VerifyRequest, opts ...Option) (*VerifyRepo
 	for _, s := range b.Blobs {
 		total += s
 	}
-	r := &VerifyReport{Archive: req.Archive, Bundle: b.Bundle.Name, Version: b.Bundle.Version, BundleDigest: b.BundleDigest.String(),
-		IndexDigest: b.Index.Digest.String(), Images: len(b.Images), Manifests: len(b.Nodes), Blobs: len(b.Blobs), Bytes: total,
+	r := &VerifyReport{Archive: req.Archive, BundleID: b.ID(), Images: len(b.Images), Manifests: len(b.Nodes), Blobs: len(b.Blobs), Bytes: total,
 		OK: true, Warnings: b.Warnings, SigningArtifacts: len(b.SigningArtifacts()), ArchiveSignature: as}
 
 	paths := MappingPaths(req.Mapping, b)

@@ -85,18 +85,10 @@ func importAll(ctx context.Context, o *options, b *archive.Bundle, target reloca
 		}
 	}
 	res := *ims[b].res
-	res.BlobsUploaded, res.BytesUploaded, res.BlobsSkipped, res.BytesSkipped = 0, 0, 0, 0
-	res.BlobsMounted, res.ManifestsPushed, res.ManifestsSkipped = 0, 0, 0
-	res.Warnings = nil
+	res.Counts, res.Warnings = Counts{}, nil
 	for _, x := range order {
 		r := ims[x].res
-		res.BlobsUploaded += r.BlobsUploaded
-		res.BytesUploaded += r.BytesUploaded
-		res.BlobsSkipped += r.BlobsSkipped
-		res.BytesSkipped += r.BytesSkipped
-		res.BlobsMounted += r.BlobsMounted
-		res.ManifestsPushed += r.ManifestsPushed
-		res.ManifestsSkipped += r.ManifestsSkipped
+		res.Counts.add(r.Counts)
 		for _, w := range r.Warnings {
 			if !slices.Contains(res.Warnings, w) {
 				res.Warnings = append(res.Warnings, w)

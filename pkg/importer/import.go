@@ -148,16 +148,10 @@ type Result struct {
 	MappingFile     string           `json:"mappingFile,omitempty"`
 	// ArchiveSignature is the archive signature checked (WithArchiveKey).
 	ArchiveSignature *ArchiveSignature `json:"archiveSignature,omitempty"`
-	BlobsUploaded    int64             `json:"blobsUploaded"`
-	BytesUploaded    int64             `json:"bytesUploaded"`
-	BlobsSkipped     int64             `json:"blobsSkipped"`
-	BytesSkipped     int64             `json:"bytesSkipped"`
-	BlobsMounted     int64             `json:"blobsMounted"`
-	ManifestsPushed  int64             `json:"manifestsPushed"`
-	ManifestsSkipped int64             `json:"manifestsSkipped"`
-	DryRun           bool              `json:"dryRun,omitempty"`
-	Duration         time.Duration     `json:"duration"`
-	Warnings         []string          `json:"warnings,omitempty"`
+	Counts
+	DryRun   bool          `json:"dryRun,omitempty"`
+	Duration time.Duration `json:"duration"`
+	Warnings []string      `json:"warnings,omitempty"`
 	// Signatures reports the verification and re-publication of signing
 	// artifacts (signatures.go).
 	Signatures *SignatureResult `json:"signatures,omitempty"`
@@ -165,6 +159,35 @@ type Result struct {
 	// first; the fields above are then the primary's, with the transfer
 	// counts and warnings of the whole import (bundles.go).
 	Bundles []BundleResult `json:"bundles,omitempty"`
+}
+
+// Counts say what an import did with each blob and manifest.
+type Counts struct {
+	// BlobsUploaded and BytesUploaded: blobs sent (with WithDryRun, that
+	// would be sent), and their size.
+	BlobsUploaded int64 `json:"blobsUploaded"`
+	BytesUploaded int64 `json:"bytesUploaded"`
+	// BlobsSkipped and BytesSkipped: blobs the target already had.
+	BlobsSkipped int64 `json:"blobsSkipped"`
+	BytesSkipped int64 `json:"bytesSkipped"`
+	// BlobsMounted: blobs linked from another repository of the target
+	// instead of sent.
+	BlobsMounted int64 `json:"blobsMounted"`
+	// ManifestsPushed and ManifestsSkipped: manifests and indexes written
+	// (one per repository), and those already present.
+	ManifestsPushed  int64 `json:"manifestsPushed"`
+	ManifestsSkipped int64 `json:"manifestsSkipped"`
+}
+
+// add adds o to c.
+func (c *Counts) add(o Counts) {
+	c.BlobsUploaded += o.BlobsUploaded
+	c.BytesUploaded += o.BytesUploaded
+	c.BlobsSkipped += o.BlobsSkipped
+	c.BytesSkipped += o.BytesSkipped
+	c.BlobsMounted += o.BlobsMounted
+	c.ManifestsPushed += o.ManifestsPushed
+	c.ManifestsSkipped += o.ManifestsSkipped
 }
 
 // Import checks the archive completely, then pushes it to the target and

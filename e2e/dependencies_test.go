@@ -14,6 +14,7 @@ import (
 
 	"github.com/cnabio/cnab-go/bundle"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
 	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
@@ -158,6 +159,28 @@ func TestDependenciesRoundTrip(t *testing.T) {
 		}
 	}
 	b.Close()
+
+	// What index.json says of the bundles is checked against them.
+	for name, tc := range map[string]struct {
+		edit func(ix *ocispec.Index)
+		want error
+	}{
+		"an alias bundle.json does not declare": {func(ix *ocispec.Index) {
+			ix.Manifests[0].Annotations[layout.AnnotationDependencies] = "db=" + rel.db.Digest.String() + ",nope=" + rel.monitor.Digest.String()
+		}, archive.ErrBundleMismatch},
+		"a dependency that is no bundle entry": {func(ix *ocispec.Index) {
+			ix.Manifests[0].Annotations[layout.AnnotationDependencies] = "db=" + rel.shared.Digest.String()
+		}, archive.ErrInvalidArchive},
+		"several bundles in format 2": {func(ix *ocispec.Index) {
+			ix.Annotations[layout.AnnotationFormatVersion] = layout.FormatVersion
+		}, archive.ErrInvalidArchive},
+	} {
+		bad := filepath.Join(dir, "bad.tar")
+		rewriteIndex(t, path, bad, tc.edit)
+		if _, err := archive.Load(ctx, bad, layout.OpenOptions{}); !errors.Is(err, tc.want) {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
 
 	src.Close() // nothing of the source is reachable from here on
 
@@ -396,5 +419,56 @@ func TestDependencyErrors(t *testing.T) {
 	defer b.Close()
 	if v := b.Archive.Index.Annotations[layout.AnnotationFormatVersion]; v != layout.FormatVersion || len(b.Others) != 0 {
 		t.Fatalf("one bundle: format %q, %d others", v, len(b.Others))
+	}
+}
+
+// rewriteIndex copies the tar archive in to out with its index.json
+// passed through edit.
+func rewriteIndex(t *testing.T, in, out string, edit func(ix *ocispec.Index)) {
+	t.Helper()
+	src, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	tw := tar.NewWriter(dst)
+	tr := tar.NewReader(src)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == layout.IndexFile {
+			var ix ocispec.Index
+			if err := json.Unmarshal(data, &ix); err != nil {
+				t.Fatal(err)
+			}
+			edit(&ix)
+			if data, err = json.Marshal(ix); err != nil {
+				t.Fatal(err)
+			}
+			h.Size = int64(len(data))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -19,6 +19,11 @@ import (
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 )
 
+// workloadNames are the workloads BENCH_WORKLOADS may name.
+var workloadNames = []string{"XS", "S", "M", "W", "MS", "L", "B"}
+
+// workloads are the fixed-size workloads; B is sized to the free disk when
+// its turn comes (planBig).
 func workloads(c config) map[string]harness.Workload {
 	return map[string]harness.Workload{
 		"XS": harness.WorkloadXS(),
@@ -26,18 +31,40 @@ func workloads(c config) map[string]harness.Workload {
 		"M":  harness.WorkloadM(),
 		"W":  harness.WorkloadW(c.WImages),
 		"MS": harness.WorkloadManySmall(),
+		"L":  harness.WorkloadL(),
 	}
 }
 
-// hasReimport lists the workloads whose re-import into a target that
-// already holds them is measured.
-var hasReimport = map[string]bool{"M": true, "XS": true}
+// plan is how one workload is run.
+type plan struct {
+	Name  string
+	W     harness.Workload
+	Runs  int
+	Tools []tool
+	// PeersReimport has the peers re-import too (cnab-airgap always does).
+	PeersReimport bool
+	// DropPeerTar deletes a peer's tar once unpacked (no re-import needs
+	// it), so that B needs one copy less on disk.
+	DropPeerTar bool
+	// Notes say why the plan differs from the defaults (B's size, tools
+	// left out); printed under the workload's heading.
+	Notes []string
+}
+
+func planFor(c config, wname string, tools []tool) plan {
+	return plan{Name: wname, W: workloads(c)[wname], Runs: c.Runs, Tools: tools, PeersReimport: c.Reimport}
+}
 
 // workloadResult is every run of every tool on one workload.
 type workloadResult struct {
 	W    *prepared
+	Plan plan
 	Gen  time.Duration
 	Runs map[string][]*outcome // tool -> runs
+	// GenPeakRSS is this process's peak resident set while it generated
+	// and pushed the workload (0 if unknown): flat whatever the size when
+	// layers are streamed.
+	GenPeakRSS int64
 }
 
 // run executes the whole benchmark and writes the report to out; progress
@@ -89,13 +116,31 @@ func run(ctx context.Context, c config, out, log io.Writer) (*report, error) {
 	rep := &report{Machine: describeMachine(ctx), Limits: lim, Runs: c.Runs}
 	printHeader(out, rep)
 	for _, wname := range c.Workloads {
-		wr, err := runWorkload(ctx, c, wname, workloads(c)[wname], tools, dir, log)
+		pl := planFor(c, wname, tools)
+		if wname == "B" {
+			var ok bool
+			if pl, ok, err = planBig(c, tools, dir, rep); err != nil {
+				return nil, fmt.Errorf("workload B: %w", err)
+			}
+			for _, n := range pl.Notes {
+				fmt.Fprintf(log, "bench: workload B: %s\n", n)
+			}
+			if !ok {
+				fmt.Fprintf(out, "\nworkload B: not run\n")
+				for _, n := range pl.Notes {
+					fmt.Fprintf(out, "  note: %s\n", n)
+				}
+				continue
+			}
+		}
+		wr, err := runWorkload(ctx, c, pl, dir, log)
 		if err != nil {
 			return nil, fmt.Errorf("workload %s: %w", wname, err)
 		}
 		rep.Workloads = append(rep.Workloads, wr)
 		printWorkload(out, rep, wr)
 	}
+	printGoals(out, rep)
 	printTargets(out, rep)
 	fmt.Fprintf(out, "\nbenchmark took %.0f s", time.Since(start).Seconds())
 	if load, ok := otherLoad(snap, takeCPUSnapshot()); ok {
@@ -109,9 +154,11 @@ func run(ctx context.Context, c config, out, log io.Writer) (*report, error) {
 	return rep, nil
 }
 
-func runWorkload(ctx context.Context, c config, wname string, w harness.Workload, tools []tool, dir string, log io.Writer) (*workloadResult, error) {
+func runWorkload(ctx context.Context, c config, pl plan, dir string, log io.Writer) (*workloadResult, error) {
+	wname, w := pl.Name, pl.W
 	genStart := time.Now()
 	fmt.Fprintf(log, "bench: workload %s: generating %d images (%.0f MiB of layer data)\n", wname, len(w.Images), float64(w.LayerBytes())/(1<<20))
+	peakKnown := resetPeakRSS()
 	src, err := harness.StartRegistry(ctx)
 	if err != nil {
 		return nil, err
@@ -121,25 +168,31 @@ func runWorkload(ctx context.Context, c config, wname string, w harness.Workload
 	if err != nil {
 		return nil, err
 	}
-	p := &prepared{Name: wname, Src: src, Bundle: pb}
+	p := &prepared{Name: wname, Src: src, Bundle: pb, PeersReimport: pl.PeersReimport, DropPeerTar: pl.DropPeerTar}
 	for _, im := range pb.Images {
 		p.Images = append(p.Images, image{Ref: im.Image, Path: strings.TrimPrefix(im.Image, src.Host+"/"), Digest: im.ContentDigest.String()})
 	}
 	if p.UniqueBytes, p.Blobs, err = uniqueBytes(ctx, src, pb.Ref); err != nil {
 		return nil, err
 	}
-	wr := &workloadResult{W: p, Gen: time.Since(genStart), Runs: map[string][]*outcome{}}
-	fmt.Fprintf(log, "bench: workload %s: %d blobs and manifests, %.1f MB unique, generated in %.1f s\n", wname, p.Blobs, mb(p.UniqueBytes), wr.Gen.Seconds())
-	for i := range c.Runs {
-		for _, t := range tools {
+	wr := &workloadResult{W: p, Plan: pl, Gen: time.Since(genStart), Runs: map[string][]*outcome{}}
+	if peakKnown {
+		wr.GenPeakRSS = peakRSS()
+	}
+	fmt.Fprintf(log, "bench: workload %s: %d blobs and manifests, %.1f MB unique, generated in %.1f s (this process peaked at %.0f MiB)\n",
+		wname, p.Blobs, mb(p.UniqueBytes), wr.Gen.Seconds(), float64(wr.GenPeakRSS)/(1<<20))
+	for i := range pl.Runs {
+		for _, t := range pl.Tools {
 			runDir := filepath.Join(dir, fmt.Sprintf("%s-%s-%d", wname, t.name(), i))
 			o, err := runOnce(ctx, c, p, t, runDir)
+			// The archive, a peer's layout and (runOnce) the target
+			// registry go before the next tool starts.
 			os.RemoveAll(runDir)
 			if err != nil {
 				return nil, fmt.Errorf("%s, run %d: %w", t.name(), i+1, err)
 			}
 			wr.Runs[t.name()] = append(wr.Runs[t.name()], o)
-			fmt.Fprintf(log, "bench: %s run %d/%d %-11s %s\n", wname, i+1, c.Runs, t.name(), o.summary())
+			fmt.Fprintf(log, "bench: %s run %d/%d %-11s %s\n", wname, i+1, pl.Runs, t.name(), o.summary(p))
 		}
 	}
 	return wr, nil
@@ -160,7 +213,7 @@ func runOnce(ctx context.Context, c config, p *prepared, t tool, dir string) (*o
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	o := &outcome{Steps: map[string]measure{}}
+	o := &outcome{Steps: map[string]measure{}, Requests: map[string]int64{}}
 	settle := func() {
 		if p.UniqueBytes >= settleAbove {
 			// Write back what earlier steps left dirty (peers do not sync
@@ -184,7 +237,9 @@ func runOnce(ctx context.Context, c config, p *prepared, t tool, dir string) (*o
 	if err != nil {
 		return nil, err
 	}
+	// Close removes the target's storage, before the next tool or run.
 	defer target.Close()
+	target.ResetCounts()
 	settle()
 	stopProf = driverProfile("import-" + t.name())
 	err = t.importTo(ctx, p, archive, dir, target, "import", o)
@@ -193,7 +248,7 @@ func runOnce(ctx context.Context, c config, p *prepared, t tool, dir string) (*o
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	o.Uploaded = target.Counts().BlobUploadBytes
-	if hasReimport[p.Name] && (c.Reimport || t.name() == "cnab-airgap") {
+	if t.name() == "cnab-airgap" || p.PeersReimport {
 		os.RemoveAll(filepath.Join(dir, "import-layout"))
 		if err := evict(archive); err != nil {
 			return nil, err

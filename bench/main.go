@@ -6,18 +6,28 @@
 //
 // Environment:
 //
-//	BENCH_WORKLOADS  comma-separated workloads among XS, S, M, W, MS (default S,M,W)
+//	BENCH_WORKLOADS  comma-separated workloads among XS, S, M, W, MS, L, B
+//	                 (default S,M,W,MS,L,B; see workloads in bench.go)
 //	BENCH_RUNS       runs per workload and tool; medians are reported (default 3)
+//	BENCH_RUNS_B     runs of workload B (default 1: one run moves 20 GiB per tool)
 //	BENCH_TOOLS      tools to run (default cnab-airgap,crane,skopeo)
+//	BENCH_TOOLS_B    tools run on workload B, among BENCH_TOOLS (default
+//	                 cnab-airgap,crane: skopeo is left out, and the report says so)
+//	BENCH_BIG_GIB    layer data of workload B in GiB, replacing the 20 GiB cap; it
+//	                 is still reduced to what the free disk holds (default 20)
 //	BENCH_W_IMAGES   images in workload W (default 300)
-//	BENCH_REIMPORT   re-import of M for the peers too: 1 or 0 (default 1)
+//	BENCH_REIMPORT   re-import into a target that already holds the bundle, which
+//	                 cnab-airgap does on every workload: 1 = the peers too, on every
+//	                 workload but B; all = the peers on B too (B then needs room
+//	                 for a fourth copy); 0 = cnab-airgap only (default 1)
 //	BENCH_SETTLE     sync and pause before each measured step of a workload of 256 MB
 //	                 or more, so every step starts with the same memory and disk
 //	                 state (default 3s)
 //	BENCH_CPUPROFILE write CPU profiles of cnab-airgap's child processes to $BENCH_CPUPROFILE.<phase>.<pid>
 //	BENCH_DRIVERPROFILE write CPU profiles of this process (the registries) during each
 //	                 export and import to $BENCH_DRIVERPROFILE.<phase>-<tool>
-//	BENCH_DIR        scratch directory (default: a new one under $TMPDIR)
+//	BENCH_DIR        scratch directory for archives and peers' layouts (default: a
+//	                 new one under $TMPDIR); the registries store under $TMPDIR
 //	BENCH_OURS       cli: build and run the cnab-airgap binary (default; BENCH_BIN
 //	                 names a prebuilt one); lib: make the same library calls in a
 //	                 child process of this binary
@@ -34,6 +44,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -89,7 +100,18 @@ type config struct {
 	Runs      int
 	Tools     []string
 	WImages   int
-	Reimport  bool
+	// Reimport has the peers re-import too (cnab-airgap always does), on
+	// every workload but B; ReimportPeersBig on B as well.
+	Reimport         bool
+	ReimportPeersBig bool
+	// RunsBig and ToolsBig replace Runs and Tools on workload B (zero
+	// values: Runs and Tools).
+	RunsBig  int
+	ToolsBig []string
+	// BigBytes is the layer data of workload B before the disk check
+	// (0: bigDefault); BigSet says BENCH_BIG_GIB gave it.
+	BigBytes  int64
+	BigSet    bool
 	Settle    time.Duration
 	Dir       string
 	Bin       string
@@ -103,7 +125,7 @@ type config struct {
 
 func configFromEnv() (config, error) {
 	c := config{
-		Workloads: splitList(envOr("BENCH_WORKLOADS", "S,M,W")),
+		Workloads: splitList(envOr("BENCH_WORKLOADS", "S,M,W,MS,L,B")),
 		Tools:     splitList(envOr("BENCH_TOOLS", "cnab-airgap,crane,skopeo")),
 		Dir:       os.Getenv("BENCH_DIR"),
 		Bin:       os.Getenv("BENCH_BIN"),
@@ -113,13 +135,28 @@ func configFromEnv() (config, error) {
 		env string
 		def int
 		dst *int
-	}{{"BENCH_RUNS", 3, &c.Runs}, {"BENCH_W_IMAGES", 300, &c.WImages}}
+	}{{"BENCH_RUNS", 3, &c.Runs}, {"BENCH_RUNS_B", 1, &c.RunsBig}, {"BENCH_W_IMAGES", 300, &c.WImages}}
 	for _, i := range ints {
 		if *i.dst, err = strconv.Atoi(envOr(i.env, strconv.Itoa(i.def))); err != nil || *i.dst < 1 {
 			return c, fmt.Errorf("%s must be a positive integer", i.env)
 		}
 	}
-	c.Reimport = envOr("BENCH_REIMPORT", "1") != "0"
+	switch envOr("BENCH_REIMPORT", "1") {
+	case "0":
+	case "1":
+		c.Reimport = true
+	case "all":
+		c.Reimport, c.ReimportPeersBig = true, true
+	default:
+		return c, fmt.Errorf("BENCH_REIMPORT must be 1, 0 or all")
+	}
+	if g := os.Getenv("BENCH_BIG_GIB"); g != "" {
+		f, err := strconv.ParseFloat(g, 64)
+		if err != nil || f < 0.25 || f > 1<<20 {
+			return c, fmt.Errorf("BENCH_BIG_GIB must be a number of GiB, at least 0.25")
+		}
+		c.BigBytes, c.BigSet = int64(f*(1<<30)), true
+	}
 	if c.Settle, err = time.ParseDuration(envOr("BENCH_SETTLE", "3s")); err != nil || c.Settle < 0 {
 		return c, fmt.Errorf("BENCH_SETTLE must be a duration such as 3s")
 	}
@@ -147,15 +184,18 @@ func configFromEnv() (config, error) {
 		*b.dst = n << 20
 	}
 	for _, w := range c.Workloads {
-		if _, ok := workloads(c)[w]; !ok {
-			return c, fmt.Errorf("unknown workload %q (XS, S, M, W)", w)
+		if !slices.Contains(workloadNames, w) {
+			return c, fmt.Errorf("unknown workload %q (%s)", w, strings.Join(workloadNames, ", "))
 		}
 	}
-	for _, t := range c.Tools {
-		switch t {
-		case "cnab-airgap", "crane", "skopeo":
-		default:
-			return c, fmt.Errorf("unknown tool %q (cnab-airgap, crane, skopeo)", t)
+	c.ToolsBig = splitList(envOr("BENCH_TOOLS_B", "cnab-airgap,crane"))
+	for _, list := range [][]string{c.Tools, c.ToolsBig} {
+		for _, t := range list {
+			switch t {
+			case "cnab-airgap", "crane", "skopeo":
+			default:
+				return c, fmt.Errorf("unknown tool %q (cnab-airgap, crane, skopeo)", t)
+			}
 		}
 	}
 	c.Self, err = os.Executable()
@@ -180,7 +220,7 @@ func splitList(s string) []string {
 		switch strings.ToLower(p) {
 		case "cnab-airgap", "crane", "skopeo":
 			out[i] = strings.ToLower(p)
-		case "xs", "s", "m", "w":
+		case "xs", "s", "m", "w", "ms", "l", "b":
 			out[i] = strings.ToUpper(p)
 		}
 	}

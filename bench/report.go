@@ -24,7 +24,7 @@ func numCPU() int                  { return runtime.NumCPU() }
 func goVersion() string            { return runtime.Version() }
 func secs(d time.Duration) float64 { return d.Seconds() }
 
-func (o *outcome) summary() string {
+func (o *outcome) summary(p *prepared) string {
 	var parts []string
 	for _, k := range []string{"export", "import", "reimport"} {
 		if m, ok := o.phase(k); ok {
@@ -32,6 +32,12 @@ func (o *outcome) summary() string {
 		}
 	}
 	parts = append(parts, fmt.Sprintf("uploaded %.1f MB", mb(o.Uploaded)))
+	if n, ok := o.Requests["import"]; ok && p.Blobs > 0 {
+		parts = append(parts, fmt.Sprintf("%.2f requests per blob", float64(n)/float64(p.Blobs)))
+	}
+	if _, ok := o.phase("reimport"); ok {
+		parts = append(parts, fmt.Sprintf("re-uploaded %.1f MB", mb(o.ReUploaded)))
+	}
 	return strings.Join(parts, ", ")
 }
 
@@ -122,10 +128,14 @@ func printHeader(w io.Writer, r *report) {
 		l.SHA256/1e6, l.DiskWrite/1e6, l.DiskReadCold/1e6, l.DiskReadWarm/1e6)
 	fmt.Fprintf(w, "         registry pull %.0f MB/s (%d streams), push %.0f MB/s (%d streams)\n",
 		l.Pull/1e6, l.PullStreams, l.Push/1e6, l.PushStreams)
-	fmt.Fprintf(w, "method:  medians of %d runs; times are wall seconds of each tool's processes, CPU is their user+system time,\n", r.Runs)
-	fmt.Fprintf(w, "         RSS the largest peak of any of them; a peer's export includes its tar step, its import its untar step;\n")
-	fmt.Fprintf(w, "         every import starts with the archive evicted from the page cache, into an empty target registry.\n")
-	fmt.Fprintf(w, "         ratio: ours/peer wall time on peer rows (below 1: we are faster), ours/floor on our rows.\n")
+	fmt.Fprintf(w, "method:  medians of %d runs (each workload says if it differs); times are wall seconds of each tool's processes,\n", r.Runs)
+	fmt.Fprintf(w, "         CPU is their user+system time, RSS the largest peak of any of them; MB/s is unique bytes over wall time;\n")
+	fmt.Fprintf(w, "         a peer's export includes its tar step, its import its untar step; every import starts with the\n")
+	fmt.Fprintf(w, "         archive evicted from the page cache, into an empty target registry; a re-import goes into the target\n")
+	fmt.Fprintf(w, "         that already holds the bundle. req/blob: requests the target served during the (re-)import over the\n")
+	fmt.Fprintf(w, "         bundle's unique blobs and manifests. ratio: ours/peer wall time on peer rows (below 1: we are\n")
+	fmt.Fprintf(w, "         faster), ours/floor on our rows. Between tools and runs, archives, layouts and the target's storage\n")
+	fmt.Fprintf(w, "         are deleted.\n")
 	if timeBin == "" {
 		fmt.Fprintf(w, "         GNU time is not installed: peak RSS includes this benchmark driver's own (an upper bound).\n")
 	}
@@ -169,11 +179,22 @@ func getter(phase string) func(*outcome) (measure, bool) {
 func printWorkload(w io.Writer, r *report, wr *workloadResult) {
 	p := wr.W
 	f := floorFor(r.Limits, p.UniqueBytes)
-	fmt.Fprintf(w, "\nworkload %s: %d images, %d blobs and manifests, %.1f MB unique (generated in %.1f s)\n",
+	fmt.Fprintf(w, "\nworkload %s: %d images, %d blobs and manifests, %.1f MB unique (generated in %.1f s",
 		p.Name, len(p.Images), p.Blobs, mb(p.UniqueBytes), wr.Gen.Seconds())
+	if wr.GenPeakRSS > 0 {
+		fmt.Fprintf(w, ", this process peaking at %.0f MiB meanwhile", float64(wr.GenPeakRSS)/(1<<20))
+	}
+	fmt.Fprintf(w, ")")
+	if wr.Plan.Runs != r.Runs {
+		fmt.Fprintf(w, "; %d run(s)", wr.Plan.Runs)
+	}
+	fmt.Fprintln(w)
+	for _, n := range wr.Plan.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
 	fmt.Fprintf(w, "floor:   export %.2f s (%s), import %.2f s (%s), round trip %.2f s\n",
 		secs(f.Export), f.ExportBound, secs(f.Import), f.ImportBound, secs(f.Export+f.Import))
-	fmt.Fprintf(w, "%-11s %-12s %-7s %8s %8s %8s %8s %10s %9s\n", "phase", "tool", "step", "wall s", "MB/s", "cpu s", "RSS MiB", "upload MB", "ratio")
+	fmt.Fprintf(w, "%-11s %-12s %-7s %8s %8s %8s %8s %10s %8s %9s\n", "phase", "tool", "step", "wall s", "MB/s", "cpu s", "RSS MiB", "upload MB", "req/blob", "ratio")
 	tools := toolsOf(wr)
 	for _, ph := range phaseOrder {
 		ourStat, haveOurs := summarize(wr.Runs["cnab-airgap"], getter(ph))
@@ -189,15 +210,18 @@ func printWorkload(w io.Writer, r *report, wr *workloadResult) {
 				fl := map[string]time.Duration{"export": f.Export, "import": f.Import, "round trip": f.Export + f.Import}[ph]
 				ratio = fmt.Sprintf("%.2f floor", secs(s.Wall)/secs(fl))
 			}
-			up := ""
+			up, req := "", ""
 			switch ph {
 			case "import":
 				up = fmt.Sprintf("%.1f", mb(medianOf(wr.Runs[t], func(o *outcome) int64 { return o.Uploaded })))
 			case "reimport":
 				up = fmt.Sprintf("%.1f", mb(medianOf(wr.Runs[t], func(o *outcome) int64 { return o.ReUploaded })))
 			}
-			fmt.Fprintf(w, "%-11s %-12s %-7s %8.2f %8.0f %8.2f %8.1f %10s %9s\n", ph, t, "", secs(s.Wall),
-				mb(p.UniqueBytes)/secs(s.Wall), secs(s.CPU), float64(s.MaxRSS)/(1<<20), up, ratio)
+			if ph == "import" || ph == "reimport" {
+				req = fmt.Sprintf("%.2f", requestsPerBlob(wr, t, ph))
+			}
+			fmt.Fprintf(w, "%-11s %-12s %-7s %8.2f %8.0f %8.2f %8.1f %10s %8s %9s\n", ph, t, "", secs(s.Wall),
+				mb(p.UniqueBytes)/secs(s.Wall), secs(s.CPU), float64(s.MaxRSS)/(1<<20), up, req, ratio)
 			if ph == "export" || ph == "import" || ph == "reimport" {
 				for _, step := range stepsOf(wr.Runs[t], ph) {
 					ss, _ := summarize(wr.Runs[t], getter(ph+"/"+step))
@@ -207,12 +231,22 @@ func printWorkload(w io.Writer, r *report, wr *workloadResult) {
 			}
 		}
 	}
-	fmt.Fprintf(w, "archive bytes vs %.1f MB unique:", mb(p.UniqueBytes))
+	fmt.Fprintf(w, "archive bytes vs %.1f MB unique (overhead):", mb(p.UniqueBytes))
 	for _, t := range tools {
 		a := medianOf(wr.Runs[t], func(o *outcome) int64 { return o.ArchiveBytes })
 		fmt.Fprintf(w, "  %s %.1f MB (%+.3f%%)", t, mb(a), 100*float64(a-p.UniqueBytes)/float64(p.UniqueBytes))
 	}
 	fmt.Fprintln(w)
+}
+
+// requestsPerBlob is the median number of requests tool t's (re-)import
+// made the target serve, over the bundle's unique blobs and manifests.
+func requestsPerBlob(wr *workloadResult, t, phase string) float64 {
+	if wr.W.Blobs == 0 {
+		return 0
+	}
+	n := medianOf(wr.Runs[t], func(o *outcome) int64 { return o.Requests[phase] })
+	return float64(n) / float64(wr.W.Blobs)
 }
 
 func toolsOf(wr *workloadResult) []string {
@@ -247,13 +281,17 @@ func stepRank(s string) int {
 	return 1
 }
 
-// printTargets checks the issue's targets against the medians.
+// printTargets checks issue 5's targets against the medians.
 func printTargets(w io.Writer, r *report) {
 	byName := map[string]*workloadResult{}
 	for _, wr := range r.Workloads {
 		byName[wr.W.Name] = wr
 	}
-	fmt.Fprintf(w, "\ntargets\n")
+	fmt.Fprintf(w, "\ntargets (issue 5)\n")
+	if byName["M"] == nil && byName["W"] == nil {
+		fmt.Fprintf(w, "  [ -- ] they are checked on M and W: not measured (BENCH_WORKLOADS)\n")
+		return
+	}
 	check := func(ok bool, format string, args ...any) {
 		mark := "MISS"
 		if ok {

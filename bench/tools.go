@@ -31,6 +31,11 @@ type prepared struct {
 	Images      []image
 	UniqueBytes int64 // every blob and manifest of the bundle, once
 	Blobs       int
+	// PeersReimport has the peers re-import too (cnab-airgap always does).
+	PeersReimport bool
+	// DropPeerTar deletes a peer's tar once unpacked for its import (set
+	// only when nothing re-imports it), to need a copy less on disk.
+	DropPeerTar bool
 }
 
 // outcome is what one tool did in one run of a workload.
@@ -39,6 +44,9 @@ type outcome struct {
 	ArchiveBytes int64
 	Uploaded     int64 // blob bytes the target registry received
 	ReUploaded   int64 // blob bytes received during the re-import
+	// Requests is every request the target registry served during the
+	// tool's "import" and "reimport" (before the benchmark's own checks).
+	Requests map[string]int64
 }
 
 // tool is one way of moving a bundle across: ours or a peer's.
@@ -113,6 +121,7 @@ func (t ours) importTo(ctx context.Context, w *prepared, archive, dir string, ta
 		return err
 	}
 	o.Steps[phase] = m
+	o.Requests[phase] = target.Counts().Requests
 	mp, err := relocate.ReadMapping(mapping)
 	if err != nil {
 		return err
@@ -146,7 +155,7 @@ func (t crane) export(ctx context.Context, w *prepared, dir string, o *outcome) 
 }
 
 func (t crane) importTo(ctx context.Context, w *prepared, archive, dir string, target *harness.Registry, phase string, o *outcome) error {
-	layoutDir, err := untar(ctx, archive, dir, phase, o)
+	layoutDir, err := untar(ctx, w, archive, dir, phase, o)
 	if err != nil {
 		return err
 	}
@@ -155,6 +164,7 @@ func (t crane) importTo(ctx context.Context, w *prepared, archive, dir string, t
 		return err
 	}
 	o.Steps[phase+"/push"] = m
+	o.Requests[phase] = target.Counts().Requests
 	return checkPeerTarget(ctx, w, target)
 }
 
@@ -180,7 +190,7 @@ func (t skopeo) export(ctx context.Context, w *prepared, dir string, o *outcome)
 }
 
 func (t skopeo) importTo(ctx context.Context, w *prepared, archive, dir string, target *harness.Registry, phase string, o *outcome) error {
-	layoutDir, err := untar(ctx, archive, dir, phase, o)
+	layoutDir, err := untar(ctx, w, archive, dir, phase, o)
 	if err != nil {
 		return err
 	}
@@ -194,6 +204,7 @@ func (t skopeo) importTo(ctx context.Context, w *prepared, archive, dir string, 
 		total = total.add(m)
 	}
 	o.Steps[phase+"/push"] = total
+	o.Requests[phase] = target.Counts().Requests
 	return checkPeerTarget(ctx, w, target)
 }
 
@@ -214,8 +225,9 @@ func tarUp(ctx context.Context, layoutDir, dir string, o *outcome) (string, erro
 	return archive, os.RemoveAll(layoutDir)
 }
 
-// untar unpacks a peer's tar into a fresh directory and records the step.
-func untar(ctx context.Context, archive, dir, phase string, o *outcome) (string, error) {
+// untar unpacks a peer's tar into a fresh directory and records the step;
+// with w.DropPeerTar it then deletes the tar (untimed).
+func untar(ctx context.Context, w *prepared, archive, dir, phase string, o *outcome) (string, error) {
 	out := filepath.Join(dir, phase+"-layout")
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return "", err
@@ -225,6 +237,11 @@ func untar(ctx context.Context, archive, dir, phase string, o *outcome) (string,
 		return "", err
 	}
 	o.Steps[phase+"/untar"] = m
+	if w.DropPeerTar {
+		if err := os.Remove(archive); err != nil {
+			return "", err
+		}
+	}
 	return out, nil
 }
 

@@ -45,8 +45,24 @@ type Workload struct {
 // seed, label and size) with its size, so callers can compute how many
 // unique bytes the workload holds before pushing it.
 func (w Workload) Layers() []LayerSpec {
-	seen := map[layerKey]bool{}
 	var out []LayerSpec
+	for _, l := range w.distinctLayers() {
+		out = append(out, l.spec)
+	}
+	return out
+}
+
+// workloadLayer is one distinct layer of a workload with what NewLayer
+// needs to build it.
+type workloadLayer struct {
+	seed   uint64
+	format Format
+	spec   LayerSpec
+}
+
+func (w Workload) distinctLayers() []workloadLayer {
+	seen := map[layerKey]bool{}
+	var out []workloadLayer
 	add := func(seed uint64, f Format, ls LayerSpec) {
 		if f == "" {
 			f = FormatOCI
@@ -54,7 +70,7 @@ func (w Workload) Layers() []LayerSpec {
 		k := layerKey{seed: seed, label: ls.Label, size: ls.Size, format: f}
 		if !seen[k] {
 			seen[k] = true
-			out = append(out, ls)
+			out = append(out, workloadLayer{seed: seed, format: f, spec: ls})
 		}
 	}
 	for _, im := range w.Images {
@@ -72,6 +88,26 @@ func (w Workload) Layers() []LayerSpec {
 		}
 	}
 	return out
+}
+
+// hashLayers computes the digests of every distinct layer of w once, up to
+// jobs layers at a time, before the images are built: images sharing a
+// layer then find its digests cached instead of each streaming it through
+// sha256 at the same time (NewLayer's cache is filled only once a layer is
+// done). Nothing but the digests is kept.
+func (w Workload) hashLayers(ctx context.Context, jobs int) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for _, l := range w.distinctLayers() {
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			_, err := NewLayer(l.seed, l.spec.Label, l.spec.Size, l.format)
+			return err
+		})
+	}
+	return g.Wait()
 }
 
 // LayerBytes returns the uncompressed payload size of every distinct layer:
@@ -179,8 +215,76 @@ func WorkloadManySmall() Workload {
 	return w
 }
 
-// PushWorkload builds every image of w, pushes each to its repository in
-// reg (up to jobs images at once; a layer already pushed to another
+// WorkloadL is the large workload: 20 images (an invocation image, 17
+// single-platform components and two linux/amd64+arm64 indexes) sharing a
+// 192 MiB base layer, with a 64 MiB layer shared by each group of five
+// images and 120 MiB of layers of its own per platform (96 + 24 MiB), 22
+// platforms in all: 3,088 MiB (about 3 GiB) of unique layer data.
+func WorkloadL() Workload {
+	base := LayerSpec{Label: "l-base", Size: 192 * mib}
+	w := Workload{Name: "l"}
+	for i := range 20 {
+		name := fmt.Sprintf("img%02d", i)
+		shared := []LayerSpec{base, {Label: fmt.Sprintf("l-group%d", i/5), Size: 64 * mib}}
+		own := []LayerSpec{{Label: "l-" + name + "-a", Size: 96 * mib}, {Label: "l-" + name + "-b", Size: 24 * mib}}
+		im := WorkloadImage{Component: name, Repo: "bench/l/" + name + ":1.0"}
+		if i == 0 {
+			im.Component = ""
+		}
+		if i == 9 || i == 19 {
+			im.Index = &IndexSpec{Name: "l-" + name, Seed: 29, Layers: shared, PlatformLayers: own}
+		} else {
+			im.Image = &ImageSpec{Name: "l-" + name, Seed: 29, Layers: append(shared, own...)}
+		}
+		w.Images = append(w.Images, im)
+	}
+	return w
+}
+
+// BigLayerMax is the largest layer WorkloadBig makes.
+const BigLayerMax = 4 << 30
+
+// WorkloadBig is the big workload: four images holding exactly layerBytes
+// of unique layer data in GiB-scale layers, as ML-model and database images
+// are built. A base of a tenth of the total is shared by all four; the
+// invocation image adds 16 MiB of its own; the rest goes to three
+// components, model (50%), db (30%) and train (20%), each cut into equal
+// layers of at most BigLayerMax. At 20 GiB: a 2 GiB base, model in three
+// layers of 3.0 GiB, db in two of 2.7 GiB, train in one of 3.6 GiB.
+// Like every workload it is pushed from streamed layers (NewLayer), so
+// memory stays flat whatever the size. layerBytes below 256 MiB is raised
+// to 256 MiB.
+func WorkloadBig(layerBytes int64) Workload {
+	layerBytes = max(layerBytes, 256*mib)
+	base := LayerSpec{Label: "b-base", Size: layerBytes / 10}
+	inst := LayerSpec{Label: "b-installer", Size: 16 * mib}
+	rest := layerBytes - base.Size - inst.Size
+	model := rest / 2
+	db := rest * 3 / 10
+	shares := []struct {
+		name string
+		size int64
+	}{{"model", model}, {"db", db}, {"train", rest - model - db}}
+	w := Workload{Name: "big", Images: []WorkloadImage{{Repo: "bench/big/installer:1.0",
+		Image: &ImageSpec{Name: "b-installer", Seed: 31, Layers: []LayerSpec{base, inst}}}}}
+	for _, sh := range shares {
+		n := (sh.size + BigLayerMax - 1) / BigLayerMax
+		layers := []LayerSpec{base}
+		for j := range n {
+			size := sh.size / n
+			if j == n-1 {
+				size = sh.size - size*(n-1)
+			}
+			layers = append(layers, LayerSpec{Label: fmt.Sprintf("b-%s-%d", sh.name, j), Size: size})
+		}
+		w.Images = append(w.Images, WorkloadImage{Component: sh.name, Repo: "bench/big/" + sh.name + ":1.0",
+			Image: &ImageSpec{Name: "b-" + sh.name, Seed: 31, Layers: layers}})
+	}
+	return w
+}
+
+// PushWorkload hashes every distinct layer of w once, builds every image,
+// pushes each to its repository in reg (up to jobs images at once; a layer already pushed to another
 // repository is mounted, not uploaded again), then pushes the bundle to
 // reg at bundleRef with cnab-to-oci (PushBundle), which copies the images
 // into the bundle repository.
@@ -190,6 +294,9 @@ func PushWorkload(ctx context.Context, reg *Registry, w Workload, bundleRef stri
 	}
 	if jobs < 1 {
 		jobs = 1
+	}
+	if err := w.hashLayers(ctx, jobs); err != nil {
+		return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 	}
 	pushed := make([]*PushedImage, len(w.Images))
 	m := &mounter{reg: reg, first: map[v1.Hash]string{}, done: map[string]bool{}}

@@ -88,7 +88,7 @@ func importAll(ctx context.Context, o *options, b *archive.Bundle, target reloca
 	res.Counts, res.Warnings = Counts{}, nil
 	for _, x := range order {
 		r := ims[x].res
-		res.Counts.add(r.Counts)
+		res.add(r.Counts)
 		for _, w := range r.Warnings {
 			if !slices.Contains(res.Warnings, w) {
 				res.Warnings = append(res.Warnings, w)

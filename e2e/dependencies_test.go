@@ -426,49 +426,19 @@ func TestDependencyErrors(t *testing.T) {
 // passed through edit.
 func rewriteIndex(t *testing.T, in, out string, edit func(ix *ocispec.Index)) {
 	t.Helper()
-	src, err := os.Open(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
-	tw := tar.NewWriter(dst)
-	tr := tar.NewReader(src)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
+	rewriteTar(t, in, out, false, func(name string, data []byte) []byte {
+		if name != layout.IndexFile {
+			return data
 		}
+		var ix ocispec.Index
+		if err := json.Unmarshal(data, &ix); err != nil {
+			t.Fatal(err)
+		}
+		edit(&ix)
+		raw, err := json.Marshal(ix)
 		if err != nil {
 			t.Fatal(err)
 		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Name == layout.IndexFile {
-			var ix ocispec.Index
-			if err := json.Unmarshal(data, &ix); err != nil {
-				t.Fatal(err)
-			}
-			edit(&ix)
-			if data, err = json.Marshal(ix); err != nil {
-				t.Fatal(err)
-			}
-			h.Size = int64(len(data))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
+		return raw
+	})
 }

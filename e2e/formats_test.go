@@ -419,7 +419,7 @@ func TestForeignThickBundleWithWrongDigest(t *testing.T) {
 	good := filepath.Join(dir, "good.tgz")
 	cnabGoThickBundle(t, pb, good)
 	tampered := filepath.Join(dir, "tampered.tgz")
-	rewriteTarGz(t, good, tampered, func(name string, data []byte) []byte {
+	rewriteTar(t, good, tampered, true, func(name string, data []byte) []byte {
 		if name == "./bundle.json" {
 			return bad
 		}
@@ -434,26 +434,33 @@ func TestForeignThickBundleWithWrongDigest(t *testing.T) {
 	}
 }
 
-// rewriteTarGz copies a gzipped tar, passing every regular file through f.
-func rewriteTarGz(t *testing.T, in, out string, f func(name string, data []byte) []byte) {
+// rewriteTar copies a tar (gzipped when gz), passing every regular file
+// through f.
+func rewriteTar(t *testing.T, in, out string, gz bool, f func(name string, data []byte) []byte) {
 	t.Helper()
 	src, err := os.Open(in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	zr, err := gzip.NewReader(src)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dst, err := os.Create(out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dst.Close()
-	zw := gzip.NewWriter(dst)
-	tw := tar.NewWriter(zw)
-	tr := tar.NewReader(zr)
+	var r io.Reader = src
+	var w io.Writer = dst
+	var zw *gzip.Writer
+	if gz {
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, zw = zr, gzip.NewWriter(dst)
+		w = zw
+	}
+	tw := tar.NewWriter(w)
+	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -473,10 +480,18 @@ func rewriteTarGz(t *testing.T, in, out string, f func(name string, data []byte)
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
 		}
-		tw.Write(data)
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
 	}
-	tw.Close()
-	zw.Close()
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if zw != nil {
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func fileDigest(t *testing.T, path string) string {

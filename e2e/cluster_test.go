@@ -3,10 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
+	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -184,15 +183,7 @@ func TestClusterImportResumesAfterKill(t *testing.T) {
 
 	// Reference: what a clean import uploads (the cluster counts the same
 	// way an in-process registry does).
-	ref := startRegistry(t)
-	if r, code := runCLI(t, bin, clusterEnv(t), "", "--plain-http", ref.Host, "--quiet", "import", "--target", ref.Host+"/airgap",
-		"--mapping", filepath.Join(t.TempDir(), "m.json"), archive); code != 0 {
-		t.Fatalf("clean import: exit %d\n%s", code, r.stderr.String())
-	}
-	clean := settle(ref)
-	if clean.BlobUploadsCompleted < 5 || clean.ManifestPuts < 5 {
-		t.Fatalf("the sample is too small for this test: %+v", clean)
-	}
+	clean := cleanImportCounts(t, bin, clusterEnv(t), archive)
 
 	cases := []struct {
 		name   string
@@ -227,16 +218,7 @@ func TestClusterImportResumesAfterKill(t *testing.T) {
 			args := []string{"--plain-http", host, "--jobs", "3", "--quiet", "import", "--target", host + "/airgap", "--mapping", mapping, archive}
 			env := clusterEnv(t)
 
-			run := startCLI(t, bin, env, "", args...)
-			ks.arm(run.cmd.Process)
-			if code := run.wait(t); code != -1 {
-				t.Fatalf("the import was not killed (exit %d)\nstderr: %s", code, run.stderr.String())
-			}
-			ks.disarm()
-			first := settle(cl.Registry)
-			if _, err := os.Stat(mapping); !errors.Is(err, os.ErrNotExist) {
-				t.Fatalf("a killed import left a mapping: %v", err)
-			}
+			first := killedImport(t, bin, env, args, ks, cl.Registry, mapping)
 
 			// One node dies; the proxy sends everything to the other, which
 			// sees what the killed import left (no tag).
@@ -260,20 +242,8 @@ func TestClusterImportResumesAfterKill(t *testing.T) {
 				t.Fatalf("the second import failed: exit %d\n%s", code, second.stderr.String())
 			}
 			total := settle(cl.Registry)
-			blobs2 := total.BlobUploadsCompleted - first.BlobUploadsCompleted
-			manifests2 := total.ManifestPuts - first.ManifestPuts
 			crossed, all := cl.CrossNodeUploads()
-			t.Logf("killed after %d blob uploads and %d manifest puts; the re-run uploaded %d blobs (%d of %d opened on one node, committed on the other) and put %d manifests (a clean import: %d and %d)",
-				first.BlobUploadsCompleted, first.ManifestPuts, blobs2, crossed-crossedBefore, all-totalBefore, manifests2, clean.BlobUploadsCompleted, clean.ManifestPuts)
-			if first.BlobUploadsCompleted+blobs2 != clean.BlobUploadsCompleted {
-				t.Errorf("blob uploads: %d before the kill + %d after != %d for a clean import", first.BlobUploadsCompleted, blobs2, clean.BlobUploadsCompleted)
-			}
-			if first.ManifestPuts+manifests2 != clean.ManifestPuts {
-				t.Errorf("manifest puts: %d before the kill + %d after != %d for a clean import", first.ManifestPuts, manifests2, clean.ManifestPuts)
-			}
-			if first.BlobUploadsCompleted == 0 && first.ManifestPuts == 0 {
-				t.Error("the kill came before anything was uploaded: the re-run proves nothing")
-			}
+			checkResumed(t, first, total, clean, fmt.Sprintf(" (%d of %d opened on one node, committed on the other)", crossed-crossedBefore, all-totalBefore))
 			if got := node.Counts().Requests - restarted.Requests; got == 0 {
 				t.Error("the restarted node served none of the re-run's requests")
 			}

@@ -136,15 +136,7 @@ func TestImportResumesAfterKill(t *testing.T) {
 	bin := buildCLI(t)
 
 	// Reference: what a clean import uploads.
-	ref := startRegistry(t)
-	if r, code := runCLI(t, bin, cliEnv(t), "", "--plain-http", ref.Host, "--quiet", "import", "--target", ref.Host+"/airgap",
-		"--mapping", filepath.Join(t.TempDir(), "m.json"), archive); code != 0 {
-		t.Fatalf("clean import: exit %d\n%s", code, r.stderr.String())
-	}
-	clean := settle(ref)
-	if clean.BlobUploadsCompleted < 5 || clean.ManifestPuts < 5 {
-		t.Fatalf("the sample is too small for this test: %+v", clean)
-	}
+	clean := cleanImportCounts(t, bin, cliEnv(t), archive)
 
 	isTag := func(r *http.Request) bool {
 		_, ref, ok := strings.Cut(r.URL.Path, "/manifests/")
@@ -191,16 +183,7 @@ func TestImportResumesAfterKill(t *testing.T) {
 			args := []string{"--plain-http", dst.Host, "--jobs", "3", "--quiet", "import", "--target", dst.Host + "/airgap", "--mapping", mapping, archive}
 			env := cliEnv(t)
 
-			run := startCLI(t, bin, env, "", args...)
-			ks.arm(run.cmd.Process)
-			if code := run.wait(t); code != -1 {
-				t.Fatalf("the import was not killed (exit %d)\nstderr: %s", code, run.stderr.String())
-			}
-			ks.disarm()
-			first := settle(dst)
-			if _, err := os.Stat(mapping); !errors.Is(err, os.ErrNotExist) {
-				t.Fatalf("a killed import left a mapping: %v", err)
-			}
+			first := killedImport(t, bin, env, args, ks, dst, mapping)
 			if tags := tagsAtTarget(t, dst); len(tags) != 0 {
 				t.Fatalf("a killed import left tags: %v", tags)
 			}
@@ -209,20 +192,7 @@ func TestImportResumesAfterKill(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("the second import failed: exit %d\n%s", code, second.stderr.String())
 			}
-			total := settle(dst)
-			blobs2 := total.BlobUploadsCompleted - first.BlobUploadsCompleted
-			manifests2 := total.ManifestPuts - first.ManifestPuts
-			t.Logf("killed after %d blob uploads and %d manifest puts; the re-run uploaded %d blobs and put %d manifests (a clean import: %d and %d)",
-				first.BlobUploadsCompleted, first.ManifestPuts, blobs2, manifests2, clean.BlobUploadsCompleted, clean.ManifestPuts)
-			if first.BlobUploadsCompleted+blobs2 != clean.BlobUploadsCompleted {
-				t.Errorf("blob uploads: %d before the kill + %d after != %d for a clean import", first.BlobUploadsCompleted, blobs2, clean.BlobUploadsCompleted)
-			}
-			if first.ManifestPuts+manifests2 != clean.ManifestPuts {
-				t.Errorf("manifest puts: %d before the kill + %d after != %d for a clean import", first.ManifestPuts, manifests2, clean.ManifestPuts)
-			}
-			if first.BlobUploadsCompleted == 0 && first.ManifestPuts == 0 {
-				t.Error("the kill came before anything was uploaded: the re-run proves nothing")
-			}
+			checkResumed(t, first, settle(dst), clean, "")
 
 			// The final state verifies: the CLI's own relocation audit, and
 			// byte for byte against the archive.
@@ -235,6 +205,60 @@ func TestImportResumesAfterKill(t *testing.T) {
 			}
 			assertTargetHoldsArchive(t, dst, "airgap/bundles/sample-app", archive, m)
 		})
+	}
+}
+
+// cleanImportCounts imports archive with the CLI into a new registry and
+// returns what the registry counted: the reference a resumed import must
+// add up to.
+func cleanImportCounts(t *testing.T, bin string, env []string, archive string) harness.Counts {
+	t.Helper()
+	ref := startRegistry(t)
+	if r, code := runCLI(t, bin, env, "", "--plain-http", ref.Host, "--quiet", "import", "--target", ref.Host+"/airgap",
+		"--mapping", filepath.Join(t.TempDir(), "m.json"), archive); code != 0 {
+		t.Fatalf("clean import: exit %d\n%s", code, r.stderr.String())
+	}
+	clean := settle(ref)
+	if clean.BlobUploadsCompleted < 5 || clean.ManifestPuts < 5 {
+		t.Fatalf("the sample is too small for this test: %+v", clean)
+	}
+	return clean
+}
+
+// killedImport runs the CLI with args, armed in ks, which must kill it;
+// it returns what dst counted, after checking that no mapping was written.
+func killedImport(t *testing.T, bin string, env, args []string, ks *killSwitch, dst *harness.Registry, mapping string) harness.Counts {
+	t.Helper()
+	run := startCLI(t, bin, env, "", args...)
+	ks.arm(run.cmd.Process)
+	if code := run.wait(t); code != -1 {
+		t.Fatalf("the import was not killed (exit %d)\nstderr: %s", code, run.stderr.String())
+	}
+	ks.disarm()
+	first := settle(dst)
+	if _, err := os.Stat(mapping); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a killed import left a mapping: %v", err)
+	}
+	return first
+}
+
+// checkResumed checks that what a killed import uploaded (first) and what
+// its re-run added (total - first) add up to a clean import, neither more
+// nor less, and that the kill came after something was uploaded.
+func checkResumed(t *testing.T, first, total, clean harness.Counts, detail string) {
+	t.Helper()
+	blobs2 := total.BlobUploadsCompleted - first.BlobUploadsCompleted
+	manifests2 := total.ManifestPuts - first.ManifestPuts
+	t.Logf("killed after %d blob uploads and %d manifest puts; the re-run uploaded %d blobs%s and put %d manifests (a clean import: %d and %d)",
+		first.BlobUploadsCompleted, first.ManifestPuts, blobs2, detail, manifests2, clean.BlobUploadsCompleted, clean.ManifestPuts)
+	if first.BlobUploadsCompleted+blobs2 != clean.BlobUploadsCompleted {
+		t.Errorf("blob uploads: %d before the kill + %d after != %d for a clean import", first.BlobUploadsCompleted, blobs2, clean.BlobUploadsCompleted)
+	}
+	if first.ManifestPuts+manifests2 != clean.ManifestPuts {
+		t.Errorf("manifest puts: %d before the kill + %d after != %d for a clean import", first.ManifestPuts, manifests2, clean.ManifestPuts)
+	}
+	if first.BlobUploadsCompleted == 0 && first.ManifestPuts == 0 {
+		t.Error("the kill came before anything was uploaded: the re-run proves nothing")
 	}
 }
 

@@ -136,6 +136,22 @@ func (s *bundleSource) id() archive.BundleID {
 		BundleDigest: digest.FromBytes(s.bundleJSON).String(), IndexDigest: s.root.Digest.String()}
 }
 
+// firstResolution reports whether the image string ref is resolved for
+// the first time in this export: progress counts each image string once,
+// however many bundles use it.
+func (e *exporter) firstResolution(ref string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.resolved == nil {
+		e.resolved = map[string]bool{}
+	}
+	if e.resolved[ref] {
+		return false
+	}
+	e.resolved[ref] = true
+	return true
+}
+
 // chainOf names a dependency chain: "app -> db -> storage".
 func chainOf(path []*bundleSource) string {
 	names := make([]string, len(path))
@@ -175,15 +191,15 @@ func (e *exporter) collectAll(ctx context.Context, srcs []*bundleSource, res *Re
 	if e.o.allowMissingDigest {
 		index.Annotations[layout.AnnotationAllowMissingDigest] = "true"
 	}
-	carried := 0
+	carried := map[string]bool{}
 	for _, s := range srcs {
 		for _, img := range s.bundle.Images {
 			if img.Relocatable() {
-				carried++
+				carried[img.Ref] = true
 			}
 		}
 	}
-	e.o.Progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateTotal, Count: carried})
+	e.o.Progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateTotal, Count: len(carried)})
 	seen := map[string]bool{}
 	var errs []error
 	for _, s := range srcs {

@@ -115,9 +115,10 @@ type exporter struct {
 	mu       sync.Mutex
 	blobs    map[digest.Digest]*blobSource
 	warnings []string
-	fit      fitState // absent platforms, delta base (formats.go)
-	stores   sync.Map // repository name -> SourceRepository (source.go)
-	images   []Image  // the images of every bundle (bundles.go)
+	fit      fitState        // absent platforms, delta base (formats.go)
+	stores   sync.Map        // repository name -> SourceRepository (source.go)
+	images   []Image         // the images of every bundle (bundles.go)
+	resolved map[string]bool // image strings resolved so far (bundles.go)
 }
 
 func (e *exporter) warn(format string, args ...any) {
@@ -682,7 +683,9 @@ func (e *exporter) collectImages(ctx context.Context, index *ocispec.Index, src 
 				return nil // report every failing image, not just the first
 			}
 			out[i] = r
-			e.o.Progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateDone, Item: img.Ref + "@" + r.desc.Digest.String(), Image: img.Ref, Bytes: r.bytes})
+			if e.firstResolution(img.Ref) { // an image string several bundles use is one item
+				e.o.Progress.Emit(progress.Event{Phase: progress.PhasePlan, State: progress.StateDone, Item: img.Ref + "@" + r.desc.Digest.String(), Image: img.Ref, Bytes: r.bytes})
+			}
 			return nil
 		})
 	}

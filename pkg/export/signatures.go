@@ -417,8 +417,23 @@ func (e *exporter) verifyWritten(ctx context.Context, path string, res *Result) 
 	b, err := archive.Load(ctx, path, layout.OpenOptions{})
 	if err == nil {
 		defer b.Close()
+		// Every bundle of the archive with its own evidence; the report is
+		// the primary bundle's.
 		var rep *sigbundle.Report
-		if rep, err = b.VerifySignatures(ctx, e.o.signing.verify...); err == nil {
+		for _, x := range b.All() {
+			r, verr := x.VerifySignatures(ctx, e.o.signing.verify...)
+			if verr != nil {
+				if len(b.Others) > 0 {
+					verr = fmt.Errorf("bundle %s: %w", x.Bundle.Name, verr)
+				}
+				err = verr
+				break
+			}
+			if x == b {
+				rep = r
+			}
+		}
+		if err == nil {
 			if res.Signatures == nil {
 				res.Signatures = &Signatures{}
 			}

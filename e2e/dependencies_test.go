@@ -13,16 +13,19 @@ import (
 	"testing"
 
 	"github.com/cnabio/cnab-go/bundle"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cnab-airgap/cnab-airgap/e2e/harness"
+	"github.com/cnab-airgap/cnab-airgap/e2e/sigfixtures"
 	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/export"
 	"github.com/cnab-airgap/cnab-airgap/pkg/importer"
 	"github.com/cnab-airgap/cnab-airgap/pkg/layout"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
 	"github.com/cnab-airgap/cnab-airgap/pkg/serve"
+	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
 
 // release is a parent bundle ("shop") that depends on two bundles, "db"
@@ -441,4 +444,113 @@ func rewriteIndex(t *testing.T, in, out string, edit func(ix *ocispec.Index)) {
 		}
 		return raw
 	})
+}
+
+// TestDependenciesSigned: each bundle of an archive of several is verified
+// with its own signing evidence. The db bundle's index is signed (cosign
+// tag scheme) and so is the image db and monitor share (a referrer); shop
+// is not signed. Import with the key reports db signed and monitor's shared
+// image verified, shop unsigned, and pushes each signature beside its
+// subject in every bundle that carries it.
+func TestDependenciesSigned(t *testing.T) {
+	ctx := context.Background()
+	src := startRegistry(t)
+	dst := startRegistry(t)
+	rel := pushRelease(t, src)
+	dir := t.TempDir()
+	key, err := sigfixtures.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(dir, "cosign.pub")
+	if err := key.WritePublic(pub); err != nil {
+		t.Fatal(err)
+	}
+	repo := func(path string) sigfixtures.Repo {
+		r, err := src.Repository(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sigfixtures.Repo{Name: r, Options: src.RemoteOptions()}
+	}
+	dbIndex := ocispec.Descriptor{MediaType: rel.db.IndexMediaType, Digest: rel.db.Digest, Size: int64(len(rel.db.IndexJSON))}
+	a, err := sigfixtures.CosignSignature(key, rel.db.Ref, dbIndex, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sigfixtures.Push(ctx, repo("bundles/db"), a); err != nil {
+		t.Fatal(err)
+	}
+	shared := ocispec.Descriptor{MediaType: rel.shared.MediaType, Digest: rel.shared.Digest, Size: rel.shared.Size}
+	if a, err = sigfixtures.CosignSignature(key, rel.shared.Ref, shared, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sigfixtures.Push(ctx, repo("library/shared-agent"), a); err != nil {
+		t.Fatal(err)
+	}
+
+	c := clientFor(t, src, dst)
+	path := filepath.Join(dir, "shop.tar")
+	res, err := export.Export(ctx, export.Request{Reference: rel.shop.Ref, Output: path}, export.WithClient(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Signatures == nil || res.Signatures.Artifacts != 2 {
+		t.Fatalf("export carried %+v", res.Signatures)
+	}
+	src.Close()
+
+	// Another key: the signatures the bundles carry do not verify with it,
+	// and nothing is pushed.
+	wrong, err := sigfixtures.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongPub := filepath.Join(dir, "wrong.pub")
+	if err := wrong.WritePublic(wrongPub); err != nil {
+		t.Fatal(err)
+	}
+	_, err = importer.Import(ctx, importer.Request{Archive: path, Target: dst.Host + "/airgap", MappingPath: filepath.Join(dir, "m.json")},
+		importer.WithClient(c), importer.WithSigningOptions(cosignKey(t, wrongPub)))
+	if !errors.Is(err, sigbundle.ErrSignature) {
+		t.Fatalf("another key: %v", err)
+	}
+	if n := dst.Counts(); n.BlobUploadStarts != 0 || n.ManifestPuts != 0 {
+		t.Fatalf("pushed despite the refused key: %+v", n)
+	}
+
+	ir, err := importer.Import(ctx, importer.Request{Archive: path, Target: dst.Host + "/airgap", MappingPath: filepath.Join(dir, "m.json")},
+		importer.WithClient(c), importer.WithSigningOptions(cosignKey(t, pub)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verified := map[string][]string{}
+	signed := map[string]bool{}
+	for _, br := range ir.Bundles {
+		if br.Signatures == nil || br.Signatures.Report == nil {
+			t.Fatalf("bundle %s: no signing report", br.Bundle)
+		}
+		signed[br.Bundle] = br.Signatures.Report.Signed
+		for _, ar := range br.Signatures.Report.Artifacts {
+			if !ar.Verified {
+				t.Fatalf("bundle %s: artifact %s about %s not verified: %s", br.Bundle, ar.Digest, ar.SubjectLabel, ar.Note)
+			}
+			verified[br.Bundle] = append(verified[br.Bundle], ar.Subject.String())
+		}
+	}
+	if !signed["db"] || signed["shop"] || signed["monitor"] {
+		t.Fatalf("signed bundles: %v", signed)
+	}
+	if len(verified["shop"]) != 0 || len(verified["db"]) != 2 || len(verified["monitor"]) != 1 || verified["monitor"][0] != rel.shared.Digest.String() {
+		t.Fatalf("verified per bundle: %v", verified)
+	}
+	// The db index's signature is where cosign looks for it at the target.
+	dbRepo, err := dst.Repository("airgap/bundles/db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := dbRepo.Tag(strings.Replace(rel.db.Digest.String(), ":", "-", 1) + ".sig")
+	if _, err := remote.Head(tag, dst.RemoteOptions()...); err != nil {
+		t.Fatalf("%s at the target: %v", tag, err)
+	}
 }

@@ -420,8 +420,13 @@ func (e *exporter) verifyWritten(ctx context.Context, path string, res *Result) 
 		// Every bundle of the archive with its own evidence; the report is
 		// the primary bundle's.
 		var rep *sigbundle.Report
+		var reports []*sigbundle.Report
+		each := e.o.signing.verify // a trust anchor need only verify something in one bundle
+		if len(b.Others) > 0 {
+			each = append(slices.Clone(each), sigbundle.WithArchiveOfSeveral())
+		}
 		for _, x := range b.All() {
-			r, verr := x.VerifySignatures(ctx, e.o.signing.verify...)
+			r, verr := x.VerifySignatures(ctx, each...)
 			if verr != nil {
 				if len(b.Others) > 0 {
 					verr = fmt.Errorf("bundle %s: %w", x.Bundle.Name, verr)
@@ -432,6 +437,10 @@ func (e *exporter) verifyWritten(ctx context.Context, path string, res *Result) 
 			if x == b {
 				rep = r
 			}
+			reports = append(reports, r)
+		}
+		if err == nil && len(b.Others) > 0 {
+			err = sigbundle.AnchorsUsed(reports, e.o.signing.verify...)
 		}
 		if err == nil {
 			if res.Signatures == nil {

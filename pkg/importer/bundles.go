@@ -12,6 +12,7 @@ import (
 
 	"github.com/cnab-airgap/cnab-airgap/pkg/archive"
 	"github.com/cnab-airgap/cnab-airgap/pkg/relocate"
+	"github.com/cnab-airgap/cnab-airgap/pkg/sigbundle"
 )
 
 // BundleResult reports one bundle of an archive of several (Result.Bundles).
@@ -53,12 +54,26 @@ func importAll(ctx context.Context, o *options, b *archive.Bundle, target reloca
 	order := dependencyOrder(b)
 	paths := MappingPaths(mappingPath, b)
 	ims := map[*archive.Bundle]*importer{}
+	// Each bundle is verified with its own evidence; a trust anchor need
+	// only verify something in one of them.
+	each := *o
+	each.signing.opts = append(slices.Clone(o.signing.opts), sigbundle.WithArchiveOfSeveral())
+	var reports []*sigbundle.Report
 	for _, x := range order {
-		im, err := planBundle(ctx, o, x, target)
+		im, err := planBundle(ctx, &each, x, target)
 		if err != nil {
 			return nil, fmt.Errorf("import of bundle %s into %s: %w", x.Bundle.Name, target, err)
 		}
+		im.o = o
 		ims[x] = im
+		if s := im.res.Signatures; s != nil {
+			reports = append(reports, s.Report)
+		}
+	}
+	if !o.signing.off {
+		if err := sigbundle.AnchorsUsed(reports, o.signing.opts...); err != nil {
+			return nil, fmt.Errorf("import of %s into %s: %w", bundleList(order), target, err)
+		}
 	}
 	if !o.dryRun {
 		// Nothing is pushed before every byte any bundle sends is checked.

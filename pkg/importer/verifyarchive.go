@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/opencontainers/go-digest"
 
@@ -97,6 +98,11 @@ func Verify(ctx context.Context, req VerifyRequest, opts ...Option) (*VerifyRepo
 
 	paths := MappingPaths(req.Mapping, b)
 	var auditErrs []error
+	var reports []*sigbundle.Report
+	each := o.signing.opts // each bundle with its own evidence; a trust anchor need only verify something in one
+	if len(b.Others) > 0 {
+		each = append(slices.Clone(each), sigbundle.WithArchiveOfSeveral())
+	}
 	for _, x := range b.All() {
 		vb := VerifiedBundle{BundleSummary: x.Summary()}
 		if req.Target != "" {
@@ -116,7 +122,7 @@ func Verify(ctx context.Context, req VerifyRequest, opts ...Option) (*VerifyRepo
 			}
 		}
 		if !o.signing.off {
-			so := o.signing.opts
+			so := each
 			if o.signing.trustState != "" {
 				st, err := sigbundle.ReadTrustState(o.signing.trustState)
 				if err != nil {
@@ -131,11 +137,17 @@ func Verify(ctx context.Context, req VerifyRequest, opts ...Option) (*VerifyRepo
 				return nil, err
 			}
 		}
+		reports = append(reports, vb.Signatures)
 		if x == b {
 			r.Relocation, r.Signatures = vb.Relocation, vb.Signatures
 		}
 		if len(b.Others) > 0 {
 			r.Bundles = append(r.Bundles, vb)
+		}
+	}
+	if len(b.Others) > 0 && !o.signing.off {
+		if err := sigbundle.AnchorsUsed(reports, o.signing.opts...); err != nil {
+			return nil, err
 		}
 	}
 	if len(auditErrs) == 1 {

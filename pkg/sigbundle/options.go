@@ -55,6 +55,7 @@ type options struct {
 	require          bool
 	allowRename      bool        // names.go
 	trustState       *TrustState // truststate.go
+	partOfArchive    bool        // WithArchiveOfSeveral (verify.go)
 }
 
 func makeOptions(opts ...Option) (*options, error) {

@@ -212,8 +212,10 @@ func Verify(ctx context.Context, st content.Fetcher, c Carried, opts ...Option) 
 	if err := v.evaluatePolicies(); err != nil {
 		return nil, err
 	}
-	if err := v.anchorsUsed(); err != nil {
-		return nil, err
+	if !o.partOfArchive {
+		if err := anchorsUsed(o, v.rep); err != nil {
+			return nil, err
+		}
 	}
 	if o.require && !v.rep.Signed {
 		if len(renamed) > 0 {
@@ -238,19 +240,46 @@ func compareBool(a, b bool) int {
 	return -1
 }
 
+// WithArchiveOfSeveral says that Verify checks one bundle of an archive of
+// several: a trust anchor (Notary pin, cosign key, identity, notation
+// trust store) that verifies nothing in this bundle is not refused here,
+// since it may be another bundle's; AnchorsUsed then checks the anchors
+// over the reports of all the bundles.
+func WithArchiveOfSeveral() Option {
+	return func(o *options) error { o.partOfArchive = true; return nil }
+}
+
+// AnchorsUsed refuses, as Verify does for one bundle, trust anchors among
+// opts that verified nothing in any of reports (the Verify reports of the
+// bundles of one archive, made WithArchiveOfSeveral).
+func AnchorsUsed(reports []*Report, opts ...Option) error {
+	o, err := makeOptions(opts...)
+	if err != nil {
+		return err
+	}
+	all := &Report{}
+	for _, r := range reports {
+		if r != nil {
+			all.Notary = append(all.Notary, r.Notary...)
+			all.Artifacts = append(all.Artifacts, r.Artifacts...)
+		}
+	}
+	return anchorsUsed(o, all)
+}
+
 // anchorsUsed refuses trust anchors given for evidence the archive does not
 // carry: a Notary pin for a GUN without trust data, a cosign key that
 // verified nothing, a notation trust store that verified nothing. An
 // operator who pins a publisher expects that publisher's evidence; without
 // it the content would pass as merely unsigned.
-func (v *verifier) anchorsUsed() error {
+func anchorsUsed(o *options, rep *Report) error {
 	gunsSeen := map[string]bool{}
 	var carried []string
-	for _, n := range v.rep.Notary {
+	for _, n := range rep.Notary {
 		gunsSeen[n.GUN] = true
 		carried = append(carried, n.GUN)
 	}
-	for _, g := range slices.Sorted(maps.Keys(v.o.pins)) {
+	for _, g := range slices.Sorted(maps.Keys(o.pins)) {
 		if gunsSeen[g] {
 			continue
 		}
@@ -262,7 +291,7 @@ func (v *verifier) anchorsUsed() error {
 	}
 	used := map[string]bool{}
 	cosignArts, notationVerified := 0, false
-	for _, a := range v.rep.Artifacts {
+	for _, a := range rep.Artifacts {
 		switch a.Format {
 		case "cosign", "cosign-attestation":
 			cosignArts++
@@ -274,18 +303,18 @@ func (v *verifier) anchorsUsed() error {
 		}
 	}
 	keyless := false
-	for _, a := range v.rep.Artifacts {
+	for _, a := range rep.Artifacts {
 		keyless = keyless || (a.Verified && a.Signer != nil && a.Signer.Identity != "")
 	}
-	if len(v.o.identities) > 0 && !keyless {
-		return &Error{Kind: "cosign", Key: strings.Join(v.o.identityNames, ", "), Err: wrapf(ErrTrustAnchor, "no keyless signature or attestation of the %d the archive carries was made by the given identities", cosignArts)}
+	if len(o.identities) > 0 && !keyless {
+		return &Error{Kind: "cosign", Key: strings.Join(o.identityNames, ", "), Err: wrapf(ErrTrustAnchor, "no keyless signature or attestation of the %d the archive carries was made by the given identities", cosignArts)}
 	}
-	for _, k := range v.o.cosignKeys {
+	for _, k := range o.cosignKeys {
 		if !used[k.name] {
 			return &Error{Kind: "cosign", Key: k.name, Err: wrapf(ErrTrustAnchor, "the key verified none of the %d cosign signatures and attestations the archive carries", cosignArts)}
 		}
 	}
-	if len(v.o.notationRoots) > 0 && !notationVerified {
+	if len(o.notationRoots) > 0 && !notationVerified {
 		return &Error{Kind: "notation", Err: wrapf(ErrTrustAnchor, "a notation trust store was given, but no notation signature the archive carries verifies against it")}
 	}
 	return nil

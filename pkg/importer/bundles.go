@@ -150,7 +150,8 @@ func dependencyOrder(b *archive.Bundle) []*archive.Bundle {
 // archive goes, given the path asked for ("" : none): the primary
 // bundle's at that path, every other bundle's beside it, named by the
 // bundle ("relocation-mapping.json" -> "relocation-mapping.db.json"), with
-// its version too when two bundles share a name.
+// its version too when two bundles share a name (and the start of its
+// index digest when they share the version too).
 func MappingPaths(path string, b *archive.Bundle) map[*archive.Bundle]string {
 	out := map[*archive.Bundle]string{}
 	if path == "" {
@@ -166,12 +167,18 @@ func MappingPaths(path string, b *archive.Bundle) map[*archive.Bundle]string {
 		ext = ".json"
 	}
 	out[b] = path
+	used := map[string]bool{path: true}
 	for _, x := range b.Others {
 		n := x.Bundle.Name
 		if count[n] > 1 || n == b.Bundle.Name {
 			n += "-" + x.Bundle.Version
 		}
-		out[x] = stem + "." + relocate.SanitizePath(n) + ext
+		p := stem + "." + relocate.SanitizePath(n) + ext
+		if used[p] { // same name and version, other content: the index digest tells them apart
+			p = stem + "." + relocate.SanitizePath(n+"-"+x.Index.Digest.Encoded()[:12]) + ext
+		}
+		used[p] = true
+		out[x] = p
 	}
 	return out
 }

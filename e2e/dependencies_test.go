@@ -458,14 +458,7 @@ func TestDependenciesSigned(t *testing.T) {
 	dst := startRegistry(t)
 	rel := pushRelease(t, src)
 	dir := t.TempDir()
-	key, err := sigfixtures.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := filepath.Join(dir, "cosign.pub")
-	if err := key.WritePublic(pub); err != nil {
-		t.Fatal(err)
-	}
+	key, pub := newKeyFile(t, dir, "cosign.pub")
 	repo := func(path string) sigfixtures.Repo {
 		r, err := src.Repository(path)
 		if err != nil {
@@ -502,14 +495,7 @@ func TestDependenciesSigned(t *testing.T) {
 
 	// Another key: the signatures the bundles carry do not verify with it,
 	// and nothing is pushed.
-	wrong, err := sigfixtures.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrongPub := filepath.Join(dir, "wrong.pub")
-	if err := wrong.WritePublic(wrongPub); err != nil {
-		t.Fatal(err)
-	}
+	_, wrongPub := newKeyFile(t, dir, "wrong.pub")
 	_, err = importer.Import(ctx, importer.Request{Archive: path, Target: dst.Host + "/airgap", MappingPath: filepath.Join(dir, "m.json")},
 		importer.WithClient(c), importer.WithSigningOptions(cosignKey(t, wrongPub)))
 	if !errors.Is(err, sigbundle.ErrSignature) {
@@ -553,4 +539,18 @@ func TestDependenciesSigned(t *testing.T) {
 	if _, err := remote.Head(tag, dst.RemoteOptions()...); err != nil {
 		t.Fatalf("%s at the target: %v", tag, err)
 	}
+}
+
+// newKeyFile makes a signing key and writes its public key to dir/name.
+func newKeyFile(t *testing.T, dir, name string) (*sigfixtures.Key, string) {
+	t.Helper()
+	k, err := sigfixtures.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := k.WritePublic(path); err != nil {
+		t.Fatal(err)
+	}
+	return k, path
 }

@@ -161,6 +161,13 @@ func TestDependenciesRoundTrip(t *testing.T) {
 			t.Fatalf("bundle %s: index %s bundle.json %s, source %s %s", x.Bundle.Name, x.Index.Digest, x.BundleDigest, want.Digest, want.BundleJSONDigest)
 		}
 	}
+	// Each bundle's repository needs its closure's blobs: one probe each.
+	blobJobs := 0
+	for _, x := range b.All() {
+		all := &archive.ImageEntry{}
+		x.Closure(all, x.Index.Digest) // the bundle index names every image
+		blobJobs += len(all.Blobs)
+	}
 	b.Close()
 
 	// What index.json says of the bundles is checked against them.
@@ -227,6 +234,11 @@ func TestDependenciesRoundTrip(t *testing.T) {
 	ir, err := importer.Import(ctx, importer.Request{Archive: path, Target: dst.Host + "/airgap", MappingPath: mapping}, importer.WithClient(c))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// One HEAD per blob and repository: what a bundle pushed is not asked
+	// about again for the bundles after it.
+	if n := settle(dst); n.BlobProbes != int64(blobJobs) {
+		t.Fatalf("%d blob HEADs for %d blob jobs", n.BlobProbes, blobJobs)
 	}
 	if len(ir.Bundles) != 3 || ir.Bundles[0].Bundle != "shop" || len(ir.Bundles[0].Dependencies) != 2 {
 		t.Fatalf("import bundles: %+v", ir.Bundles)

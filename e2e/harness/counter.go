@@ -31,8 +31,11 @@ type Counts struct {
 	// PATCH and PUT requests on /v2/<name>/blobs/uploads/, whatever the
 	// outcome.
 	BlobUploadBytes int64
-	// BlobHeads and BlobGets count HEAD and GET /v2/<name>/blobs/<digest>.
+	// BlobHeads and BlobGets count HEAD and GET /v2/<name>/blobs/<digest>
+	// that found the blob; BlobProbes counts every such HEAD, whatever the
+	// answer (a client asking whether to upload).
 	BlobHeads, BlobGets int64
+	BlobProbes          int64
 	// ManifestPuts, ManifestHeads and ManifestGets count PUT, HEAD and GET
 	// /v2/<name>/manifests/<reference>.
 	ManifestPuts, ManifestHeads, ManifestGets int64
@@ -55,7 +58,7 @@ type counter struct {
 	requests, unauthorized                    atomic.Int64
 	uploadStarts, mounts, uploadsDone         atomic.Int64
 	uploadBytes                               atomic.Int64
-	blobHeads, blobGets                       atomic.Int64
+	blobHeads, blobGets, blobProbes           atomic.Int64
 	manifestPuts, manifestHeads, manifestGets atomic.Int64
 	tagLists, catalogs                        atomic.Int64
 	tokensIssued                              atomic.Int64
@@ -64,7 +67,7 @@ type counter struct {
 func (c *counter) all() []*atomic.Int64 {
 	return []*atomic.Int64{
 		&c.requests, &c.unauthorized, &c.uploadStarts, &c.mounts, &c.uploadsDone,
-		&c.uploadBytes, &c.blobHeads, &c.blobGets, &c.manifestPuts, &c.manifestHeads,
+		&c.uploadBytes, &c.blobHeads, &c.blobGets, &c.blobProbes, &c.manifestPuts, &c.manifestHeads,
 		&c.manifestGets, &c.tagLists, &c.catalogs, &c.tokensIssued,
 	}
 }
@@ -85,6 +88,7 @@ func (c *counter) snapshot() Counts {
 		BlobUploadBytes:      c.uploadBytes.Load(),
 		BlobHeads:            c.blobHeads.Load(),
 		BlobGets:             c.blobGets.Load(),
+		BlobProbes:           c.blobProbes.Load(),
 		ManifestPuts:         c.manifestPuts.Load(),
 		ManifestHeads:        c.manifestHeads.Load(),
 		ManifestGets:         c.manifestGets.Load(),
@@ -141,6 +145,9 @@ func (c *counter) wrap(next http.Handler) http.Handler {
 		}
 		if status == http.StatusUnauthorized {
 			c.unauthorized.Add(1)
+		}
+		if rt == routeBlob && r.Method == http.MethodHead {
+			c.blobProbes.Add(1)
 		}
 		if status >= 400 {
 			return

@@ -90,13 +90,15 @@ func importAll(ctx context.Context, o *options, b *archive.Bundle, target reloca
 		if err := b.HashDigests(ctx, slices.Sorted(maps.Keys(send)), o.Jobs, o.Progress); err != nil {
 			return nil, fmt.Errorf("import of %s into %s: %w", bundleList(order), target, err)
 		}
-		for _, x := range order {
-			ims[x].hashed = send
-		}
 	}
-	for _, x := range order {
+	for i, x := range order {
 		if err := ims[x].run(ctx, paths[x]); err != nil {
 			return nil, fmt.Errorf("import of bundle %s into %s: %w", x.Bundle.Name, target, err)
+		}
+		// What it put at the target is there for the bundles after it:
+		// their probe answers are kept true without a second probe.
+		for _, y := range order[i+1:] {
+			ims[y].heldAfterRun(ims[x])
 		}
 	}
 	res := *ims[b].res

@@ -362,9 +362,12 @@ func (im *importer) run(ctx context.Context, mappingPath string) error {
 		return nil
 	}
 	// Every byte that is to be uploaded is checked before the first one is
-	// (prehash.go).
-	if err := im.checkBeforeUpload(ctx); err != nil {
-		return err
+	// (prehash.go); an import of several bundles did that for all of them
+	// at once (bundles.go).
+	if im.present == nil {
+		if err := im.checkBeforeUpload(ctx); err != nil {
+			return err
+		}
 	}
 	if err := im.push(ctx); err != nil { // blobs, then manifests, with the copy engine (push.go)
 		return err
@@ -402,9 +405,6 @@ type importer struct {
 	// present says, for each blob job the probe asked about, whether the
 	// target held the blob then (prehash.go).
 	present map[blobJob]bool
-	// hashed are blobs already hashed before the first push of an import
-	// of several bundles (bundles.go).
-	hashed map[digest.Digest]bool
 }
 
 // blobJob is one blob wanted in one repository: uploaded there, or mounted

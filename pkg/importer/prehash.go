@@ -25,9 +25,6 @@ func (im *importer) checkBeforeUpload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Blobs an import of several bundles hashed before its first push
-	// (bundles.go) are not read again.
-	send = slices.DeleteFunc(send, func(d digest.Digest) bool { return im.hashed[d] })
 	return im.b.HashDigests(ctx, send, im.o.Jobs, im.o.Progress)
 }
 
@@ -67,4 +64,23 @@ func (im *importer) probe(ctx context.Context) ([]digest.Digest, error) {
 		}
 	}
 	return slices.Sorted(maps.Keys(send)), nil
+}
+
+// heldAfterRun marks the blob jobs of im that a finished import of
+// another bundle, done, put into the same repository: they are present
+// now, without asking the target again.
+func (im *importer) heldAfterRun(done *importer) {
+	type at struct {
+		repo string
+		d    digest.Digest
+	}
+	held := map[at]bool{}
+	for j := range done.present { // every blob job of a finished run is at the target
+		held[at{j.repo, j.d}] = true
+	}
+	for j, ok := range im.present {
+		if !ok && held[at{j.repo, j.d}] {
+			im.present[j] = true
+		}
+	}
 }

@@ -152,14 +152,8 @@ func (e *exporter) firstResolution(ref string) bool {
 	return true
 }
 
-// chainOf names a dependency chain: "app -> db -> storage".
-func chainOf(path []*bundleSource) string {
-	names := make([]string, len(path))
-	for i, p := range path {
-		names[i] = bundleLabel(p)
-	}
-	return strings.Join(names, " -> ")
-}
+// chainOf names a dependency chain: "app (REF) -> db (REF)".
+func chainOf(path []*bundleSource) string { return bundleLabels(path, " -> ") }
 
 func bundleLabel(s *bundleSource) string {
 	if s.ref != "" {
@@ -168,12 +162,13 @@ func bundleLabel(s *bundleSource) string {
 	return s.bundle.Name
 }
 
-func bundleNames(srcs []*bundleSource) string {
+// bundleLabels names bundles, joined by sep.
+func bundleLabels(srcs []*bundleSource, sep string) string {
 	names := make([]string, len(srcs))
 	for i, s := range srcs {
 		names[i] = bundleLabel(s)
 	}
-	return strings.Join(names, ", ")
+	return strings.Join(names, sep)
 }
 
 // collectAll resolves the images of every bundle into one index.json: the
@@ -233,18 +228,13 @@ func (e *exporter) collectAll(ctx context.Context, srcs []*bundleSource, res *Re
 			sum.Images = append(sum.Images, img.ImageSummary)
 		}
 		res.Bundles = append(res.Bundles, sum)
-		for i := range index.Manifests {
-			m := &index.Manifests[i]
-			if m.Digest != s.root.Digest || m.Annotations[layout.AnnotationRole] != layout.RoleBundle {
-				continue
-			}
-			if s.requested {
-				m.Annotations[layout.AnnotationRequested] = "true"
-			}
-			if len(deps) > 0 {
-				slices.Sort(deps)
-				m.Annotations[layout.AnnotationDependencies] = strings.Join(deps, ",")
-			}
+		// s.root's annotations are those of its index.json entry (one map).
+		if s.requested {
+			s.root.Annotations[layout.AnnotationRequested] = "true"
+		}
+		if len(deps) > 0 {
+			slices.Sort(deps)
+			s.root.Annotations[layout.AnnotationDependencies] = strings.Join(deps, ",")
 		}
 	}
 	return index, nil

@@ -193,7 +193,7 @@ func Export(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		return nil, err
 	}
 	if len(srcs) > 1 && o.fit.format == layout.FormatCNABThick {
-		return nil, fmt.Errorf("%w: export: the cnab-thick format holds one bundle, and this export has %d (%s); use the oci format", errdefs.ErrUsage, len(srcs), bundleNames(srcs))
+		return nil, fmt.Errorf("%w: export: the cnab-thick format holds one bundle, and this export has %d (%s); use the oci format", errdefs.ErrUsage, len(srcs), bundleLabels(srcs, ", "))
 	}
 	src := srcs[0]
 	for _, s := range srcs {

@@ -227,7 +227,7 @@ func (b *Bundle) load() error {
 	if multi {
 		primary = -1
 		for i, d := range bundleDescs {
-			if cfg := b.bundleConfig(d); cfg != nil && cfg.Digest == b.BundleDigest {
+			if _, m, err := b.configManifest(d); err == nil && m.Config.Digest == b.BundleDigest {
 				primary = i
 				break
 			}
@@ -268,33 +268,38 @@ func (b *Bundle) load() error {
 	return b.linkBundles(all, extra)
 }
 
-// bundleConfig returns the config descriptor (bundle.json) of the config
-// manifest of a bundle entry, or nil.
-func (b *Bundle) bundleConfig(d ocispec.Descriptor) *ocispec.Descriptor {
+// configManifest finds and reads the config manifest of bundle entry d:
+// the child of its index annotated io.cnab.manifest.type=config, whose
+// config is bundle.json.
+func (b *Bundle) configManifest(d ocispec.Descriptor) (*Node, *ocispec.Manifest, error) {
 	idx := b.Nodes[d.Digest]
-	if idx == nil {
-		return nil
+	if idx == nil || !layout.IsIndex(idx.Desc.MediaType) {
+		return nil, nil, fmt.Errorf("%w: the bundle entry is not an index", ErrInvalidArchive)
 	}
 	for _, c := range idx.Children {
 		if c.Annotations[layout.AnnotationCNABManifestType] != "config" {
 			continue
 		}
-		if n := b.Nodes[c.Digest]; n != nil {
-			var m ocispec.Manifest
-			if json.Unmarshal(n.Raw, &m) == nil {
-				return &m.Config
-			}
+		n := b.Nodes[c.Digest]
+		if n == nil {
+			break
 		}
+		var m ocispec.Manifest
+		if err := json.Unmarshal(n.Raw, &m); err != nil {
+			return nil, nil, fmt.Errorf("%w: bundle config manifest: %w", ErrInvalidArchive, err)
+		}
+		return n, &m, nil
 	}
-	return nil
+	return nil, nil, fmt.Errorf("%w: the bundle index has no config manifest", ErrInvalidArchive)
 }
 
 // other builds the view of a further bundle of a multi-bundle archive.
 func (b *Bundle) other(d ocispec.Descriptor, byRef map[string][]ocispec.Descriptor) (*Bundle, error) {
-	cfg := b.bundleConfig(d)
-	if cfg == nil {
-		return nil, fmt.Errorf("%w: the bundle index has no config manifest", ErrInvalidArchive)
+	_, m, err := b.configManifest(d)
+	if err != nil {
+		return nil, err
 	}
+	cfg := &m.Config
 	if _, ok := b.Blobs[cfg.Digest]; !ok {
 		return nil, fmt.Errorf("%w: bundle.json %s is not carried", ErrInvalidArchive, cfg.Digest)
 	}
@@ -369,32 +374,19 @@ func (b *Bundle) checkBundle(byRef map[string][]ocispec.Descriptor) error {
 // checkBundleIndex checks the bundle index: its config manifest carries this
 // bundle.json, and its image descriptors agree with bundle.json.
 func (b *Bundle) checkBundleIndex() error {
-	idx := b.Nodes[b.Index.Digest]
-	if idx == nil || !layout.IsIndex(idx.Desc.MediaType) {
-		return fmt.Errorf("%w: the bundle entry is not an index", ErrInvalidArchive)
-	}
-	var cfg *Node
-	var images []ocispec.Descriptor
-	for _, c := range idx.Children {
-		if c.Annotations[layout.AnnotationCNABManifestType] == "config" {
-			cfg = b.Nodes[c.Digest]
-		} else {
-			images = append(images, c)
-		}
-	}
-	if cfg == nil {
-		return fmt.Errorf("%w: the bundle index has no config manifest", ErrInvalidArchive)
+	cfg, m, err := b.configManifest(b.Index)
+	if err != nil {
+		return err
 	}
 	b.ConfigManifest = cfg.Desc.Digest
-	var m ocispec.Manifest
-	if err := json.Unmarshal(cfg.Raw, &m); err != nil {
-		return fmt.Errorf("%w: bundle config manifest: %w", ErrInvalidArchive, err)
-	}
 	if m.Config.Digest != b.BundleDigest {
 		return fmt.Errorf("%w: the bundle's config manifest points at %s, bundle.json hashes to %s", ErrBundleMismatch, m.Config.Digest, b.BundleDigest)
 	}
 	invocation := 0
-	for _, c := range images {
+	for _, c := range b.Nodes[b.Index.Digest].Children {
+		if c.Annotations[layout.AnnotationCNABManifestType] == "config" {
+			continue
+		}
 		var img *relocate.Image
 		for i := range b.Bundle.Images {
 			x := &b.Bundle.Images[i]

@@ -82,7 +82,8 @@ func pushRelease(t *testing.T, src *harness.Registry) *release {
 		map[string]*harness.PushedImage{"agent": r.shared, "postgres": pushImage(t, src, "library/postgres:15", "postgres", base)}, nil)
 	r.monitor = pushDependent(t, src, "bundles/monitor:2.0", "monitor", "2.0.0",
 		pushImage(t, src, "library/monitor-installer:2", "monitor-installer", base),
-		map[string]*harness.PushedImage{"agent": r.shared}, nil)
+		// The same image under another name: one image of the archive, two names.
+		map[string]*harness.PushedImage{"agent": pushImage(t, src, "library/agent:stable", "shared-agent", base)}, nil)
 	r.shop = pushDependent(t, src, "bundles/shop:1.0", "shop", "1.0.0",
 		pushImage(t, src, "library/shop-installer:1", "shop-installer", base),
 		map[string]*harness.PushedImage{"web": pushImage(t, src, "library/shop-web:1", "shop-web", base)},
@@ -121,7 +122,7 @@ func tarEntries(t *testing.T, path string) map[string]int {
 }
 
 // TestDependenciesRoundTrip: a bundle and the two bundles it depends on
-// (one image shared between them) travel in one archive and land at the
+// (one image shared between them, under two names) travel in one archive and land at the
 // target beside each other; cnab-to-oci pulls each of them back with
 // bundle.json and index byte-identical.
 func TestDependenciesRoundTrip(t *testing.T) {
@@ -377,6 +378,31 @@ func TestThreeBundlesStoreSharedBlobsOnce(t *testing.T) {
 	}
 	if shared != 2 {
 		t.Fatalf("the shared image is an image of %d bundles, want 2", shared)
+	}
+
+	// docker save's manifest.json lists the shared image once, under both
+	// of its names.
+	raw, ok, err := b.Archive.File(layout.DockerManifestFile)
+	if err != nil || !ok {
+		t.Fatalf("manifest.json: %v (present %v)", err, ok)
+	}
+	var dm []struct{ RepoTags []string }
+	if err := json.Unmarshal(raw, &dm); err != nil {
+		t.Fatal(err)
+	}
+	names := 0
+	for _, e := range dm {
+		for _, n := range e.RepoTags {
+			if strings.Contains(n, "/library/shared-agent:3.1") || strings.Contains(n, "/library/agent:stable") {
+				names++
+				if len(e.RepoTags) != 2 {
+					t.Fatalf("the shared image is listed with names %v", e.RepoTags)
+				}
+			}
+		}
+	}
+	if names != 2 {
+		t.Fatalf("the shared image's names in manifest.json: %d, want 2:\n%s", names, raw)
 	}
 
 	// inspect lists the three bundles.

@@ -2,6 +2,7 @@ package export
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -41,7 +42,7 @@ func (e *exporter) dockerManifest(index *ocispec.Index) ([]byte, error) {
 		return ok && !omitted
 	}
 	var out []dockerArchiveEntry
-	seen := map[digest.Digest]bool{}
+	at := map[digest.Digest]int{} // manifest -> its entry: two names of one image share it
 	for _, d := range index.Manifests {
 		role := d.Annotations[layout.AnnotationRole]
 		if role != layout.RoleInvocation && role != layout.RoleComponent {
@@ -67,7 +68,16 @@ func (e *exporter) dockerManifest(index *ocispec.Index) ([]byte, error) {
 			}
 			m = ix.Manifests[pick]
 		}
-		if seen[m.Digest] {
+		// RepoTags take tags only: a reference by digest loads untagged
+		// ("@" appears in a reference only before its digest).
+		tag := d.Annotations[layout.AnnotationImageName]
+		if strings.Contains(tag, "@") {
+			tag = ""
+		}
+		if i, ok := at[m.Digest]; ok {
+			if tag != "" && !slices.Contains(out[i].RepoTags, tag) {
+				out[i].RepoTags = append(out[i].RepoTags, tag)
+			}
 			continue
 		}
 		var mf ocispec.Manifest
@@ -83,12 +93,10 @@ func (e *exporter) dockerManifest(index *ocispec.Index) ([]byte, error) {
 		if !ok {
 			continue
 		}
-		// RepoTags take tags only: a reference by digest loads untagged
-		// ("@" appears in a reference only before its digest).
-		if n := layout.ContainerdName(d.Annotations[layout.AnnotationRefName]); n != "" && !strings.Contains(n, "@") {
-			entry.RepoTags = append(entry.RepoTags, n)
+		if tag != "" {
+			entry.RepoTags = append(entry.RepoTags, tag)
 		}
-		seen[m.Digest] = true
+		at[m.Digest] = len(out)
 		out = append(out, entry)
 	}
 	if len(out) == 0 {

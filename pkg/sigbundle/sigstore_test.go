@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -335,6 +336,23 @@ func TestSigstoreTUF(t *testing.T) {
 	g.c.Artifacts[last].Digest, g.c.Artifacts[last].Size = d.Digest, d.Size
 	if _, err := Verify(ctx, g.st, g.c, WithSigstoreTUFRoot(grepo.Root()), id); !errors.Is(err, ErrTrustData) || !strings.Contains(err.Error(), "not the trusted_root.json target") {
 		t.Fatalf("forged trusted root: %v", err)
+	}
+
+	// A carried TUF file missing (timestamp.json left out): the data's
+	// fault, not a download that failed.
+	h := newKeylessFixture(t)
+	hrepo := h.withTUF(t, time.Hour)
+	last = len(h.c.Artifacts) - 1
+	m = ocispec.Manifest{}
+	if err := json.Unmarshal(h.st[h.c.Artifacts[last].Digest], &m); err != nil {
+		t.Fatal(err)
+	}
+	m.Layers = slices.DeleteFunc(m.Layers, func(l ocispec.Descriptor) bool { return l.Annotations[AnnotationTUFPath] == "timestamp.json" })
+	raw, _ = json.Marshal(m)
+	d = h.st.put(raw)
+	h.c.Artifacts[last].Digest, h.c.Artifacts[last].Size = d.Digest, d.Size
+	if _, err := Verify(ctx, h.st, h.c, WithSigstoreTUFRoot(hrepo.Root()), id); !errors.Is(err, ErrTrustData) {
+		t.Fatalf("timestamp.json not carried: %v", err)
 	}
 }
 

@@ -177,7 +177,7 @@ func tufTrustedRoot(url string, pinned []byte, f tufFetcher, ref time.Time) ([]b
 		up.UnsafeSetRefTime(ref)
 	}
 	if err := up.Refresh(); err != nil {
-		return nil, nil, tufError(err)
+		return nil, nil, tufError(err, f)
 	}
 	ti, err := up.GetTargetInfo(TrustedRootTarget)
 	if err != nil {
@@ -185,7 +185,7 @@ func tufTrustedRoot(url string, pinned []byte, f tufFetcher, ref time.Time) ([]b
 	}
 	_, data, err := up.DownloadTarget(ti, "", "")
 	if err != nil {
-		return nil, nil, tufError(err)
+		return nil, nil, tufError(err, f)
 	}
 	tm := up.GetTrustedMetadataSet()
 	roles := []RoleInfo{{Name: "root", Version: int(tm.Root.Signed.Version), Expires: tm.Root.Signed.Expires}}
@@ -201,9 +201,11 @@ func tufTrustedRoot(url string, pinned []byte, f tufFetcher, ref time.Time) ([]b
 	return data, roles, nil
 }
 
-// tufError classifies a TUF client failure: expired metadata, a version
-// older than one already trusted, or anything else wrong with the data.
-func tufError(err error) error {
+// tufError classifies a TUF client failure through f: expired metadata, a
+// version older than one already trusted, a download that failed at export
+// (the network's fault), or anything else wrong with the data, a file the
+// carried metadata lacks included.
+func tufError(err error, f tufFetcher) error {
 	var exp *metadata.ErrExpiredMetadata
 	var bad *metadata.ErrBadVersionNumber
 	switch {
@@ -213,7 +215,7 @@ func tufError(err error) error {
 		return wrapf(ErrRollback, "TUF: %v", err)
 	}
 	var dl *metadata.ErrDownloadHTTP
-	if errors.As(err, &dl) {
+	if _, replay := f.(*replayFetcher); errors.As(err, &dl) && !replay {
 		return err // a network failure at export: not the data's fault
 	}
 	return wrapf(ErrTrustData, "TUF: %v", err)

@@ -309,14 +309,35 @@ func TestSigstoreTUF(t *testing.T) {
 		t.Fatalf("expired, allowed: %v %+v", err, rep)
 	}
 	// Rollback: the trust state remembers a newer timestamp.
-	state := &TrustState{Version: 1, GUNs: map[string]*GUNState{}, TUF: map[string]*GUNState{repo.URL: {Roles: map[string]int{"timestamp": 7}}}}
+	pinned := digest.FromBytes(repo.Root()).String()
+	if rep.Sigstore.PinnedRoot != pinned {
+		t.Fatalf("pinned root reported as %q, want %s", rep.Sigstore.PinnedRoot, pinned)
+	}
+	state := &TrustState{Version: 1, GUNs: map[string]*GUNState{}, TUF: map[string]*GUNState{pinned: {Roles: map[string]int{"timestamp": 7}}}}
 	if _, err := Verify(ctx, f.st, f.c, WithSigstoreTUFRoot(repo.Root()), id, WithTrustState(state)); !errors.Is(err, ErrRollback) {
 		t.Fatalf("rollback: %v", err)
+	}
+	// The URL the archive names is not signed: another spelling of it (a
+	// trailing slash) does not escape the state.
+	renamed := newKeylessFixture(t)
+	rrepo := renamed.withTUF(t, 24*time.Hour)
+	rlast := len(renamed.c.Artifacts) - 1
+	var rm ocispec.Manifest
+	if err := json.Unmarshal(renamed.st[renamed.c.Artifacts[rlast].Digest], &rm); err != nil {
+		t.Fatal(err)
+	}
+	rm.Annotations[AnnotationTUFURL] += "/"
+	rraw, _ := json.Marshal(rm)
+	rd := renamed.st.put(rraw)
+	renamed.c.Artifacts[rlast].Digest, renamed.c.Artifacts[rlast].Size = rd.Digest, rd.Size
+	rstate := &TrustState{Version: 1, GUNs: map[string]*GUNState{}, TUF: map[string]*GUNState{digest.FromBytes(rrepo.Root()).String(): {Roles: map[string]int{"timestamp": 7}}}}
+	if _, err := Verify(ctx, renamed.st, renamed.c, WithSigstoreTUFRoot(rrepo.Root()), id, WithTrustState(rstate)); !errors.Is(err, ErrRollback) {
+		t.Fatalf("rollback with the URL spelled otherwise: %v", err)
 	}
 	// Recording raises the state to what was accepted.
 	state = &TrustState{Version: 1, GUNs: map[string]*GUNState{}}
 	state.Record(rep, time.Unix(0, 0))
-	if got := state.TUF[repo.URL]; got == nil || got.Roles["root"] != 2 || got.Roles["timestamp"] != 1 {
+	if got := state.TUF[pinned]; got == nil || got.Roles["root"] != 2 || got.Roles["timestamp"] != 1 {
 		t.Fatalf("recorded %+v", got)
 	}
 

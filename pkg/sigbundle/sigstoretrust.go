@@ -90,6 +90,10 @@ type SigstoreTrustInfo struct {
 	// TUF metadata was unexpired then.
 	ExportedAt    time.Time `json:"exportedAt,omitzero"`
 	ValidAtExport bool      `json:"validAtExport,omitempty"`
+	// PinnedRoot names the TUF root the chain was checked from,
+	// "sha256:<hex>" of the pinned root.json (the trust state remembers
+	// role versions under it); empty when the chain was not checked.
+	PinnedRoot string `json:"pinnedRoot,omitempty"`
 	// Used is true when keyless signatures were verified against it.
 	Used bool   `json:"used"`
 	Note string `json:"note,omitempty"`
@@ -360,6 +364,7 @@ func (v *verifier) sigstoreTrust(ctx context.Context, a ocispec.Descriptor, m *m
 		return fail(wrapf(ErrTrustData, "the carried trusted root is not the %s target its TUF metadata signs", TrustedRootTarget))
 	}
 	info.Roles = roles
+	info.PinnedRoot = digest.FromBytes(pinned).String()
 	if err := v.o.trustState.CheckTUF(info); err != nil {
 		return fail(err)
 	}

@@ -26,8 +26,11 @@ type TrustState struct {
 	Version int `json:"version"`
 	// GUNs maps each GUN to what was accepted for it.
 	GUNs map[string]*GUNState `json:"guns"`
-	// TUF maps each Sigstore TUF repository URL to the role versions
-	// accepted from it (carried Sigstore trust material).
+	// TUF maps each Sigstore TUF repository, named by the sha256 of the
+	// root it was pinned to ("sha256:<hex>", SigstoreTrustInfo.PinnedRoot),
+	// to the role versions accepted from it (carried Sigstore trust
+	// material). The URL the archive names is not signed, so it cannot be
+	// the key.
 	TUF map[string]*GUNState `json:"tuf,omitempty"`
 }
 
@@ -116,10 +119,10 @@ func (s *TrustState) Check(info *NotaryInfo) error {
 // CheckTUF refuses carried Sigstore TUF metadata older than the state
 // remembers for its repository (a rollback, by the TUF rules).
 func (s *TrustState) CheckTUF(info *SigstoreTrustInfo) error {
-	if s == nil || s.TUF[info.URL] == nil {
+	if s == nil || info.PinnedRoot == "" || s.TUF[info.PinnedRoot] == nil {
 		return nil
 	}
-	older, last := s.TUF[info.URL].older(info.Roles)
+	older, last := s.TUF[info.PinnedRoot].older(info.Roles)
 	if len(older) == 0 {
 		return nil
 	}
@@ -162,11 +165,11 @@ func (s *TrustState) Record(rep *Report, now time.Time) {
 	for _, info := range rep.Notary {
 		raise(s.GUNs, info.GUN, info.Target, info.Roles)
 	}
-	if t := rep.Sigstore; t != nil && t.Used && t.Source == "tuf" && (t.Anchor == "pin" || t.Anchor == "embedded") {
+	if t := rep.Sigstore; t != nil && t.Used && t.PinnedRoot != "" { // the TUF chain was checked and used
 		if s.TUF == nil {
 			s.TUF = map[string]*GUNState{}
 		}
-		raise(s.TUF, t.URL, TrustedRootTarget+" sha256:"+t.TrustedRootSHA256, t.Roles)
+		raise(s.TUF, t.PinnedRoot, TrustedRootTarget+" sha256:"+t.TrustedRootSHA256+" from "+t.URL, t.Roles)
 	}
 }
 

@@ -1,6 +1,7 @@
 package sigbundle
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,7 +21,7 @@ func TestAnchorsUsed(t *testing.T) {
 	}
 	key := WithCosignKey("release.pub", &ec.PublicKey)
 	unsigned := &Report{}
-	signed := &Report{Artifacts: []ArtifactReport{{Format: "cosign", Verified: true, Keys: []string{"release.pub"}}}}
+	signed := &Report{Artifacts: []ArtifactReport{{Format: "cosign", Verified: true, Keys: []string{"release.pub"}, verifiedBy: []crypto.PublicKey{&ec.PublicKey}}}}
 	other := &Report{Artifacts: []ArtifactReport{{Format: "cosign"}}}
 
 	if err := AnchorsUsed([]*Report{unsigned, signed, nil}, key); err != nil {
@@ -28,6 +29,15 @@ func TestAnchorsUsed(t *testing.T) {
 	}
 	if err := AnchorsUsed([]*Report{unsigned, other}, key); !errors.Is(err, ErrTrustAnchor) {
 		t.Fatalf("the key verified nothing in any bundle: %v", err)
+	}
+	// Another key under the same file name did the verifying: the key is
+	// judged by itself, not its name.
+	ec2, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := AnchorsUsed([]*Report{signed}, WithCosignKey("release.pub", &ec2.PublicKey)); !errors.Is(err, ErrTrustAnchor) {
+		t.Fatalf("a namesake key: %v", err)
 	}
 	pin := WithNotaryPin("registry.example/bundles/db", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
 	withDB := &Report{Notary: []*NotaryInfo{{GUN: "registry.example/bundles/db"}}}

@@ -348,7 +348,7 @@ func (v *verifier) authorityLacks(a Authority, d digest.Digest) string {
 			return false
 		}
 		if a.Key != nil {
-			return slices.Contains(ar.Keys, a.KeyName)
+			return ar.verifiedWith(a.Key)
 		}
 		for _, id := range a.Identities {
 			if id.matches(ar.Signer.Identity, ar.Signer.Issuer) {

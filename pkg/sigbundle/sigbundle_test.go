@@ -14,6 +14,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -262,6 +264,39 @@ func TestVerifyReferrers(t *testing.T) {
 	}
 	if _, err = Verify(ctx, st, c, WithCosignKey("other", &newKey(t).PublicKey)); !errors.Is(err, ErrSignature) {
 		t.Fatalf("with another key: %v", err)
+	}
+	// A policy's key authority is met by that key, not by a key that has
+	// its file name: the signature verified with --cosign-key k, the policy
+	// names another key in a file also called k.
+	dir := t.TempDir()
+	der, err := x509.MarshalPKIXPublicKey(&newKey(t).PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "k"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := ParsePolicy([]byte("spec: {images: [{glob: 'registry.example/**'}], authorities: [{key: {path: k}}]}"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := c
+	pc.Subjects = []PolicySubject{{Reference: "registry.example/app:1", Digest: index.Digest}}
+	if _, err = Verify(ctx, st, pc, WithCosignKey("k", &k.PublicKey), WithPolicy(pol...)); !errors.Is(err, ErrPolicy) {
+		t.Fatalf("a policy key's namesake verified the signature: %v", err)
+	}
+	der, err = x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "k"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if pol, err = ParsePolicy([]byte("spec: {images: [{glob: 'registry.example/**'}], authorities: [{key: {path: k}}]}"), dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = Verify(ctx, st, pc, WithPolicy(pol...)); err != nil {
+		t.Fatalf("the policy's own key: %v", err)
 	}
 	if _, err = Verify(ctx, st, c, WithRequireSignatures(true)); !errors.Is(err, ErrUnsigned) {
 		t.Fatalf("required without keys: %v", err)

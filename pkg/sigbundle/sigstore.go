@@ -326,6 +326,7 @@ func keyVerifiers(key crypto.PublicKey) ([]signature.Verifier, error) {
 type sigstoreOutcome struct {
 	verified bool
 	keys     []string
+	pubs     []crypto.PublicKey // the keys that verified a keyed signature
 	signer   *Signer
 	note     string
 }
@@ -426,6 +427,7 @@ func (o *options) verifyKeyed(entity *sgbundle.Bundle, artifact func() verify.Ar
 			if !slices.Contains(out.keys, k.name) {
 				out.keys = append(out.keys, k.name)
 			}
+			out.pubs = append(out.pubs, k.key)
 			if out.signer == nil {
 				out.signer = signerOf(res, st)
 				out.signer.Key = k.name

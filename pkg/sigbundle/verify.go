@@ -2,6 +2,7 @@ package sigbundle
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,6 +85,18 @@ type ArtifactReport struct {
 	// forName: a signature that verified and whose claim does not
 	// contradict the subject's names (or WithAllowRename).
 	forName bool
+	// verifiedBy are the public keys that verified it: Keys names them,
+	// but two keys may have one name (two files called cosign.pub).
+	verifiedBy []crypto.PublicKey
+}
+
+// verifiedWith reports whether key verified ar (by the key itself, not
+// its name).
+func (ar *ArtifactReport) verifiedWith(key crypto.PublicKey) bool {
+	return slices.ContainsFunc(ar.verifiedBy, func(k crypto.PublicKey) bool {
+		eq, ok := k.(interface{ Equal(crypto.PublicKey) bool })
+		return ok && eq.Equal(key)
+	})
 }
 
 // Report is the result of Verify.
@@ -289,15 +302,11 @@ func anchorsUsed(o *options, rep *Report) error {
 		}
 		return &Error{Kind: "notary", GUN: g, Err: wrapf(ErrTrustAnchor, "a pin was given for this GUN, but the archive carries %s", what)}
 	}
-	used := map[string]bool{}
 	cosignArts, notationVerified := 0, false
 	for _, a := range rep.Artifacts {
 		switch a.Format {
 		case "cosign", "cosign-attestation":
 			cosignArts++
-			for _, k := range a.Keys {
-				used[k] = true
-			}
 		case "notation":
 			notationVerified = notationVerified || a.Verified
 		}
@@ -310,7 +319,7 @@ func anchorsUsed(o *options, rep *Report) error {
 		return &Error{Kind: "cosign", Key: strings.Join(o.identityNames, ", "), Err: wrapf(ErrTrustAnchor, "no keyless signature or attestation of the %d the archive carries was made by the given identities", cosignArts)}
 	}
 	for _, k := range o.cosignKeys {
-		if !used[k.name] {
+		if !slices.ContainsFunc(rep.Artifacts, func(a ArtifactReport) bool { return a.verifiedWith(k.key) }) {
 			return &Error{Kind: "cosign", Key: k.name, Err: wrapf(ErrTrustAnchor, "the key verified none of the %d cosign signatures and attestations the archive carries", cosignArts)}
 		}
 	}
@@ -594,6 +603,7 @@ func (v *verifier) record(ar *ArtifactReport, out sigstoreOutcome) bool {
 				ar.Keys = append(ar.Keys, k)
 			}
 		}
+		ar.verifiedBy = append(ar.verifiedBy, out.pubs...)
 	}
 	if out.signer != nil && (ar.Signer == nil || out.verified) {
 		ar.Signer = out.signer

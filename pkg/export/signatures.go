@@ -186,18 +186,18 @@ func (e *exporter) collectSignatures(ctx context.Context, srcs []*bundleSource, 
 		return errors.New("export: Notary trust data of images needs a Notary server")
 	}
 	if so.sigstore != nil {
-		// One trust artifact per bundle, about its index, so that each
-		// bundle is verified with the material that travels with it (the
-		// trusted root and TUF metadata are stored once).
+		// Fetched once; one trust artifact per bundle, about its index, so
+		// that each bundle is verified with the material that travels with
+		// it (the trusted root and TUF metadata are stored once).
+		req := *so.sigstore
 		for _, src := range srcs {
-			req := *so.sigstore
-			req.Subject = ocispec.Descriptor{MediaType: src.root.MediaType, Digest: src.root.Digest, Size: src.root.Size}
-			found, err := sigbundle.CollectSigstoreTrust(ctx, req, opts...)
-			if err != nil {
-				return fmt.Errorf("bundle %s: %w", bundleLabel(src), err)
-			}
-			col.Merge(found)
+			req.Subjects = append(req.Subjects, ocispec.Descriptor{MediaType: src.root.MediaType, Digest: src.root.Digest, Size: src.root.Size})
 		}
+		found, err := sigbundle.CollectSigstoreTrust(ctx, req, opts...)
+		if err != nil {
+			return fmt.Errorf("bundle %s: %w", res.Bundle, err)
+		}
+		col.Merge(found)
 	} else if n := col.Keyless(); n > 0 {
 		e.warn("%d keyless signatures or attestations are carried without Sigstore trust material: the importing side needs --trusted-root, or export with --sigstore-trust", n)
 	}

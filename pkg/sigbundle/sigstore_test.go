@@ -247,7 +247,7 @@ func (f *keylessFixture) withTUF(t *testing.T, expires time.Duration) *testsigst
 	if err := repo.RotateRoot(); err != nil {
 		t.Fatal(err)
 	}
-	col, err := CollectSigstoreTrust(context.Background(), SigstoreRequest{URL: repo.URL, Root: repo.Root(), Subject: f.c.Index})
+	col, err := CollectSigstoreTrust(context.Background(), SigstoreRequest{URL: repo.URL, Root: repo.Root(), Subjects: []ocispec.Descriptor{f.c.Index}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,6 +259,16 @@ func (f *keylessFixture) withTUF(t *testing.T, expires time.Duration) *testsigst
 	}
 	f.c.Artifacts = append(f.c.Artifacts, col.Roots[0])
 	return repo
+}
+
+// m0Layers returns the layers of f's trust artifact (the last one).
+func m0Layers(t *testing.T, f *keylessFixture) []ocispec.Descriptor {
+	t.Helper()
+	var m ocispec.Manifest
+	if err := json.Unmarshal(f.st[f.c.Artifacts[len(f.c.Artifacts)-1].Digest], &m); err != nil {
+		t.Fatal(err)
+	}
+	return m.Layers
 }
 
 // TestSigstoreTUF carries the trusted root with its TUF chain and checks it
@@ -357,6 +367,24 @@ func TestSigstoreTUF(t *testing.T) {
 	g.c.Artifacts[last].Digest, g.c.Artifacts[last].Size = d.Digest, d.Size
 	if _, err := Verify(ctx, g.st, g.c, WithSigstoreTUFRoot(grepo.Root()), id); !errors.Is(err, ErrTrustData) || !strings.Contains(err.Error(), "not the trusted_root.json target") {
 		t.Fatalf("forged trusted root: %v", err)
+	}
+
+	// Several subjects (the bundles of one archive): one fetch, one
+	// artifact about each, every layer blob shared.
+	two, err := CollectSigstoreTrust(ctx, SigstoreRequest{URL: repo.URL, Root: repo.Root(),
+		Subjects: []ocispec.Descriptor{f.c.Index, {MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromString("another bundle"), Size: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(two.Roots) != 2 || two.Roots[0].Annotations[layout.AnnotationSubject] == two.Roots[1].Annotations[layout.AnnotationSubject] {
+		t.Fatalf("two subjects: roots %+v", two.Roots)
+	}
+	unique := map[digest.Digest]bool{}
+	for _, l := range m0Layers(t, f) {
+		unique[l.Digest] = true
+	}
+	if want := len(unique) + 1 + 2; len(two.Blobs) != want { // layers and config once, two manifests
+		t.Fatalf("two subjects: %d blobs, want %d", len(two.Blobs), want)
 	}
 
 	// A carried TUF file missing (timestamp.json left out): the data's

@@ -63,8 +63,11 @@ type SigstoreRequest struct {
 	// TrustedRoot, instead of URL, is a trusted_root.json given as a file:
 	// carried as it is (the other side must be told to trust it).
 	TrustedRoot []byte
-	// Subject is the bundle index the artifact is attached to.
-	Subject ocispec.Descriptor
+	// Subjects are the bundle indexes the material is attached to: it is
+	// fetched once and carried as one artifact per subject (their blobs
+	// are the same), so that each bundle of an archive of several is
+	// verified with material of its own.
+	Subjects []ocispec.Descriptor
 	// Transport reaches the TUF repository (TLS settings); nil:
 	// http.DefaultTransport.
 	Transport http.RoundTripper
@@ -100,7 +103,8 @@ type SigstoreTrustInfo struct {
 }
 
 // CollectSigstoreTrust fetches the Sigstore trusted root through TUF (or
-// takes the given file) and returns it as an artifact for the archive.
+// takes the given file), once, and returns it as an artifact about each of
+// req.Subjects.
 func CollectSigstoreTrust(ctx context.Context, req SigstoreRequest, opts ...Option) (*Collection, error) {
 	o, err := makeOptions(opts...)
 	if err != nil {
@@ -154,11 +158,20 @@ func CollectSigstoreTrust(ctx context.Context, req SigstoreRequest, opts ...Opti
 	if info.Source == "tuf" {
 		via = ViaSigstoreTUF
 	}
-	col, d, err := b.finish(ArtifactTypeSigstoreTrust, req.Subject, ann, layout.RoleTrust, via, "")
-	if err != nil {
-		return nil, err
+	if len(req.Subjects) == 0 {
+		return nil, errors.New("sigbundle: a Sigstore request needs a subject")
 	}
-	info.Artifact = d
+	col := &Collection{}
+	for _, s := range req.Subjects {
+		c, d, err := b.finish(ArtifactTypeSigstoreTrust, s, ann, layout.RoleTrust, via, "")
+		if err != nil {
+			return nil, err
+		}
+		if info.Artifact == "" {
+			info.Artifact = d
+		}
+		col.Merge(c)
+	}
 	col.Sigstore = info
 	return col, nil
 }

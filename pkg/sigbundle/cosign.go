@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 )
 
 // simpleSigning is cosign's signed payload ("simple signing" format).
@@ -41,24 +40,10 @@ func checkSimpleSigning(payload []byte, subject digest.Digest) (string, error) {
 	return p.Critical.Identity.DockerReference, nil
 }
 
-// checkDSSE decodes a DSSE envelope (go-securesystemslib's) and checks
-// that its in-toto statement names subject among its subjects, so that a
-// misbound attestation is refused with the digests at fault before its
-// signature is verified. It returns the statement's predicate type.
-func checkDSSE(raw []byte, subject digest.Digest) (string, error) {
-	var env dsse.Envelope
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return "", wrapf(ErrBinding, "DSSE envelope is not JSON: %v", err)
-	}
-	body, err := env.DecodeB64Payload()
-	if err != nil {
-		return "", wrapf(ErrBinding, "DSSE payload is not base64: %v", err)
-	}
-	return checkStatement(env.PayloadType, body, subject)
-}
-
-// checkStatement checks that an in-toto statement names subject and
-// returns its predicate type.
+// checkStatement checks that an in-toto statement (a DSSE envelope's
+// payload) names subject among its subjects, so that a misbound
+// attestation is refused with the digests at fault before its signature is
+// verified, and returns its predicate type.
 func checkStatement(payloadType string, body []byte, subject digest.Digest) (string, error) {
 	if payloadType != MediaTypeInTotoStatement {
 		return "", wrapf(ErrBinding, "DSSE payload type is %q, not an in-toto statement (%s)", payloadType, MediaTypeInTotoStatement)

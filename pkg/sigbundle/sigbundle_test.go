@@ -169,10 +169,14 @@ func TestDSSE(t *testing.T) {
 	pt := "application/vnd.in-toto+json"
 	sig := sign(t, k, dsse.PAE(pt, body))
 	env, _ := json.Marshal(map[string]any{"payloadType": pt, "payload": base64.StdEncoding.EncodeToString(body), "signatures": []any{map[string]string{"sig": sig}}})
-	if pred, err := checkDSSE(env, subject); err != nil || pred != "x" {
+	pe, err := dsseEnvelope(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pred, err := checkStatement(pe.GetPayloadType(), pe.GetPayload(), subject); err != nil || pred != "x" {
 		t.Fatalf("DSSE: %q %v", pred, err)
 	}
-	if _, err := checkDSSE(env, digest.FromString("other")); !errors.Is(err, ErrBinding) {
+	if _, err := checkStatement(pe.GetPayloadType(), pe.GetPayload(), digest.FromString("other")); !errors.Is(err, ErrBinding) {
 		t.Fatalf("another subject: %v", err)
 	}
 	attestation := func(env []byte, subject digest.Digest) *signedThing {

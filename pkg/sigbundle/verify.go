@@ -523,12 +523,15 @@ func (v *verifier) artifact(ctx context.Context, a ocispec.Descriptor) (*Artifac
 			if err != nil {
 				return fail("cosign", fmt.Errorf("%w: envelope: %w", ErrBinding, err))
 			}
-			if ar.PredicateType, err = checkDSSE(raw, ar.Subject); err != nil {
+			env, err := dsseEnvelope(raw) // read once: bound to the subject, then verified
+			if err != nil {
+				return fail("cosign", wrapf(ErrBinding, "%v", err))
+			}
+			if ar.PredicateType, err = checkStatement(env.GetPayloadType(), env.GetPayload(), ar.Subject); err != nil {
 				return fail("cosign", err)
 			}
-			env, err := dsseEnvelope(raw)
-			if err != nil {
-				return fail("cosign", wrapf(ErrSignature, "%v", err))
+			if len(env.GetSignatures()) == 0 {
+				return fail("cosign", wrapf(ErrSignature, "DSSE envelope has no signature"))
 			}
 			st, err := legacyBundle(l.Annotations, env)
 			if err != nil {

@@ -59,8 +59,9 @@ type ArtifactReport struct {
 	Tag          string        `json:"tag,omitempty"`
 	// Bound is true when the artifact's binding to its subject checked out.
 	Bound bool `json:"bound"`
-	// Verified is true when its signature verified with a given key; Keys
-	// names them.
+	// Verified is true when its signature verified with a given key or,
+	// keyless, for an accepted identity; Keys names those keys, or the
+	// certificate's identity.
 	Verified bool     `json:"verified"`
 	Keys     []string `json:"keys,omitempty"`
 	// Format is what was checked: cosign, cosign-attestation, notation,
@@ -238,7 +239,7 @@ func Verify(ctx context.Context, st content.Fetcher, c Carried, opts ...Option) 
 				a.ClaimedName, strings.Join(c.Names.Subjects[c.Index.Digest], ", "))}
 		}
 		return nil, &Error{Kind: "bundle", Subject: c.Index.Digest, Err: wrapf(ErrUnsigned,
-			"signatures are required, and the bundle has neither Notary trust data that verified nor a signature of its index that verified with a given key (--cosign-key) or trust store (--notation-cert)")}
+			"signatures are required, and the bundle has neither Notary trust data that verified nor a signature of its index that verified with a given key (--cosign-key), identity (--certificate-identity, --policy) or trust store (--notation-cert)")}
 	}
 	return v.rep, nil
 }
@@ -368,7 +369,7 @@ func (v *verifier) keyNames() string {
 	for _, k := range v.o.cosignKeys {
 		n = append(n, k.name)
 	}
-	return strings.Join(n, ",")
+	return strings.Join(append(n, v.o.identityNames...), ",")
 }
 
 func (v *verifier) label(d digest.Digest) string {

@@ -392,12 +392,7 @@ func (col *collector) take(ctx context.Context, f found, key string) error {
 	at := artifactTypeOf(&m)
 	role := f.role
 	if role == "" {
-		role = roleFor(at)
-		// A Sigstore bundle holds a signature or an attestation: cosign
-		// says which predicate type it carries in an annotation.
-		if pt := m.Annotations[AnnotationSigstoreBundlePredicate]; strings.HasPrefix(at, MediaTypeSigstoreBundlePrefix) && pt != "" && pt != PredicateCosignSign {
-			role = layout.RoleAttestation
-		}
+		role = roleFor(at, m.Annotations)
 	}
 	ann[layout.AnnotationRole] = role
 	ann[layout.AnnotationSubject] = f.subject.String()

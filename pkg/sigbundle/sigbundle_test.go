@@ -87,8 +87,14 @@ func TestRoleFor(t *testing.T) {
 		ArtifactTypeNotary:                              layout.RoleTrust,
 		"application/vnd.example.thing":                 RoleReferrer,
 	} {
-		if got := roleFor(at); got != want {
+		if got := roleFor(at, nil); got != want {
 			t.Errorf("%s: %s, want %s", at, got, want)
+		}
+	}
+	// A Sigstore bundle of an attestation says so (any case of its type).
+	for pt, want := range map[string]string{"https://slsa.dev/provenance/v1": layout.RoleAttestation, PredicateCosignSign: layout.RoleSignature, "": layout.RoleSignature} {
+		if got := roleFor("application/vnd.dev.sigstore.Bundle.v0.3+json", map[string]string{AnnotationSigstoreBundlePredicate: pt}); got != want {
+			t.Errorf("sigstore bundle of %q: %s, want %s", pt, got, want)
 		}
 	}
 }

@@ -81,7 +81,7 @@ func (f *keylessFixture) referrer(subject ocispec.Descriptor, artifactType, laye
 		ArtifactType: artifactType, Config: cfg, Layers: []ocispec.Descriptor{l}, Subject: &sub})
 	a := f.st.put(m)
 	a.MediaType = ocispec.MediaTypeImageManifest
-	a.Annotations = map[string]string{layout.AnnotationRole: roleFor(artifactType), layout.AnnotationSubject: subject.Digest.String(), AnnotationVia: ViaReferrers}
+	a.Annotations = map[string]string{layout.AnnotationRole: roleFor(artifactType, nil), layout.AnnotationSubject: subject.Digest.String(), AnnotationVia: ViaReferrers}
 	return a
 }
 

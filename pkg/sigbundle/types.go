@@ -113,14 +113,21 @@ func IsSigningRole(role string) bool {
 	return false
 }
 
-// roleFor classifies a referrer by its artifact type.
-func roleFor(artifactType string) string {
+// roleFor classifies a referrer by its artifact type and, for a Sigstore
+// bundle, the predicate type its annotations name.
+func roleFor(artifactType string, ann map[string]string) string {
 	t := strings.ToLower(artifactType)
 	switch {
 	case t == ArtifactTypeNotary:
 		return layout.RoleTrust
-	case t == ArtifactTypeNotation, t == ArtifactTypeCosignSignature, strings.Contains(t, "signature"),
-		strings.HasPrefix(t, "application/vnd.dev.sigstore.bundle"):
+	case strings.HasPrefix(t, MediaTypeSigstoreBundlePrefix):
+		// A Sigstore bundle holds a signature or an attestation: cosign
+		// says which predicate type it carries in an annotation.
+		if pt := ann[AnnotationSigstoreBundlePredicate]; pt != "" && pt != PredicateCosignSign {
+			return layout.RoleAttestation
+		}
+		return layout.RoleSignature
+	case t == ArtifactTypeNotation, t == ArtifactTypeCosignSignature, strings.Contains(t, "signature"):
 		return layout.RoleSignature
 	case strings.Contains(t, "in-toto"), strings.Contains(t, "dsse"), strings.Contains(t, "attestation"),
 		strings.Contains(t, "provenance"), strings.Contains(t, "vex"):
